@@ -1,0 +1,51 @@
+"""`python -m chat_api`: serve the app through the factory, with workers from WEB_CONCURRENCY."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from functools import partial
+
+from sanic import Sanic
+from sanic.worker.loader import AppLoader
+
+from chat_api.app import create_app
+from chat_api.config import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chat_api", description="Run the chat API.")
+    parser.add_argument("--host", help="address to listen on (default: HOST, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: PORT, else 7001)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: WEB_CONCURRENCY, else 1)")
+    parser.add_argument("--dev", action="store_true", help="reload on code changes, debug pages")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"chat_api: configuration error: {error}", file=sys.stderr)
+        return 2
+    settings = dataclasses.replace(
+        settings,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        web_concurrency=args.workers or settings.web_concurrency,
+    )
+    # Each worker process builds its own app from the same settings through the factory.
+    loader = AppLoader(factory=partial(create_app, settings))
+    app = loader.load()
+    app.prepare(
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_concurrency,
+        dev=args.dev,
+        access_log=True,
+        motd=False,
+    )
+    Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

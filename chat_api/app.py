@@ -1,0 +1,130 @@
+"""The application factory: configuration, blueprints, error handling and store lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from sanic import Sanic
+from sanic_ext import Extend
+
+from chat_api import __version__
+from chat_api.auth.routes import bp as auth_bp
+from chat_api.auth.schemas import LoginRequest, TokenResponse
+from chat_api.config import Settings
+from chat_api.exceptions import register_error_handler
+from chat_api.health.routes import Health
+from chat_api.health.routes import bp as health_bp
+from chat_api.indexes import create_indexes
+from chat_api.openapi import setup_openapi
+from chat_api.security import PasswordHasher
+from chat_api.store import EmbeddedStore, open_database, store_label
+from chat_api.users.routes import bp as users_bp
+from chat_api.users.schemas import Availability, UserCreate, UserCreated, UserPublic, UserUpdate
+
+log = logging.getLogger("chat_api")
+APP_NAME = "chat_api"
+REQUEST_MAX_SIZE = 1024 * 1024
+SCHEMA_MODELS = [UserCreate, UserUpdate, UserPublic, UserCreated, Availability, LoginRequest, TokenResponse, Health]
+
+
+def create_app(settings: Settings | None = None) -> Sanic:
+    """Build the app. Without `settings`, they are read from the environment and `.env`."""
+    settings = settings or Settings.from_env()
+    _configure_logging(settings)
+    app = Sanic(APP_NAME)
+    app.ctx.settings = settings
+    app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    _configure_cors(app, settings)
+    Extend(app)
+    setup_openapi(app, SCHEMA_MODELS)
+
+    app.blueprint(health_bp)
+    app.blueprint(auth_bp)
+    app.blueprint(users_bp)
+    register_error_handler(app)
+
+    app.main_process_start(start_shared_store)
+    app.main_process_stop(stop_shared_store)
+    app.before_server_start(connect_store)
+    app.after_server_stop(disconnect_store)
+    return app
+
+
+def _configure_logging(settings: Settings) -> None:
+    logger = logging.getLogger("chat_api")
+    logger.setLevel(settings.log_level)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _configure_cors(app: Sanic, settings: Settings) -> None:
+    # No origin is allowed unless listed: sanic-ext treats an empty list as "*".
+    app.config.CORS = bool(settings.cors_origins)
+    app.config.CORS_ORIGINS = ",".join(settings.cors_origins)
+    # A "*" wildcard does not cover Authorization in browsers, so both are named.
+    app.config.CORS_ALLOW_HEADERS = "authorization,content-type"
+    app.config.CORS_EXPOSE_HEADERS = "location,x-total-count"
+    app.config.CORS_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
+    app.config.CORS_MAX_AGE = 600
+
+
+async def start_shared_store(app: Sanic) -> None:
+    """In the main process, so that several workers share one embedded store."""
+    settings: Settings = app.ctx.settings
+    if settings.store_kind != "embedded":
+        log.info("store: %s", store_label(settings, settings.mongodb_uri or ""))
+        return
+    try:
+        store = EmbeddedStore(settings.data_dir).start()
+    except Exception:
+        # Sanic reports a failing main-process listener only as an OS error; say what failed.
+        log.exception("could not start the embedded store")
+        raise
+    app.ctx.embedded_store = store
+    app.shared_ctx.store_port = multiprocessing.Value("i", store.port)
+    log.info("store: %s", store_label(settings, store.uri))
+
+
+async def stop_shared_store(app: Sanic) -> None:
+    store: EmbeddedStore | None = getattr(app.ctx, "embedded_store", None)
+    if store is not None:
+        store.stop()
+        log.info("embedded store stopped")
+
+
+async def connect_store(app: Sanic) -> None:
+    settings: Settings = app.ctx.settings
+    uri = settings.mongodb_uri
+    if uri is None:
+        shared_port = getattr(app.shared_ctx, "store_port", None)
+        if shared_port is not None:
+            uri = f"mongodb://127.0.0.1:{shared_port.value}/"
+        else:
+            # Run without a main process (single-process mode): own the store here.
+            store = EmbeddedStore(settings.data_dir).start()
+            app.ctx.worker_store = store
+            uri = store.uri
+            log.info("store: %s", store_label(settings, uri))
+    database = await open_database(uri, settings.mongodb_db)
+    app.ctx.database = database
+    for index in await create_indexes(database):
+        log.info("created index %s", index)
+    app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, ThreadPoolExecutor(max_workers=os.cpu_count() or 1))
+
+
+async def disconnect_store(app: Sanic) -> None:
+    await app.ctx.database.client.close()
+    app.ctx.hasher.executor.shutdown(wait=False)
+    store: EmbeddedStore | None = getattr(app.ctx, "worker_store", None)
+    if store is not None:
+        store.stop()
+
+
+__all__ = ["create_app", "__version__"]

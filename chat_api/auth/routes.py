@@ -1,0 +1,75 @@
+"""Auth routes: register, login, the current user, logout."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, empty, json
+
+from chat_api.auth import service
+from chat_api.auth.decorators import protected
+from chat_api.auth.schemas import LoginRequest, TokenResponse
+from chat_api.exceptions import NotFound, Unprocessable
+from chat_api.openapi import document
+from chat_api.users.routes import create_user_response, user_json
+from chat_api.users.schemas import UserCreate, UserCreated, UserPublic
+from chat_api.validation import validate_body
+
+bp = Blueprint("auth", url_prefix="/api")
+
+
+@bp.post("/register")
+@document(
+    tag="auth",
+    body=UserCreate,
+    responses={201: (UserCreated, "Registered")},
+    headers={201: {"Location": "URL of the new user"}},
+    errors=(400, 413, 422),
+)
+@validate_body(UserCreate)
+async def register(request: Request, body: UserCreate) -> HTTPResponse:
+    """Create an account; no token needed."""
+    return await create_user_response(request, body)
+
+
+@bp.post("/login")
+@document(tag="auth", body=LoginRequest, responses={200: (TokenResponse, "Logged in")}, errors=(400, 404, 422))
+@validate_body(LoginRequest)
+async def login(request: Request, body: LoginRequest) -> HTTPResponse:
+    """Log in with a chat_id or an email; answers `{"token": "Bearer <jwt>"}`."""
+    try:
+        token = await service.login(body.chat_id, body.password, request.app.ctx.hasher, request.app.ctx.settings)
+    except service.UnknownAccount:
+        raise NotFound("No account with this chat_id or email") from None
+    except service.WrongPassword:
+        raise Unprocessable("Wrong password") from None
+    # The frontend stores this string verbatim and sends it back as the Authorization header.
+    return json({"token": f"Bearer {token}"})
+
+
+@bp.get("/getUser")
+@document(tag="auth", responses={200: (UserPublic, "The user of the token")}, errors=(401,))
+@protected
+async def get_current_user(request: Request) -> HTTPResponse:
+    """The user the token belongs to."""
+    return user_json(request.ctx.user)
+
+
+async def _logout(request: Request) -> HTTPResponse:
+    await service.logout(request.ctx.user.id)
+    return empty()
+
+
+@bp.get("/logout")
+@document(tag="auth", responses={204: (None, "Logged out")}, errors=(401,))
+@protected
+async def logout(request: Request) -> HTTPResponse:
+    """Log out: every token issued to this user so far stops working; the user goes offline."""
+    return await _logout(request)
+
+
+@bp.post("/logout")
+@document(tag="auth", responses={204: (None, "Logged out")}, errors=(401,))
+@protected
+async def logout_post(request: Request) -> HTTPResponse:
+    """Log out (POST form of GET /api/logout)."""
+    return await _logout(request)

@@ -1,0 +1,149 @@
+"""The one typed settings object, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+DEFAULT_JWT_TTL = 7 * 24 * 3600
+MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and so do we
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    mongodb_uri: str | None = None
+    mongodb_db: str = "chat"
+    jwt_secret: str = ""
+    jwt_ttl: int = DEFAULT_JWT_TTL
+    bcrypt_rounds: int = 12
+    cors_origins: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 7001
+    web_concurrency: int = 1
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def store_kind(self) -> str:
+        """`mongodb` when a URI is configured, else `embedded` (the app starts nx-27017 itself)."""
+        return "mongodb" if self.mongodb_uri else "embedded"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+    ) -> Settings:
+        """Read settings from `environ` (default: the process environment) over `env_file`.
+
+        Real environment variables win over `.env`, as python-dotenv does by default, so a
+        platform's config vars (Heroku) override a committed or local file.
+        """
+        values: dict[str, str] = {}
+        if env_file is not None and env_file.is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+
+        def get(name: str) -> str | None:
+            value = values.get(name)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        env = (get("ENV") or "development").lower()
+        data_dir = Path(get("DATA_DIR") or "data")
+        settings = cls(
+            env=env,
+            mongodb_uri=get("MONGODB_URI"),
+            mongodb_db=get("MONGODB_DB") or "chat",
+            jwt_secret=_jwt_secret(get("JWT_SECRET"), env, data_dir),
+            jwt_ttl=_duration("JWT_TTL", get("JWT_TTL"), DEFAULT_JWT_TTL),
+            bcrypt_rounds=_int("BCRYPT_ROUNDS", get("BCRYPT_ROUNDS"), 12, low=4, high=31),
+            cors_origins=_origins(get("CORS_ORIGINS")),
+            host=get("HOST") or "127.0.0.1",
+            port=_int("PORT", get("PORT"), 7001, low=1, high=65535),
+            web_concurrency=_int("WEB_CONCURRENCY", get("WEB_CONCURRENCY"), 1, low=1, high=64),
+            data_dir=data_dir,
+            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+        )
+        return settings
+
+
+def _int(name: str, raw: str | None, default: int, *, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _duration(name: str, raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    match = _DURATION.match(raw)
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"{name} must be a positive duration like 3600, 90m, 12h or 7d; got {raw!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _origins(raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    return tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+
+
+def _jwt_secret(raw: str | None, env: str, data_dir: Path) -> str:
+    if raw is not None:
+        if len(raw.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes; "
+                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        return raw
+    if env == "production":
+        raise ConfigError(
+            "JWT_SECRET is not set. In production every worker and every instance must sign "
+            "tokens with the same secret: set JWT_SECRET (at least 32 bytes), e.g. "
+            'heroku config:set JWT_SECRET=$(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
+    return _local_dev_secret(data_dir / ".jwt_secret")
+
+
+def _local_dev_secret(path: Path) -> str:
+    """A development secret generated once and kept on disk.
+
+    A secret made per process would make each worker reject the others' tokens and log
+    everyone out on every restart. The file is created atomically (write a temporary
+    file, then hard-link it into place, which fails if it already exists), so workers
+    that start together all end up reading the same secret.
+    """
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_text(secrets.token_urlsafe(48) + "\n")
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()

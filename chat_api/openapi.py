@@ -1,0 +1,127 @@
+"""OpenAPI: pydantic models registered as components, and per-status responses on each route.
+
+sanic-ext renders a pydantic model handed to it directly inline and wrongly (`model_config`
+as a property, `EmailStr` as `object`), so each model's own JSON schema is registered as a
+component and routes refer to it by `$ref`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+from sanic import Sanic
+from sanic_ext.extensions.openapi import openapi
+
+from chat_api import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+REF = "#/components/schemas/{model}"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    message: str
+    errors: list[FieldError] | None = None
+
+
+class MessageBody(BaseModel):
+    message: str
+
+
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def json_content(model: type[BaseModel], many: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "array", "items": ref(model)} if many else ref(model)
+    return {"application/json": {"schema": schema}}
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input",
+    401: "Missing, invalid, expired or revoked token",
+    403: "Not allowed for this user",
+    404: "Not found",
+    413: "Body over 1 MiB",
+    422: "Conflicts with stored data",
+    503: "The store is unavailable",
+}
+
+
+def document(
+    *,
+    responses: Mapping[int, tuple[type[BaseModel] | None, str] | tuple[type[BaseModel], str, Literal["many"]]],
+    errors: Sequence[int] = (),
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    headers: Mapping[int, Mapping[str, str]] | None = None,
+    tag: str,
+) -> Callable[[F], F]:
+    """Declare a route's body, query, and responses per status, each by `$ref`."""
+
+    def decorator(handler: F) -> F:
+        openapi.tag(tag)(handler)
+        openapi.operation(handler.__name__)(handler)
+        if body is not None:
+            openapi.body(json_content(body), required=True)(handler)
+        if query is not None:
+            for name, field in query.model_fields.items():
+                openapi.parameter(
+                    name,
+                    {"type": "integer", "default": field.default},
+                    "query",
+                    description=field.description or "",
+                )(handler)
+        for status, spec in responses.items():
+            model, description = spec[0], spec[1]
+            many = len(spec) == 3
+            content = json_content(model, many) if model is not None else None
+            extra: dict[str, Any] = {}
+            if headers and status in headers:
+                extra["headers"] = {
+                    name: {"description": text, "schema": {"type": "string"}} for name, text in headers[status].items()
+                }
+            openapi.response(status, content, description, **extra)(handler)
+        for status in errors:
+            openapi.response(status, json_content(ErrorBody), ERROR_DESCRIPTIONS[status])(handler)
+        openapi.response(500, json_content(ErrorBody), "Unexpected error")(handler)
+        return handler
+
+    return decorator
+
+
+def component_schemas(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template=REF, mode="validation")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def setup_openapi(app: Sanic, models: Sequence[type[BaseModel]]) -> None:
+    app.config.OAS_UI_DEFAULT = "swagger"
+    app.config.OAS_UI_REDOC = False
+    app.config.OAS_AUTODOC = True
+    app.ext.openapi.describe(
+        "chat_api",
+        version=__version__,
+        description="Chat backend: users, availability checks, register and login with JWT.",
+    )
+    app.ext.openapi.add_security_scheme(
+        "bearerAuth",
+        "http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="`Authorization: Bearer <jwt>` as returned by POST /api/login (a bare <jwt> works too).",
+    )
+    app.ext.openapi.raw(
+        {"components": {"schemas": component_schemas([ErrorBody, FieldError, MessageBody, *models])}}
+    )

@@ -1,0 +1,87 @@
+"""Password hashing and JWT handling: pure functions, no HTTP and no store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+
+import bcrypt
+import jwt
+
+ALGORITHM = "HS256"
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit; bcrypt 5 raises beyond it instead of truncating
+REQUIRED_CLAIMS = ["sub", "iat", "exp", "ver"]
+
+
+class InvalidToken(Exception):
+    """The token is malformed, badly signed, expired or lacks a claim."""
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: str
+    version: int
+    issued_at: int
+    expires_at: int
+
+
+def hash_password(password: str, rounds: int) -> str:
+    # gensalt() draws a fresh random salt for every password; the hash carries it.
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    encoded = password.encode()
+    if len(encoded) > MAX_PASSWORD_BYTES:
+        return False
+    try:
+        return bcrypt.checkpw(encoded, password_hash.encode())
+    except ValueError:  # not a bcrypt hash
+        return False
+
+
+@dataclass(frozen=True)
+class PasswordHasher:
+    """Runs bcrypt in an executor: it is slow on purpose, and off the event loop a burst of
+    logins cannot stall other requests (bcrypt releases the GIL while it works)."""
+
+    rounds: int
+    executor: Executor
+
+    async def hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(hash_password, password, self.rounds))
+
+    async def verify(self, password: str, password_hash: str) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(verify_password, password, password_hash))
+
+
+def create_token(user_id: str, version: int, secret: str, ttl_seconds: int, now: float | None = None) -> str:
+    issued_at = int(time.time() if now is None else now)
+    claims = {"sub": user_id, "iat": issued_at, "exp": issued_at + ttl_seconds, "ver": version}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_token(token: str, secret: str) -> TokenClaims:
+    try:
+        # algorithms is a fixed list: the token's own `alg` header (say "none") is never trusted.
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS})
+    except jwt.PyJWTError as error:
+        raise InvalidToken(str(error)) from None
+    version = claims["ver"]
+    if not isinstance(claims["sub"], str) or not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidToken("malformed claims")
+    return TokenClaims(claims["sub"], version, int(claims["iat"]), int(claims["exp"]))
+
+
+def token_from_header(value: str) -> str:
+    """Accept `Bearer <jwt>` (what login hands out) and a bare `<jwt>`."""
+    value = value.strip()
+    scheme, _, rest = value.partition(" ")
+    if rest and scheme.lower() == "bearer":
+        return rest.strip()
+    return value

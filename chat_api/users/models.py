@@ -1,0 +1,38 @@
+"""The user document as stored in MongoDB; only the service layer touches it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from beanie import Document
+from pymongo import ASCENDING, IndexModel
+
+Sex = Literal["man", "female", "unknown"]
+Flag = Literal["online", "offline"]
+
+
+class User(Document):
+    # Field names follow the original egg.js schema so existing clients keep working.
+    chat_id: int
+    email: str  # always stored trimmed and lower-cased
+    username: str
+    password: str  # the bcrypt hash; never leaves the service layer
+    personality: str | None = None
+    avatar: str | None = None
+    register_at: datetime
+    sex: Sex = "unknown"
+    birthday: datetime
+    phone: str | None = None
+    flag: Flag = "offline"
+    # Logout increments it; a token carries the value it was issued with, so every older
+    # token stops working without comparing clocks.
+    token_version: int = 0
+
+    class Settings:
+        name = "users"
+        # The one place indexes are declared: the app and scripts.indexes both read it.
+        indexes = [
+            IndexModel([("email", ASCENDING)], name="email_1", unique=True),
+            IndexModel([("chat_id", ASCENDING)], name="chat_id_1", unique=True),
+        ]

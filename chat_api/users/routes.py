@@ -1,0 +1,156 @@
+"""User routes: CRUD under /api/users and the two availability checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, empty, json
+
+from chat_api.auth.decorators import protected
+from chat_api.exceptions import BadRequest, Forbidden, NotFound, Unprocessable
+from chat_api.openapi import MessageBody, document
+from chat_api.users import service
+from chat_api.users.models import User
+from chat_api.users.schemas import Availability, Pagination, UserCreate, UserCreated, UserPublic, UserUpdate
+from chat_api.validation import EMAIL_ADAPTER, ChatId, validate_body, validate_query
+
+bp = Blueprint("users", url_prefix="/api/users", strict_slashes=False)
+CHAT_ID_ADAPTER: TypeAdapter[int] = TypeAdapter(ChatId)
+
+
+def user_json(user: User, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
+    return json(UserPublic.from_document(user).model_dump(mode="json"), status=status, headers=headers)
+
+
+async def create_user_response(request: Request, body: UserCreate) -> HTTPResponse:
+    """201 with the new id and its Location; 422 naming the field that is taken."""
+    try:
+        user = await service.create_user(body, request.app.ctx.hasher)
+    except service.DuplicateValue as taken:
+        raise Unprocessable(str(taken), errors=[{"field": taken.field, "message": "already taken", "type": "taken"}])
+    user_id = str(user.id)
+    return json(
+        UserCreated(user_id=user_id).model_dump(),
+        status=201,
+        headers={"Location": request.app.url_for("users.get_user", user_id=user_id)},
+    )
+
+
+@bp.post("")
+@document(
+    tag="users",
+    body=UserCreate,
+    responses={201: (UserCreated, "Created")},
+    headers={201: {"Location": "URL of the new user"}},
+    errors=(400, 401, 413, 422),
+)
+@protected
+@validate_body(UserCreate)
+async def create_user(request: Request, body: UserCreate) -> HTTPResponse:
+    """Create a user (an authenticated admin-style create; the public one is /api/register)."""
+    return await create_user_response(request, body)
+
+
+@bp.get("")
+@document(
+    tag="users",
+    query=Pagination,
+    responses={200: (UserPublic, "Users in creation order", "many")},
+    headers={200: {"X-Total-Count": "Number of users in all"}},
+    errors=(400, 401),
+)
+@protected
+@validate_query(Pagination)
+async def list_users(request: Request, query: Pagination) -> HTTPResponse:
+    """List users in creation order, `limit` (1-200, default 50) from `offset`."""
+    users, total = await service.list_users(query.limit, query.offset)
+    return json(
+        [UserPublic.from_document(user).model_dump(mode="json") for user in users],
+        headers={"X-Total-Count": str(total)},
+    )
+
+
+@bp.get("/<user_id:str>")
+@document(tag="users", responses={200: (UserPublic, "The user")}, errors=(401, 404))
+@protected
+async def get_user(request: Request, user_id: str) -> HTTPResponse:
+    """Show one user."""
+    current: User = request.ctx.user
+    user = current if user_id == str(current.id) else await service.get_user(user_id)
+    if user is None:
+        raise NotFound("User not found")
+    return user_json(user)
+
+
+async def own_user_id(request: Request, user_id: str) -> Any:
+    """The ObjectId of `user_id` if it is the caller's own; 404 if no such user, else 403."""
+    current: User = request.ctx.user
+    if user_id == str(current.id):
+        return current.id
+    if await service.get_user(user_id) is None:
+        raise NotFound("User not found")
+    raise Forbidden("You can only change your own account")
+
+
+@bp.put("/<user_id:str>")
+@document(tag="users", body=UserUpdate, responses={204: (None, "Updated")}, errors=(400, 401, 403, 404, 413, 422))
+@protected
+@validate_body(UserUpdate)
+async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPResponse:
+    """Change any of the caller's own fields; only those in the body change."""
+    oid = await own_user_id(request, user_id)
+    changes = body.model_dump(exclude_unset=True)
+    try:
+        updated = await service.update_user(oid, changes, request.app.ctx.hasher)
+    except service.DuplicateValue as taken:
+        raise Unprocessable(str(taken), errors=[{"field": taken.field, "message": "already taken", "type": "taken"}])
+    if not updated:
+        raise NotFound("User not found")
+    return empty()
+
+
+@bp.delete("/<user_id:str>")
+@document(tag="users", responses={200: (MessageBody, "Deleted")}, errors=(401, 403, 404))
+@protected
+async def delete_user(request: Request, user_id: str) -> HTTPResponse:
+    """Delete the caller's own account."""
+    oid = await own_user_id(request, user_id)
+    if not await service.delete_user(oid):
+        raise NotFound("User not found")
+    return json({"message": "User deleted"})
+
+
+@bp.get("/checkEmail/<email:str>")
+@document(
+    tag="checks",
+    responses={200: (Availability, "The email is free")},
+    errors=(400, 422),
+)
+async def check_email(request: Request, email: str) -> HTTPResponse:
+    """Is this email free? 200 if so, 422 if taken (compared case-insensitively)."""
+    try:
+        normalized = EMAIL_ADAPTER.validate_python(email)
+    except ValidationError:
+        raise BadRequest("Not a valid email address") from None
+    if await service.email_taken(normalized):
+        raise Unprocessable("This email is already taken")
+    return json({"message": "This email is available"})
+
+
+@bp.get("/checkChatId/<chat_id:str>")
+@document(
+    tag="checks",
+    responses={200: (Availability, "The chat_id is free")},
+    errors=(400, 422),
+)
+async def check_chat_id(request: Request, chat_id: str) -> HTTPResponse:
+    """Is this chat_id free? 200 if so, 422 if taken."""
+    try:
+        value = CHAT_ID_ADAPTER.validate_python(chat_id)
+    except ValidationError:
+        raise BadRequest("A chat_id is a positive whole number") from None
+    if await service.chat_id_taken(value):
+        raise Unprocessable("This chat_id is already taken")
+    return json({"message": "This chat_id is available"})

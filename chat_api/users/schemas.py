@@ -1,0 +1,102 @@
+"""Request and response models for users; the password hash has no field here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from chat_api.users.models import Flag, Sex, User
+from chat_api.validation import ChatId, Email, Password, Phone, StrictModel, UtcDatetime, whole_number
+
+Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Personality = Annotated[str, StringConstraints(max_length=500)]
+Avatar = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)]
+
+
+class UserCreate(StrictModel):
+    username: Username
+    password: Password
+    email: Email
+    chat_id: ChatId
+    personality: Personality | None = None
+    avatar: Avatar | None = None
+    sex: Sex = "unknown"
+    birthday: UtcDatetime | None = None
+    phone: Phone | None = None
+    register_at: UtcDatetime | None = None
+
+
+# Fields that may be cleared with null; the others may be changed but never emptied.
+NULLABLE_ON_UPDATE = {"personality", "avatar", "phone"}
+
+
+class UserUpdate(StrictModel):
+    """Any subset of the fields; only those present in the body are changed."""
+
+    personality: Personality | None = None
+    avatar: Avatar | None = None
+    register_at: UtcDatetime | None = None
+    username: Username | None = None
+    password: Password | None = None
+    sex: Sex | None = None
+    birthday: UtcDatetime | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+
+    @field_validator("register_at", "username", "password", "sex", "birthday", "email", mode="before")
+    @classmethod
+    def not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be changed but not set to null")
+        return value
+
+
+class UserPublic(BaseModel):
+    id: str
+    chat_id: int
+    email: str
+    username: str
+    personality: str | None
+    avatar: str | None
+    register_at: datetime
+    sex: Sex
+    birthday: datetime
+    phone: str | None
+    flag: Flag
+
+    @classmethod
+    def from_document(cls, user: User) -> UserPublic:
+        return cls(
+            id=str(user.id),
+            chat_id=user.chat_id,
+            email=user.email,
+            username=user.username,
+            personality=user.personality,
+            avatar=user.avatar,
+            register_at=user.register_at,
+            sex=user.sex,
+            birthday=user.birthday,
+            phone=user.phone,
+            flag=user.flag,
+        )
+
+
+class UserCreated(BaseModel):
+    user_id: str
+
+
+class Pagination(StrictModel):
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    offset: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("limit", "offset", mode="before")
+    @classmethod
+    def digits(cls, value: object) -> int:
+        return whole_number(value, minimum=0)
+
+
+class Availability(BaseModel):
+    message: str
+
