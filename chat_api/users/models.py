@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from beanie import Document
+from pydantic import field_validator
 from pymongo import ASCENDING, IndexModel
 
 Sex = Literal["man", "female", "unknown"]
@@ -28,6 +29,13 @@ class User(Document):
     # Logout increments it; a token carries the value it was issued with, so every older
     # token stops working without comparing clocks.
     token_version: int = 0
+
+    @field_validator("register_at", "birthday", mode="after")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        # nx-27017 stores a datetime written by `$set` as a naive UTC string; MongoDB keeps a
+        # date (and tz_aware=True returns it in UTC). Both read back as the same aware value.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
     class Settings:
         name = "users"

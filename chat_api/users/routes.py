@@ -122,7 +122,7 @@ async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     return json({"message": "User deleted"})
 
 
-@bp.get("/checkEmail/<email:str>")
+@bp.get("/checkEmail/<email:str>", unquote=True)
 @document(
     tag="checks",
     responses={200: (Availability, "The email is free")},

@@ -1,0 +1,90 @@
+"""One store per test session (embedded, or MONGODB_URI with a throwaway database); clean collections per test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.database import Database
+from sanic import Sanic
+from sanic_testing.reusable import ReusableClient
+
+from chat_api.app import create_app
+from chat_api.config import Settings
+from chat_api.documents import DOCUMENT_MODELS
+from chat_api.store import EmbeddedStore, free_loopback_port
+from tests.helpers import Api
+
+# Several apps are built in one process (one per settings under test).
+Sanic.test_mode = True
+FRONTEND_ORIGIN = "http://127.0.0.1:8080"
+
+
+@pytest.fixture(scope="session")
+def store_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A store of the test session's own, never the developer's data."""
+    external = os.environ.get("MONGODB_URI")
+    if external:
+        yield external
+        return
+    store = EmbeddedStore(tmp_path_factory.mktemp("store")).start()
+    yield store.uri
+    store.stop()
+
+
+@pytest.fixture(scope="session")
+def db_name() -> str:
+    return f"chat_test_{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def sync_db(store_uri: str, db_name: str) -> Iterator[Database[dict[str, Any]]]:
+    client: MongoClient[dict[str, Any]] = MongoClient(store_uri, tz_aware=True)
+    yield client[db_name]
+    client.drop_database(db_name)
+    client.close()
+
+
+def make_settings(store_uri: str, db_name: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "test",
+        "mongodb_uri": store_uri,
+        "mongodb_db": db_name,
+        "jwt_secret": secrets.token_urlsafe(48),
+        "bcrypt_rounds": 4,  # the cost under test is the code path, not the hash strength
+        "cors_origins": (FRONTEND_ORIGIN,),
+        "data_dir": data_dir,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(store_uri: str, db_name: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(store_uri, db_name, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Sanic:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def api(app: Sanic) -> Iterator[Api]:
+    client = ReusableClient(app, port=free_loopback_port())
+    with client:
+        yield Api(client)
+
+
+@pytest.fixture(autouse=True)
+def clean_collections(request: pytest.FixtureRequest) -> None:
+    if "no_store" in request.keywords:
+        return
+    database: Database[dict[str, Any]] = request.getfixturevalue("sync_db")
+    for model in DOCUMENT_MODELS:
+        database[model.Settings.name].delete_many({})  # type: ignore[attr-defined]

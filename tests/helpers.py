@@ -1,0 +1,133 @@
+"""Test helpers: an HTTP client that checks every answer for leaked secrets, and user factories."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sanic_testing.reusable import ReusableClient
+from sanic_testing.testing import TestingResponse
+
+BCRYPT_PREFIXES = ("$2b$", "$2a$", "$2y$")
+_chat_ids = itertools.count(100_000 + secrets.randbelow(1_000_000) * 1000)
+
+
+class Api:
+    """Real HTTP to the app under test. Every response body of the whole suite passes through
+    `check_no_secrets`, so any route that leaks a password or its hash fails the test that hit it."""
+
+    def __init__(self, client: ReusableClient):
+        self.client = client
+        self.passwords: set[str] = set()
+
+    def check_no_secrets(self, response: httpx.Response) -> None:
+        body = response.text
+        for prefix in BCRYPT_PREFIXES:
+            assert prefix not in body, f"a bcrypt hash in the body of {response.request.url}"
+        for password in self.passwords:
+            assert password not in body, f"a plain password in the body of {response.request.url}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> TestingResponse:
+        _, response = getattr(self.client, method)(path, **kwargs)
+        assert response is not None
+        self.check_no_secrets(response)
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> TestingResponse:
+        return self.request("get", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> TestingResponse:
+        return self.request("post", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> TestingResponse:
+        return self.request("put", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestingResponse:
+        return self.request("delete", path, **kwargs)
+
+    def options(self, path: str, **kwargs: Any) -> TestingResponse:
+        return self.request("options", path, **kwargs)
+
+    def concurrently(self, requests: Iterable[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
+        """Send requests at the same time, each over its own connection."""
+
+        async def send_all() -> list[httpx.Response]:
+            base = f"http://{self.client.host}:{self.client.port}"
+            async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+                return list(
+                    await asyncio.gather(*(http.request(method, path, **kw) for method, path, kw in requests))
+                )
+
+        responses = self.client._loop.run_until_complete(send_all())
+        for response in responses:
+            self.check_no_secrets(response)
+        return responses
+
+
+@dataclass
+class TestUser:
+    __test__ = False  # a helper, not a test class
+
+    id: str
+    chat_id: int
+    email: str
+    password: str
+    username: str
+    token: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return auth_headers(self.token)
+
+
+def new_password() -> str:
+    return f"pw-{secrets.token_hex(8)}"
+
+
+def user_payload(api: Api | None = None, **overrides: Any) -> dict[str, Any]:
+    chat_id = next(_chat_ids)
+    payload: dict[str, Any] = {
+        "username": f"user{chat_id}",
+        "password": new_password(),
+        "email": f"user{chat_id}@example.com",
+        "chat_id": chat_id,
+    }
+    payload.update(overrides)
+    if api is not None and isinstance(payload.get("password"), str):
+        api.passwords.add(payload["password"])
+    return payload
+
+
+def create_user(api: Api, *, login: bool = True, **overrides: Any) -> TestUser:
+    """Register through the public route and, by default, log in."""
+    payload = user_payload(api, **overrides)
+    response = api.post("/api/register", json=payload)
+    assert response.status == 201, response.text
+    user = TestUser(
+        id=response.json["user_id"],
+        chat_id=int(payload["chat_id"]),
+        email=payload["email"].strip().lower(),
+        password=payload["password"],
+        username=payload["username"],
+    )
+    if login:
+        user.token = log_in(api, user.chat_id, user.password)
+    return user
+
+
+def log_in(api: Api, identifier: int | str, password: str) -> str:
+    response = api.post("/api/login", json={"chat_id": identifier, "password": password})
+    assert response.status == 200, response.text
+    token: str = response.json["token"]
+    assert token.startswith("Bearer ")
+    return token
+
+
+def auth_headers(token: str) -> dict[str, str]:
+    return {"Authorization": token}

@@ -1,0 +1,49 @@
+"""GET /api/users/checkEmail/<email> and /api/users/checkChatId/<chat_id>."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import Api, create_user
+
+
+def test_check_email_free_is_200(api: Api) -> None:
+    response = api.get("/api/users/checkEmail/free@example.com")
+    assert response.status == 200
+    assert response.json["message"]
+
+
+def test_check_email_taken_is_422_case_insensitive(api: Api) -> None:
+    user = create_user(api, login=False)
+    assert api.get(f"/api/users/checkEmail/{user.email}").status == 422
+    response = api.get(f"/api/users/checkEmail/{user.email.upper()}")
+    assert response.status == 422
+    assert response.json["message"]
+
+
+def test_check_email_url_encoded(api: Api) -> None:
+    user = create_user(api, login=False, email="a+b@example.com")
+    assert api.get("/api/users/checkEmail/a%2Bb%40example.com").status == 422
+    assert user.email == "a+b@example.com"
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a@b", "@example.com", "x" * 300 + "@example.com"])
+def test_check_email_invalid_is_400(api: Api, email: str) -> None:
+    assert api.get(f"/api/users/checkEmail/{email}").status == 400
+
+
+def test_check_chat_id_free_and_taken(api: Api) -> None:
+    user = create_user(api, login=False)
+    assert api.get(f"/api/users/checkChatId/{user.chat_id + 1}").status == 200
+    taken = api.get(f"/api/users/checkChatId/{user.chat_id}")
+    assert taken.status == 422
+    assert taken.json["message"]
+
+
+@pytest.mark.parametrize("chat_id", ["abc", "0", "-1", "1.5", str(2**63), "1_000"])
+def test_check_chat_id_invalid_is_400(api: Api, chat_id: str) -> None:
+    assert api.get(f"/api/users/checkChatId/{chat_id}").status == 400
+
+
+def test_checks_need_no_token(api: Api) -> None:
+    assert api.get("/api/users/checkChatId/42").status == 200
