@@ -7,6 +7,8 @@ import multiprocessing
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from pymongo.errors import ConnectionFailure
+
 from sanic import Sanic
 from sanic_ext import Extend
 
@@ -18,7 +20,7 @@ from chat_api.exceptions import register_error_handler
 from chat_api.health.routes import Health
 from chat_api.health.routes import bp as health_bp
 from chat_api.indexes import create_indexes
-from chat_api.openapi import setup_openapi
+from chat_api.openapi import OPENAPI_CONFIG, setup_openapi
 from chat_api.security import PasswordHasher
 from chat_api.store import EmbeddedStore, open_database, store_label
 from chat_api.users.routes import bp as users_bp
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     app.config.FALLBACK_ERROR_FORMAT = "json"
     _configure_cors(app, settings)
+    app.config.update(OPENAPI_CONFIG)
     Extend(app)
     setup_openapi(app, SCHEMA_MODELS)
 
@@ -112,10 +115,16 @@ async def connect_store(app: Sanic) -> None:
             app.ctx.worker_store = store
             uri = store.uri
             log.info("store: %s", store_label(settings, uri))
-    database = await open_database(uri, settings.mongodb_db)
+    try:
+        database = await open_database(uri, settings.mongodb_db)
+        # Idempotent, and the unique indexes are what make registration race-free, so a
+        # database that has never seen `scripts.indexes create` still gets them.
+        for index in await create_indexes(database):
+            log.info("created index %s", index)
+    except ConnectionFailure as error:
+        log.error("cannot reach the store at %s: %s", store_label(settings, uri), error)
+        raise
     app.ctx.database = database
-    for index in await create_indexes(database):
-        log.info("created index %s", index)
     app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, ThreadPoolExecutor(max_workers=os.cpu_count() or 1))
 
 

@@ -67,18 +67,15 @@ def document(
     """Declare a route's body, query, and responses per status, each by `$ref`."""
 
     def decorator(handler: F) -> F:
+        if body is not None:
+            # openapi.body wraps the handler and moves its documentation to the wrapper,
+            # so it goes first and the wrapper is what the route gets.
+            handler = openapi.body(json_content(body), required=True)(handler)
         openapi.tag(tag)(handler)
         openapi.operation(handler.__name__)(handler)
-        if body is not None:
-            openapi.body(json_content(body), required=True)(handler)
         if query is not None:
             for name, field in query.model_fields.items():
-                openapi.parameter(
-                    name,
-                    {"type": "integer", "default": field.default},
-                    "query",
-                    description=field.description or "",
-                )(handler)
+                openapi.parameter(name, int, "query", description=field.description or "")(handler)
         for status, spec in responses.items():
             model, description = spec[0], spec[1]
             many = len(spec) == 3
@@ -106,10 +103,16 @@ def component_schemas(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
     return schemas
 
 
+OPENAPI_CONFIG = {
+    # Swagger UI at /docs (sanic-ext shows ReDoc there by default); one UI is enough.
+    "OAS_UI_DEFAULT": "swagger",
+    "OAS_UI_REDOC": False,
+    "OAS_AUTODOC": True,
+}
+
+
 def setup_openapi(app: Sanic, models: Sequence[type[BaseModel]]) -> None:
-    app.config.OAS_UI_DEFAULT = "swagger"
-    app.config.OAS_UI_REDOC = False
-    app.config.OAS_AUTODOC = True
+    """Call after Extend(app); OPENAPI_CONFIG must be in app.config before it."""
     app.ext.openapi.describe(
         "chat_api",
         version=__version__,

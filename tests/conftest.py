@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from beanie import init_beanie
 from pymongo import MongoClient
 from pymongo.database import Database
 from sanic import Sanic
@@ -88,3 +91,29 @@ def clean_collections(request: pytest.FixtureRequest) -> None:
     database: Database[dict[str, Any]] = request.getfixturevalue("sync_db")
     for model in DOCUMENT_MODELS:
         database[model.Settings.name].delete_many({})  # type: ignore[attr-defined]
+
+
+OtherApp = Callable[..., AbstractContextManager[ReusableClient]]
+
+
+@pytest.fixture
+def other_app(api: Api, app: Sanic, store_uri: str, db_name: str, tmp_path: Path) -> OtherApp:
+    """Run a second app with other settings (`setup` may add routes to it).
+
+    Beanie binds the document classes to one database per process, so afterwards the
+    session app's binding is restored in its own event loop.
+    """
+
+    @contextmanager
+    def run(setup: Callable[[Sanic], None] | None = None, **overrides: Any) -> Iterator[ReusableClient]:
+        other = create_app(make_settings(overrides.pop("mongodb_uri", store_uri), db_name, tmp_path, **overrides))
+        if setup is not None:
+            setup(other)
+        try:
+            with ReusableClient(other, port=free_loopback_port()) as client:
+                yield client
+        finally:
+            asyncio.set_event_loop(api.client._loop)
+            api.client._run(init_beanie(database=app.ctx.database, document_models=DOCUMENT_MODELS, skip_indexes=True))
+
+    return run

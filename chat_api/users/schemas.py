@@ -88,8 +88,8 @@ class UserCreated(BaseModel):
 
 
 class Pagination(StrictModel):
-    limit: Annotated[int, Field(ge=1, le=200)] = 50
-    offset: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=200, description="How many users, 1 to 200 (default 50)")] = 50
+    offset: Annotated[int, Field(ge=0, description="How many users to skip (default 0)")] = 0
 
     @field_validator("limit", "offset", mode="before")
     @classmethod
