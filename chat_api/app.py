@@ -7,8 +7,8 @@ import multiprocessing
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from pydantic import BaseModel
 from pymongo.errors import ConnectionFailure
-
 from sanic import Sanic
 from sanic_ext import Extend
 
@@ -23,20 +23,30 @@ from chat_api.indexes import create_indexes
 from chat_api.openapi import OPENAPI_CONFIG, setup_openapi
 from chat_api.security import PasswordHasher
 from chat_api.store import EmbeddedStore, open_database, store_label
+from chat_api.types import ChatApp
 from chat_api.users.routes import bp as users_bp
 from chat_api.users.schemas import Availability, UserCreate, UserCreated, UserPublic, UserUpdate
 
 log = logging.getLogger("chat_api")
 APP_NAME = "chat_api"
 REQUEST_MAX_SIZE = 1024 * 1024
-SCHEMA_MODELS = [UserCreate, UserUpdate, UserPublic, UserCreated, Availability, LoginRequest, TokenResponse, Health]
+SCHEMA_MODELS: list[type[BaseModel]] = [
+    UserCreate,
+    UserUpdate,
+    UserPublic,
+    UserCreated,
+    Availability,
+    LoginRequest,
+    TokenResponse,
+    Health,
+]
 
 
-def create_app(settings: Settings | None = None) -> Sanic:
+def create_app(settings: Settings | None = None) -> ChatApp:
     """Build the app. Without `settings`, they are read from the environment and `.env`."""
     settings = settings or Settings.from_env()
     _configure_logging(settings)
-    app = Sanic(APP_NAME)
+    app: ChatApp = Sanic(APP_NAME)
     app.ctx.settings = settings
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -67,7 +77,7 @@ def _configure_logging(settings: Settings) -> None:
         logger.propagate = False
 
 
-def _configure_cors(app: Sanic, settings: Settings) -> None:
+def _configure_cors(app: ChatApp, settings: Settings) -> None:
     # No origin is allowed unless listed: sanic-ext treats an empty list as "*".
     app.config.CORS = bool(settings.cors_origins)
     app.config.CORS_ORIGINS = ",".join(settings.cors_origins)
@@ -78,7 +88,7 @@ def _configure_cors(app: Sanic, settings: Settings) -> None:
     app.config.CORS_MAX_AGE = 600
 
 
-async def start_shared_store(app: Sanic) -> None:
+async def start_shared_store(app: ChatApp) -> None:
     """In the main process, so that several workers share one embedded store."""
     settings: Settings = app.ctx.settings
     if settings.store_kind != "embedded":
@@ -95,14 +105,14 @@ async def start_shared_store(app: Sanic) -> None:
     log.info("store: %s", store_label(settings, store.uri))
 
 
-async def stop_shared_store(app: Sanic) -> None:
+async def stop_shared_store(app: ChatApp) -> None:
     store: EmbeddedStore | None = getattr(app.ctx, "embedded_store", None)
     if store is not None:
         store.stop()
         log.info("embedded store stopped")
 
 
-async def connect_store(app: Sanic) -> None:
+async def connect_store(app: ChatApp) -> None:
     settings: Settings = app.ctx.settings
     uri = settings.mongodb_uri
     if uri is None:
@@ -128,7 +138,7 @@ async def connect_store(app: Sanic) -> None:
     app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, ThreadPoolExecutor(max_workers=os.cpu_count() or 1))
 
 
-async def disconnect_store(app: Sanic) -> None:
+async def disconnect_store(app: ChatApp) -> None:
     await app.ctx.database.client.close()
     app.ctx.hasher.executor.shutdown(wait=False)
     store: EmbeddedStore | None = getattr(app.ctx, "worker_store", None)
@@ -136,4 +146,4 @@ async def disconnect_store(app: Sanic) -> None:
         store.stop()
 
 
-__all__ = ["create_app", "__version__"]
+__all__ = ["__version__", "create_app"]

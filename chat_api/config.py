@@ -46,9 +46,7 @@ class Settings:
         return "mongodb" if self.mongodb_uri else "embedded"
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
         """Read settings from `environ` (default: the process environment) over `env_file`.
 
         Real environment variables win over `.env`, as python-dotenv does by default, so a

@@ -7,9 +7,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
-from sanic import Request, Sanic
+from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
+
+from chat_api.types import ChatApp
 
 log = logging.getLogger("chat_api.errors")
 
@@ -95,5 +97,5 @@ async def handle_exception(request: Request, exception: Exception) -> HTTPRespon
     return json(error_body("Internal server error"), status=500)
 
 
-def register_error_handler(app: Sanic) -> None:
+def register_error_handler(app: ChatApp) -> None:
     app.error_handler.add(Exception, handle_exception)

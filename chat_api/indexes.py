@@ -44,7 +44,7 @@ class IndexStatus:
 def _declared_models(models: Sequence[type[Document]]) -> list[tuple[str, IndexModel]]:
     pairs = []
     for model in models:
-        settings = model.Settings  # type: ignore[attr-defined]
+        settings = model.Settings
         for index in getattr(settings, "indexes", []):
             pairs.append((settings.name, index))
     return pairs
@@ -74,9 +74,7 @@ async def existing_indexes(database: AsyncDatabase[Any], collection: str) -> lis
     ]
 
 
-async def index_status(
-    database: AsyncDatabase[Any], models: Sequence[type[Document]] = DOCUMENT_MODELS
-) -> IndexStatus:
+async def index_status(database: AsyncDatabase[Any], models: Sequence[type[Document]] = DOCUMENT_MODELS) -> IndexStatus:
     status = IndexStatus()
     declared = declared_indexes(models)
     for collection in sorted({spec.collection for spec in declared}):

@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
-from sanic import Sanic
 from sanic_ext.extensions.openapi import openapi
 
 from chat_api import __version__
+from chat_api.types import ChatApp
 
 F = TypeVar("F", bound=Callable[..., Any])
 REF = "#/components/schemas/{model}"
@@ -111,7 +111,7 @@ OPENAPI_CONFIG = {
 }
 
 
-def setup_openapi(app: Sanic, models: Sequence[type[BaseModel]]) -> None:
+def setup_openapi(app: ChatApp, models: Sequence[type[BaseModel]]) -> None:
     """Call after Extend(app); OPENAPI_CONFIG must be in app.config before it."""
     app.ext.openapi.describe(
         "chat_api",
@@ -125,6 +125,5 @@ def setup_openapi(app: Sanic, models: Sequence[type[BaseModel]]) -> None:
         bearer_format="JWT",
         description="`Authorization: Bearer <jwt>` as returned by POST /api/login (a bare <jwt> works too).",
     )
-    app.ext.openapi.raw(
-        {"components": {"schemas": component_schemas([ErrorBody, FieldError, MessageBody, *models])}}
-    )
+    schemas = component_schemas([ErrorBody, FieldError, MessageBody, *models])
+    app.ext.openapi.raw({"components": {"schemas": schemas}})  # type: ignore[no-untyped-call]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -140,9 +141,7 @@ class EmbeddedStore:
                 self.stop()
                 raise RuntimeError(f"nx-27017 did not answer ping within {timeout:.0f} s")
             time.sleep(0.05)
-        self._state_file.write_text(
-            json.dumps({"pid": self.process.pid, "port": self.port, "owner": os.getpid()})
-        )
+        self._state_file.write_text(json.dumps({"pid": self.process.pid, "port": self.port, "owner": os.getpid()}))
         return self
 
     def _attach(self) -> bool:
@@ -168,10 +167,8 @@ class EmbeddedStore:
         pid = self.process.pid if self.process else getattr(self, "_pid", None)
         if pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # nx-27017 closes SQLite cleanly on SIGTERM
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while _pid_alive(pid) and time.monotonic() < deadline:
             if self.process and self.process.poll() is not None:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,9 +64,7 @@ class Api:
         async def send_all() -> list[httpx.Response]:
             base = f"http://{self.client.host}:{self.client.port}"
             async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_keepalive_connections=0)) as http:
-                return list(
-                    await asyncio.gather(*(http.request(method, path, **kw) for method, path, kw in requests))
-                )
+                return list(await asyncio.gather(*(http.request(method, path, **kw) for method, path, kw in requests)))
 
         responses = self.client._loop.run_until_complete(send_all())
         for response in responses:
@@ -131,3 +134,53 @@ def log_in(api: Api, identifier: int | str, password: str) -> str:
 
 def auth_headers(token: str) -> dict[str, str]:
     return {"Authorization": token}
+
+
+REPO = Path(__file__).resolve().parent.parent
+SETTING_NAMES = (
+    "ENV", "MONGODB_URI", "MONGODB_DB", "DATA_DIR", "JWT_SECRET", "JWT_TTL", "BCRYPT_ROUNDS",
+    "CORS_ORIGINS", "HOST", "PORT", "WEB_CONCURRENCY", "LOG_LEVEL",
+)  # fmt: skip
+
+
+def subprocess_env(data_dir: Path, **overrides: str) -> dict[str, str]:
+    """An environment for running the app or a script as a user would, on a store of the
+    test's own: none of the caller's settings leak in, and the working directory (where
+    `.env` is read) should be a temporary folder."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    env.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "DATA_DIR": str(data_dir),
+            "BCRYPT_ROUNDS": "4",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def run_script(module: str, *args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def wait_for_health(
+    base_url: str, timeout: float = 30.0, process: subprocess.Popen[str] | None = None
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}")
+        try:
+            response = httpx.get(f"{base_url}/healthz", timeout=2)
+            if response.status_code == 200:
+                body: dict[str, Any] = response.json()
+                return body
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{base_url}/healthz did not answer 200 within {timeout} s")
+        time.sleep(0.2)

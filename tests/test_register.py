@@ -36,8 +36,11 @@ def test_registered_user_has_documented_defaults(api: Api) -> None:
     assert shown["flag"] == "online"  # logged in by the helper
     assert shown["birthday"] == shown["register_at"]
     assert shown["register_at"].endswith("Z")
-    assert shown["personality"] is None and shown["avatar"] is None and shown["phone"] is None
-    assert "password" not in shown and "token_version" not in shown
+    assert shown["personality"] is None
+    assert shown["avatar"] is None
+    assert shown["phone"] is None
+    assert "password" not in shown
+    assert "token_version" not in shown
 
 
 def test_register_accepts_optional_fields_and_integer_phone(api: Api) -> None:

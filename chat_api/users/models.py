@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from beanie import Document
 from pydantic import field_validator
@@ -40,7 +40,7 @@ class User(Document):
     class Settings:
         name = "users"
         # The one place indexes are declared: the app and scripts.indexes both read it.
-        indexes = [
+        indexes: ClassVar[list[IndexModel]] = [
             IndexModel([("email", ASCENDING)], name="email_1", unique=True),
             IndexModel([("chat_id", ASCENDING)], name="chat_id_1", unique=True),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import TypeAdapter, ValidationError
 from sanic import Blueprint, Request
@@ -122,7 +123,7 @@ async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     return json({"message": "User deleted"})
 
 
-@bp.get("/checkEmail/<email:str>", unquote=True)
+@bp.get("/checkEmail/<email:str>")
 @document(
     tag="checks",
     responses={200: (Availability, "The email is free")},
@@ -131,7 +132,8 @@ async def delete_user(request: Request, user_id: str) -> HTTPResponse:
 async def check_email(request: Request, email: str) -> HTTPResponse:
     """Is this email free? 200 if so, 422 if taken (compared case-insensitively)."""
     try:
-        normalized = EMAIL_ADAPTER.validate_python(email)
+        # Decoded here: Sanic's own `unquote=True` was not applied reliably on this route.
+        normalized = EMAIL_ADAPTER.validate_python(unquote(email))
     except ValidationError:
         raise BadRequest("Not a valid email address") from None
     if await service.email_taken(normalized):

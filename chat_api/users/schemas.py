@@ -99,4 +99,3 @@ class Pagination(StrictModel):
 
 class Availability(BaseModel):
     message: str
-

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from chat_api.security import PasswordHasher
@@ -42,7 +42,7 @@ def utc_now() -> datetime:
 def duplicate_field(error: DuplicateKeyError) -> str:
     # MongoDB names the key in keyPattern/keyValue; nx-27017 only names its SQLite index
     # (`idx_users_email`) in errmsg.
-    details: dict[str, Any] = error.details or {}
+    details: Mapping[str, Any] = error.details or {}
     keys = {**details.get("keyValue", {}), **details.get("keyPattern", {})}
     text = f"{details.get('errmsg', '')} {error}"
     for field in UNIQUE_FIELDS:
@@ -89,7 +89,7 @@ async def get_user(user_id: str | ObjectId) -> User | None:
 
 
 async def list_users(limit: int, offset: int) -> tuple[list[User], int]:
-    users = await User.find_all().sort([("_id", ASCENDING)]).skip(offset).limit(limit).to_list()
+    users = await User.find_all().sort("+_id").skip(offset).limit(limit).to_list()
     # The collection's metadata count: exact for an unfiltered collection and O(1);
     # count_documents({}) reads every document.
     total = await User.get_pymongo_collection().estimated_document_count()

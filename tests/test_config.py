@@ -1,0 +1,80 @@
+"""Settings: environment over .env, production guard, the shared development secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chat_api.config import ConfigError, Settings
+
+pytestmark = pytest.mark.no_store
+SECRET = "s" * 40
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path)}, env_file=None)
+    assert settings.mongodb_uri is None
+    assert settings.store_kind == "embedded"
+    assert settings.mongodb_db == "chat"
+    assert settings.jwt_ttl == 7 * 24 * 3600
+    assert settings.bcrypt_rounds == 12
+    assert settings.cors_origins == ()
+    assert (settings.host, settings.port, settings.web_concurrency) == ("127.0.0.1", 7001, 1)
+
+
+def test_environment_wins_over_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"MONGODB_DB=from_file\nPORT=9000\nJWT_SECRET={SECRET}\n")
+    settings = Settings.from_env({"PORT": "8000"}, env_file=env_file)
+    assert settings.mongodb_db == "from_file"
+    assert settings.port == 8000
+
+
+def test_values_are_parsed(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "MONGODB_URI": "mongodb://db.example:27017",
+            "JWT_SECRET": SECRET,
+            "JWT_TTL": "12h",
+            "BCRYPT_ROUNDS": "10",
+            "CORS_ORIGINS": "http://127.0.0.1:8080, https://chat.example/ ,",
+            "WEB_CONCURRENCY": "4",
+        },
+        env_file=None,
+    )
+    assert settings.store_kind == "mongodb"
+    assert settings.jwt_ttl == 12 * 3600
+    assert settings.bcrypt_rounds == 10
+    assert settings.cors_origins == ("http://127.0.0.1:8080", "https://chat.example")
+    assert settings.web_concurrency == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PORT", "http"), ("PORT", "70000"), ("BCRYPT_ROUNDS", "3"), ("JWT_TTL", "soon"), ("JWT_TTL", "0")],
+)
+def test_malformed_values_are_refused_with_their_name(name: str, value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value, "JWT_SECRET": SECRET}, env_file=None)
+
+
+def test_production_requires_jwt_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET is not set"):
+        Settings.from_env({"ENV": "production", "DATA_DIR": str(tmp_path)}, env_file=None)
+    assert not (tmp_path / ".jwt_secret").exists()
+
+
+def test_short_jwt_secret_is_refused() -> None:
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        Settings.from_env({"JWT_SECRET": "short"}, env_file=None)
+
+
+def test_development_secret_is_generated_once_and_shared(tmp_path: Path) -> None:
+    first = Settings.from_env({"DATA_DIR": str(tmp_path)}, env_file=None)
+    second = Settings.from_env({"DATA_DIR": str(tmp_path)}, env_file=None)
+    assert first.jwt_secret == second.jwt_secret
+    assert len(first.jwt_secret) >= 32
+    assert (tmp_path / ".jwt_secret").stat().st_mode & 0o077 == 0
+    other = Settings.from_env({"DATA_DIR": str(tmp_path / "elsewhere")}, env_file=None)
+    assert other.jwt_secret != first.jwt_secret

@@ -1,0 +1,114 @@
+"""scripts.indexes and scripts.seed, run as a user runs them, each on an embedded store of its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+from chat_api.store import EmbeddedStore
+from tests.conftest import OtherApp
+from tests.helpers import run_script, subprocess_env
+
+
+def test_indexes_create_drop_status_round_trip(tmp_path: Path) -> None:
+    env = subprocess_env(tmp_path / "data")
+
+    status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "missing  users.email_1" in status.stdout
+    assert "missing  users.chat_id_1" in status.stdout
+    assert "store: embedded nx-27017" in status.stdout
+
+    created = run_script("scripts.indexes", "create", cwd=tmp_path, env=env)
+    assert created.returncode == 0, created.stderr
+    assert "2 index(es) created" in created.stdout
+
+    again = run_script("scripts.indexes", "create", cwd=tmp_path, env=env)
+    assert "all declared indexes already exist" in again.stdout
+
+    status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
+    assert status.returncode == 0
+    assert "present  users.email_1 {email: 1} unique" in status.stdout
+    assert "in sync" in status.stdout
+
+    dropped = run_script("scripts.indexes", "drop", cwd=tmp_path, env=env)
+    assert dropped.returncode == 0
+    assert "2 index(es) dropped" in dropped.stdout
+
+    status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
+    assert status.returncode == 1
+    assert "missing  users.chat_id_1" in status.stdout
+
+
+def test_indexes_status_reports_extra_index(tmp_path: Path) -> None:
+    env = subprocess_env(tmp_path / "data")
+    assert run_script("scripts.indexes", "create", cwd=tmp_path, env=env).returncode == 0
+    store = EmbeddedStore(tmp_path / "data").start()
+    client: MongoClient[dict[str, Any]] = MongoClient(store.uri)
+    client.chat.users.create_index([("username", 1)], name="username_1")
+    client.close()
+    store.stop()
+    status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
+    assert status.returncode == 1
+    assert "extra" in status.stdout
+    assert "username" in status.stdout
+
+
+def test_seed_inserts_loginable_demo_users(tmp_path: Path, other_app: OtherApp) -> None:
+    env = subprocess_env(tmp_path / "data")
+    seeded = run_script("scripts.seed", "--users", "120", cwd=tmp_path, env=env)
+    assert seeded.returncode == 0, seeded.stderr
+    assert "inserted 120 users" in seeded.stdout
+    assert "120/120" in seeded.stderr  # the progress bar
+    again = run_script("scripts.seed", "--users", "5", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+
+    store = EmbeddedStore(tmp_path / "data").start()
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(store.uri)
+        users = client.chat.users
+        assert users.count_documents({}) == 125
+        assert len(users.distinct("chat_id")) == 125
+        first = users.find_one({}, sort=[("chat_id", 1)])
+        assert first is not None
+        assert first["password"].startswith("$2b$")
+        client.close()
+        with other_app(mongodb_uri=store.uri, mongodb_db="chat") as app_client:
+            _, login = app_client.post("/api/login", json={"chat_id": first["chat_id"], "password": "demo-password"})
+            assert login.status == 200
+            _, by_email = app_client.post(
+                "/api/login", json={"chat_id": f"demo{first['chat_id'] + 124}@example.com", "password": "demo-password"}
+            )
+            assert by_email.status == 200
+            assert "demo-password" not in by_email.text
+            assert "$2b$" not in by_email.text
+    finally:
+        store.stop()
+
+
+def test_scripts_join_the_store_of_a_running_app(tmp_path: Path) -> None:
+    """A script run beside the app uses the app's embedded store and leaves it running."""
+    data = tmp_path / "data"
+    running = EmbeddedStore(data).start()
+    try:
+        result = run_script("scripts.indexes", "create", cwd=tmp_path, env=subprocess_env(data))
+        assert result.returncode == 0
+        assert f"127.0.0.1:{running.port}" in result.stdout
+        state = json.loads((data / "nx-27017.json").read_text())
+        assert state["port"] == running.port
+        client: MongoClient[dict[str, Any]] = MongoClient(running.uri, serverSelectionTimeoutMS=2000)
+        assert client.admin.command("ping")["ok"] == 1
+        client.close()
+    finally:
+        running.stop()
+
+
+def test_lookups_by_email_and_chat_id_use_the_unique_indexes(sync_db: Any) -> None:
+    sync_db.users.insert_one({"email": "a@example.com", "chat_id": 1})
+    for query in ({"email": {"$eq": "a@example.com"}}, {"chat_id": {"$eq": 1}}):
+        plan = json.dumps(sync_db.users.find(query).explain(), default=str)
+        # nx-27017 answers with SQLite's plan, MongoDB with its own
+        assert "USING INDEX" in plan or "IXSCAN" in plan, plan
