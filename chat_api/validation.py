@@ -98,7 +98,11 @@ CHAT_ID_SCHEMA = {
 
 ChatId = Annotated[int, BeforeValidator(_chat_id), WithJsonSchema(CHAT_ID_SCHEMA)]
 Email = Annotated[EmailStr, BeforeValidator(_lower_email)]
-Password = Annotated[str, AfterValidator(_password)]
+Password = Annotated[
+    str,
+    AfterValidator(_password),
+    WithJsonSchema({"type": "string", "minLength": 6, "description": "6 characters to 72 bytes (UTF-8)."}),
+]
 Phone = Annotated[
     str,
     BeforeValidator(_phone),
