@@ -139,8 +139,10 @@ async def connect_store(app: ChatApp) -> None:
 
 
 async def disconnect_store(app: ChatApp) -> None:
-    await app.ctx.database.client.close()
-    app.ctx.hasher.executor.shutdown(wait=False)
+    database = getattr(app.ctx, "database", None)
+    if database is not None:
+        await database.client.close()
+        app.ctx.hasher.executor.shutdown(wait=False)
     store: EmbeddedStore | None = getattr(app.ctx, "worker_store", None)
     if store is not None:
         store.stop()

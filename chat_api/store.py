@@ -19,7 +19,6 @@ from beanie import init_beanie
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
-from pymongo.uri_parser import parse_uri
 
 from chat_api.config import Settings
 from chat_api.documents import DOCUMENT_MODELS
@@ -39,13 +38,14 @@ STATE_FILE = "nx-27017.json"
 
 
 def describe_uri(uri: str) -> str:
-    """The hosts of a MongoDB URI, without user name or password, for logs."""
-    try:
-        parsed = parse_uri(uri, validate=False, warn=True)
-    except Exception:
+    """The scheme and hosts of a MongoDB URI, without user name or password, for logs.
+
+    Parsed by hand: PyMongo's parser resolves `mongodb+srv` names through DNS.
+    """
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
         return "mongodb (unparsable URI)"
-    hosts = ",".join(f"{host}:{port}" for host, port in parsed["nodelist"]) or "srv"
-    scheme = "mongodb+srv" if uri.startswith("mongodb+srv://") else "mongodb"
+    hosts = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
     return f"{scheme}://{hosts}"
 
 
@@ -63,7 +63,12 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A zombie (exited, not yet reaped by its parent) still answers signal 0.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def _pings(uri: str, timeout_ms: int = 500) -> bool:
@@ -93,6 +98,7 @@ class EmbeddedStore:
     data_dir: Path
     port: int = 0
     owned: bool = False
+    pid: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -107,10 +113,22 @@ class EmbeddedStore:
     def _state_file(self) -> Path:
         return self.data_dir / STATE_FILE
 
-    def start(self, timeout: float = 20.0) -> EmbeddedStore:
+    def start(self, timeout: float = 20.0, attempts: int = 3) -> EmbeddedStore:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._attach():
             return self
+        for attempt in range(1, attempts + 1):
+            try:
+                self._spawn(timeout)
+                break
+            except RuntimeError:
+                # The free port can be taken between choosing it and the server binding it.
+                if attempt == attempts:
+                    raise
+        self._write_state()
+        return self
+
+    def _spawn(self, timeout: float) -> None:
         self.port = free_loopback_port()
         command = [
             _nx_27017_command(),
@@ -129,10 +147,11 @@ class EmbeddedStore:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.owned = True
+        self.pid, self.owned = self.process.pid, True
         deadline = time.monotonic() + timeout
         while not _pings(self.uri, timeout_ms=200):
             if self.process.poll() is not None:
+                self.owned = False
                 raise RuntimeError(
                     f"nx-27017 exited with code {self.process.returncode} on start; "
                     f"see {self.data_dir / 'nx-27017.log'}"
@@ -141,8 +160,9 @@ class EmbeddedStore:
                 self.stop()
                 raise RuntimeError(f"nx-27017 did not answer ping within {timeout:.0f} s")
             time.sleep(0.05)
-        self._state_file.write_text(json.dumps({"pid": self.process.pid, "port": self.port, "owner": os.getpid()}))
-        return self
+
+    def _write_state(self) -> None:
+        self._state_file.write_text(json.dumps({"pid": self.pid, "port": self.port, "owner": os.getpid()}))
 
     def _attach(self) -> bool:
         try:
@@ -150,33 +170,33 @@ class EmbeddedStore:
             pid, port, owner = int(state["pid"]), int(state["port"]), int(state["owner"])
         except (OSError, ValueError, KeyError, TypeError):
             return False
-        self.port = port
+        self.port, self.pid = port, pid
         if not (_pid_alive(pid) and _pings(self.uri)):
             return False
         # A server left behind by an API process that was killed is adopted, so that it is
         # stopped when this process ends rather than running forever.
         if not _pid_alive(owner):
             self.owned = True
-            self._state_file.write_text(json.dumps({"pid": pid, "port": port, "owner": os.getpid()}))
-        self._pid = pid
+            self._write_state()
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        if not self.owned:
+        if not self.owned or self.pid is None:
             return
-        pid = self.process.pid if self.process else getattr(self, "_pid", None)
-        if pid is None:
-            return
+        pid = self.pid
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # nx-27017 closes SQLite cleanly on SIGTERM
         deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
+        while time.monotonic() < deadline:
+            # poll() reaps our own child; an adopted server is not our child
+            if (self.process.poll() is not None) if self.process else not _pid_alive(pid):
                 break
             time.sleep(0.05)
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if self.process:
+                self.process.wait()
         self._state_file.unlink(missing_ok=True)
         self.owned = False
 
