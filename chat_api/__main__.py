@@ -11,7 +11,7 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from chat_api.app import create_app
-from chat_api.config import ConfigError, Settings
+from chat_api.config import settings_or_exit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,11 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="worker processes (default: WEB_CONCURRENCY, else 1)")
     parser.add_argument("--dev", action="store_true", help="reload on code changes, debug pages")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"chat_api: configuration error: {error}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("chat_api")
     settings = dataclasses.replace(
         settings,
         host=args.host or settings.host,

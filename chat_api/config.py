@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,15 @@ class Settings:
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
         )
         return settings
+
+
+def settings_or_exit(program: str) -> Settings:
+    """For command-line entry points: the settings, or a one-line reason and exit code 2."""
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        print(f"{program}: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _int(name: str, raw: str | None, default: int, *, low: int, high: int) -> int:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from chat_api.config import ConfigError, Settings
+from chat_api.config import Settings, settings_or_exit
 from chat_api.indexes import create_indexes, drop_indexes, index_status
 from scripts._store import database
 
@@ -48,11 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         "status: list present/missing/extra, exit 1 on drift",
     )
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("scripts.indexes")
     return asyncio.run(run(args.action, settings))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from chat_api.config import ConfigError, Settings
+from chat_api.config import settings_or_exit
 from chat_api.indexes import create_indexes
 from chat_api.security import hash_password
 from chat_api.users.models import User
@@ -68,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.users < 1:
         parser.error("--users must be at least 1")
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("scripts.seed")
 
     async def run() -> range:
         async with database(settings) as db:

@@ -21,6 +21,10 @@ bp = Blueprint("users", url_prefix="/api/users", strict_slashes=False)
 CHAT_ID_ADAPTER: TypeAdapter[int] = TypeAdapter(ChatId)
 
 
+def taken_error(taken: service.DuplicateValue) -> Unprocessable:
+    return Unprocessable(str(taken), errors=[{"field": taken.field, "message": "already taken", "type": "taken"}])
+
+
 def user_json(user: User, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
     return json(UserPublic.from_document(user).model_dump(mode="json"), status=status, headers=headers)
 
@@ -30,7 +34,7 @@ async def create_user_response(request: Request, body: UserCreate) -> HTTPRespon
     try:
         user = await service.create_user(body, request.app.ctx.hasher)
     except service.DuplicateValue as taken:
-        raise Unprocessable(str(taken), errors=[{"field": taken.field, "message": "already taken", "type": "taken"}])
+        raise taken_error(taken)
     user_id = str(user.id)
     return json(
         UserCreated(user_id=user_id).model_dump(),
@@ -106,7 +110,7 @@ async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPR
     try:
         updated = await service.update_user(oid, changes, request.app.ctx.hasher)
     except service.DuplicateValue as taken:
-        raise Unprocessable(str(taken), errors=[{"field": taken.field, "message": "already taken", "type": "taken"}])
+        raise taken_error(taken)
     if not updated:
         raise NotFound("User not found")
     return empty()
