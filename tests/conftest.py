@@ -21,6 +21,7 @@ from chat_api.app import create_app
 from chat_api.config import Settings
 from chat_api.documents import DOCUMENT_MODELS
 from chat_api.store import EmbeddedStore, free_loopback_port
+from chat_api.types import ChatApp
 from tests.helpers import Api
 
 # Several apps are built in one process (one per settings under test).
@@ -73,12 +74,12 @@ def settings(store_uri: str, db_name: str, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings) -> Sanic:
+def app(settings: Settings) -> ChatApp:
     return create_app(settings)
 
 
 @pytest.fixture(scope="session")
-def api(app: Sanic) -> Iterator[Api]:
+def api(app: ChatApp) -> Iterator[Api]:
     client = ReusableClient(app, port=free_loopback_port())
     with client:
         yield Api(client)
@@ -90,14 +91,14 @@ def clean_collections(request: pytest.FixtureRequest) -> None:
         return
     database: Database[dict[str, Any]] = request.getfixturevalue("sync_db")
     for model in DOCUMENT_MODELS:
-        database[model.Settings.name].delete_many({})  # type: ignore[attr-defined]
+        database[model.Settings.name].delete_many({})
 
 
 OtherApp = Callable[..., AbstractContextManager[ReusableClient]]
 
 
 @pytest.fixture
-def other_app(api: Api, app: Sanic, store_uri: str, db_name: str, tmp_path: Path) -> OtherApp:
+def other_app(api: Api, app: ChatApp, store_uri: str, db_name: str, tmp_path: Path) -> OtherApp:
     """Run a second app with other settings (`setup` may add routes to it).
 
     Beanie binds the document classes to one database per process, so afterwards the
@@ -105,7 +106,7 @@ def other_app(api: Api, app: Sanic, store_uri: str, db_name: str, tmp_path: Path
     """
 
     @contextmanager
-    def run(setup: Callable[[Sanic], None] | None = None, **overrides: Any) -> Iterator[ReusableClient]:
+    def run(setup: Callable[[ChatApp], None] | None = None, **overrides: Any) -> Iterator[ReusableClient]:
         other = create_app(make_settings(overrides.pop("mongodb_uri", store_uri), db_name, tmp_path, **overrides))
         if setup is not None:
             setup(other)

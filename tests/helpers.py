@@ -66,7 +66,7 @@ class Api:
             async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_keepalive_connections=0)) as http:
                 return list(await asyncio.gather(*(http.request(method, path, **kw) for method, path, kw in requests)))
 
-        responses = self.client._loop.run_until_complete(send_all())
+        responses: list[httpx.Response] = self.client._loop.run_until_complete(send_all())
         for response in responses:
             self.check_no_secrets(response)
         return responses

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sanic import Sanic
 
 from chat_api.store import EmbeddedStore
+from chat_api.types import ChatApp
 from tests.conftest import FRONTEND_ORIGIN, OtherApp
 from tests.helpers import Api, create_user
 
@@ -45,7 +45,7 @@ def test_wrong_method_is_405_json(api: Api) -> None:
     assert response.json["message"]
 
 
-def _add_failing_route(app: Sanic) -> None:
+def _add_failing_route(app: ChatApp) -> None:
     @app.get("/boom")
     async def boom(request: object) -> None:
         raise RuntimeError("secret internals: /srv/app/chat_api/users/service.py line 42")
