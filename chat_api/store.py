@@ -178,6 +178,9 @@ class EmbeddedStore:
         if not _pid_alive(owner):
             self.owned = True
             self._write_state()
+            log.warning("adopted the embedded store (pid %s) left running by process %s, which is gone", pid, owner)
+        else:
+            log.info("joined the embedded store (pid %s) run by process %s", pid, owner)
         return True
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -17,10 +17,15 @@ from chat_api.security import hash_password
 from chat_api.users.models import User
 from chat_api.users.schemas import UserCreate
 from chat_api.users.service import new_user, utc_now
+from chat_api.validation import MAX_INT64
 from scripts._store import database
 
 DEMO_PASSWORD = "demo-password"
 BATCH = 5000
+
+
+class SeedError(Exception):
+    """The seed cannot be done as asked; the message says why."""
 
 
 def progress(done: int, total: int, started: float) -> None:
@@ -36,6 +41,11 @@ async def seed(db: AsyncDatabase[Any], count: int, password: str, rounds: int, b
     await create_indexes(db)  # so that the demo users obey the same uniqueness as registrations
     highest = await User.get_pymongo_collection().find_one({}, {"chat_id": 1}, sort=[("chat_id", DESCENDING)])
     first = (highest["chat_id"] if highest else 10_000) + 1
+    if first + count - 1 > MAX_INT64:
+        raise SeedError(
+            f"no room for {count:,} consecutive chat_ids after the highest one in use ({first - 1}); "
+            f"chat_ids stop at {MAX_INT64}"
+        )
     chat_ids = range(first, first + count)
     # One hash for every demo user: bcrypt at cost 12 per user would take hours for 100,000.
     password_hash = hash_password(password, rounds)
@@ -75,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             return await seed(db, args.users, args.password, settings.bcrypt_rounds)
 
     started = time.monotonic()
-    chat_ids = asyncio.run(run())
+    try:
+        chat_ids = asyncio.run(run())
+    except SeedError as error:
+        print(f"scripts.seed: {error}", file=sys.stderr)
+        return 1
     print(
         f"inserted {len(chat_ids):,} users in {time.monotonic() - started:.1f} s: "
         f"chat_id {chat_ids[0]}..{chat_ids[-1]}, "

@@ -112,3 +112,15 @@ def test_lookups_by_email_and_chat_id_use_the_unique_indexes(sync_db: Any) -> No
         plan = json.dumps(sync_db.users.find(query).explain(), default=str)
         # nx-27017 answers with SQLite's plan, MongoDB with its own
         assert "USING INDEX" in plan or "IXSCAN" in plan, plan
+
+
+def test_seed_without_room_for_chat_ids_fails_clearly(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "data").start()
+    client: MongoClient[dict[str, Any]] = MongoClient(store.uri)
+    client.chat.users.insert_one({"chat_id": 2**63 - 1, "email": "last@example.com"})
+    client.close()
+    store.stop()
+    result = run_script("scripts.seed", "--users", "3", cwd=tmp_path, env=subprocess_env(tmp_path / "data"))
+    assert result.returncode == 1
+    assert "no room for 3 consecutive chat_ids" in result.stderr
+    assert "Traceback" not in result.stderr

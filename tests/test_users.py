@@ -130,6 +130,7 @@ def test_update_user_of_other_is_forbidden(api: Api) -> None:
     me = create_user(api)
     response = api.put(f"/api/users/{other.id}", json={"username": "hacked"}, headers=me.headers)
     assert response.status == 403
+    assert response.json == {"message": "You can only change your own account"}
     assert api.get(f"/api/users/{other.id}", headers=me.headers).json["username"] == "Bob"
 
 
@@ -181,7 +182,9 @@ def test_delete_own_user(api: Api) -> None:
 def test_delete_user_of_other_is_forbidden(api: Api) -> None:
     other = create_user(api, login=False)
     me = create_user(api)
-    assert api.delete(f"/api/users/{other.id}", headers=me.headers).status == 403
+    response = api.delete(f"/api/users/{other.id}", headers=me.headers)
+    assert response.status == 403
+    assert response.json == {"message": "You can only delete your own account"}
     assert api.get(f"/api/users/{other.id}", headers=me.headers).status == 200
 
 

@@ -89,14 +89,14 @@ async def get_user(request: Request, user_id: str) -> HTTPResponse:
     return user_json(user)
 
 
-async def own_user_id(request: Request, user_id: str) -> Any:
+async def own_user_id(request: Request, user_id: str, action: str) -> Any:
     """The ObjectId of `user_id` if it is the caller's own; 404 if no such user, else 403."""
     current: User = request.ctx.user
     if user_id == str(current.id):
         return current.id
     if await service.get_user(user_id) is None:
         raise NotFound("User not found")
-    raise Forbidden("You can only change your own account")
+    raise Forbidden(f"You can only {action} your own account")
 
 
 @bp.put("/<user_id:str>")
@@ -105,7 +105,7 @@ async def own_user_id(request: Request, user_id: str) -> Any:
 @validate_body(UserUpdate)
 async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPResponse:
     """Change any of the caller's own fields; only those in the body change."""
-    oid = await own_user_id(request, user_id)
+    oid = await own_user_id(request, user_id, "change")
     changes = body.model_dump(exclude_unset=True)
     try:
         updated = await service.update_user(oid, changes, request.app.ctx.hasher)
@@ -121,7 +121,7 @@ async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPR
 @protected
 async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     """Delete the caller's own account."""
-    oid = await own_user_id(request, user_id)
+    oid = await own_user_id(request, user_id, "delete")
     if not await service.delete_user(oid):
         raise NotFound("User not found")
     return json({"message": "User deleted"})
