@@ -10,7 +10,7 @@ from pymongo import MongoClient
 
 from chat_api.store import EmbeddedStore
 from tests.conftest import OtherApp
-from tests.helpers import run_script, subprocess_env
+from tests.helpers import Api, run_script, subprocess_env
 
 
 def test_indexes_create_drop_status_round_trip(tmp_path: Path) -> None:
@@ -106,7 +106,8 @@ def test_scripts_join_the_store_of_a_running_app(tmp_path: Path) -> None:
         running.stop()
 
 
-def test_lookups_by_email_and_chat_id_use_the_unique_indexes(sync_db: Any) -> None:
+def test_lookups_by_email_and_chat_id_use_the_unique_indexes(api: Api, sync_db: Any) -> None:
+    """The app created the indexes when it started (the `api` fixture starts it)."""
     sync_db.users.insert_one({"email": "a@example.com", "chat_id": 1})
     for query in ({"email": {"$eq": "a@example.com"}}, {"chat_id": {"$eq": 1}}):
         plan = json.dumps(sync_db.users.find(query).explain(), default=str)
