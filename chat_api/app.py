@@ -12,7 +12,6 @@ from pymongo.errors import ConnectionFailure
 from sanic import Sanic
 from sanic_ext import Extend
 
-from chat_api import __version__
 from chat_api.auth.routes import bp as auth_bp
 from chat_api.auth.schemas import LoginRequest, TokenResponse
 from chat_api.config import Settings
@@ -146,6 +145,3 @@ async def disconnect_store(app: ChatApp) -> None:
     store: EmbeddedStore | None = getattr(app.ctx, "worker_store", None)
     if store is not None:
         store.stop()
-
-
-__all__ = ["__version__", "create_app"]

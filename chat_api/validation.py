@@ -28,6 +28,7 @@ _DIGITS = re.compile(r"^[0-9]{1,19}$")
 _PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 Handler = Callable[..., Awaitable[HTTPResponse]]
 
 
@@ -117,6 +118,14 @@ def parse_model(model: type[M], data: Any, prefix: tuple[str | int, ...] = ()) -
         return model.model_validate(data)
     except ValidationError as error:
         raise ValidationFailed(errors=field_errors(error, prefix)) from None
+
+
+def parse_value(adapter: TypeAdapter[T], value: Any, field: str, message: str) -> T:
+    """Validate one value (a path parameter): a 400 with `message` naming `field` if invalid."""
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as error:
+        raise ValidationFailed(message, errors=field_errors(error, (field,))) from None
 
 
 def validate_body(model: type[BaseModel]) -> Callable[[Handler], Handler]:

@@ -29,7 +29,10 @@ def test_check_email_url_encoded(api: Api) -> None:
 
 @pytest.mark.parametrize("email", ["not-an-email", "a@b", "@example.com", "x" * 300 + "@example.com"])
 def test_check_email_invalid_is_400(api: Api, email: str) -> None:
-    assert api.get(f"/api/users/checkEmail/{email}").status == 400
+    response = api.get(f"/api/users/checkEmail/{email}")
+    assert response.status == 400
+    assert response.json["message"] == "Not a valid email address"
+    assert response.json["errors"][0]["field"] == "email"
 
 
 def test_check_chat_id_free_and_taken(api: Api) -> None:
@@ -42,7 +45,9 @@ def test_check_chat_id_free_and_taken(api: Api) -> None:
 
 @pytest.mark.parametrize("chat_id", ["abc", "0", "-1", "1.5", str(2**63), "1_000"])
 def test_check_chat_id_invalid_is_400(api: Api, chat_id: str) -> None:
-    assert api.get(f"/api/users/checkChatId/{chat_id}").status == 400
+    response = api.get(f"/api/users/checkChatId/{chat_id}")
+    assert response.status == 400
+    assert response.json["errors"][0]["field"] == "chat_id"
 
 
 def test_checks_need_no_token(api: Api) -> None:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import unquote
 
-from pydantic import TypeAdapter, ValidationError
+from bson import ObjectId
+from pydantic import TypeAdapter
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from chat_api.auth.decorators import protected
-from chat_api.exceptions import BadRequest, Forbidden, NotFound, Unprocessable
+from chat_api.exceptions import Forbidden, NotFound, Unprocessable
 from chat_api.openapi import MessageBody, document
 from chat_api.users import service
 from chat_api.users.models import User
 from chat_api.users.schemas import Availability, Pagination, UserCreate, UserCreated, UserPublic, UserUpdate
-from chat_api.validation import EMAIL_ADAPTER, ChatId, validate_body, validate_query
+from chat_api.validation import EMAIL_ADAPTER, ChatId, parse_value, validate_body, validate_query
 
 bp = Blueprint("users", url_prefix="/api/users", strict_slashes=False)
 CHAT_ID_ADAPTER: TypeAdapter[int] = TypeAdapter(ChatId)
@@ -25,8 +25,8 @@ def taken_error(taken: service.DuplicateValue) -> Unprocessable:
     return Unprocessable(str(taken), errors=[{"field": taken.field, "message": "already taken", "type": "taken"}])
 
 
-def user_json(user: User, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
-    return json(UserPublic.from_document(user).model_dump(mode="json"), status=status, headers=headers)
+def user_json(user: User) -> HTTPResponse:
+    return json(UserPublic.from_document(user).model_dump(mode="json"))
 
 
 async def create_user_response(request: Request, body: UserCreate) -> HTTPResponse:
@@ -89,10 +89,10 @@ async def get_user(request: Request, user_id: str) -> HTTPResponse:
     return user_json(user)
 
 
-async def own_user_id(request: Request, user_id: str, action: str) -> Any:
+async def own_user_id(request: Request, user_id: str, action: str) -> ObjectId:
     """The ObjectId of `user_id` if it is the caller's own; 404 if no such user, else 403."""
     current: User = request.ctx.user
-    if user_id == str(current.id):
+    if current.id is not None and user_id == str(current.id):
         return current.id
     if await service.get_user(user_id) is None:
         raise NotFound("User not found")
@@ -135,11 +135,8 @@ async def delete_user(request: Request, user_id: str) -> HTTPResponse:
 )
 async def check_email(request: Request, email: str) -> HTTPResponse:
     """Is this email free? 200 if so, 422 if taken (compared case-insensitively)."""
-    try:
-        # Decoded here: Sanic's own `unquote=True` was not applied reliably on this route.
-        normalized = EMAIL_ADAPTER.validate_python(unquote(email))
-    except ValidationError:
-        raise BadRequest("Not a valid email address") from None
+    # Decoded here: Sanic's own `unquote=True` was not applied reliably on this route.
+    normalized = parse_value(EMAIL_ADAPTER, unquote(email), "email", "Not a valid email address")
     if await service.email_taken(normalized):
         raise Unprocessable("This email is already taken")
     return json({"message": "This email is available"})
@@ -153,10 +150,7 @@ async def check_email(request: Request, email: str) -> HTTPResponse:
 )
 async def check_chat_id(request: Request, chat_id: str) -> HTTPResponse:
     """Is this chat_id free? 200 if so, 422 if taken."""
-    try:
-        value = CHAT_ID_ADAPTER.validate_python(chat_id)
-    except ValidationError:
-        raise BadRequest("A chat_id is a positive whole number") from None
+    value = parse_value(CHAT_ID_ADAPTER, chat_id, "chat_id", "A chat_id is a positive whole number")
     if await service.chat_id_taken(value):
         raise Unprocessable("This chat_id is already taken")
     return json({"message": "This chat_id is available"})
