@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+from pymongo.errors import ConnectionFailure
 from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
@@ -90,7 +90,7 @@ async def handle_exception(request: Request, exception: Exception) -> HTTPRespon
         # Sanic's own: unknown route, wrong method, malformed JSON, body too large...
         headers = getattr(exception, "headers", None) or {}
         return json(error_body(str(exception.message or exception)), status=exception.status_code, headers=headers)
-    if isinstance(exception, (ServerSelectionTimeoutError, ConnectionFailure)):
+    if isinstance(exception, ConnectionFailure):  # includes server selection and network timeouts
         log.error("store unavailable on %s %s: %s", request.method, request.path, exception)
         return json(error_body(ServiceUnavailable.message), status=503)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
