@@ -32,8 +32,8 @@ async def run(action: str, settings: Settings) -> int:
             print(f"missing  {spec}")
         for spec in status.extra:
             print(f"extra    {spec}")
+        if status.drift:
             print("drift: `create` adds what is missing; `drop` then `create` also removes what is extra")
-            print("drift: run `python -m scripts.indexes create` (and drop what is extra by hand)")
             return 1
         print("in sync with the declared indexes")
         return 0
