@@ -64,6 +64,11 @@ class Settings:
 
         env = (get("ENV") or "development").lower()
         data_dir = Path(get("DATA_DIR") or "data")
+        if env == "production" and get("MONGODB_URI") is None:
+            raise ConfigError(
+                "MONGODB_URI is not set. In production the data must live in MongoDB: the embedded "
+                "store keeps it on local disk, which platforms such as Heroku wipe on every restart."
+            )
         settings = cls(
             env=env,
             mongodb_uri=get("MONGODB_URI"),

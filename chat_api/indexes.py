@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,22 +13,32 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from chat_api.documents import DOCUMENT_MODELS
 
+# Options that change what an index guarantees: a partial or sparse "unique" index does not
+# make every document unique.
+OPTIONS = ("unique", "sparse", "partialFilterExpression", "collation", "expireAfterSeconds")
+
 
 @dataclass(frozen=True)
 class IndexSpec:
     collection: str
     name: str
     keys: tuple[tuple[str, Any], ...]
-    unique: bool
+    options: str  # the OPTIONS present, as canonical JSON, so that specs compare and hash
+
+    @classmethod
+    def of(cls, collection: str, name: str, keys: Any, spec: dict[str, Any]) -> IndexSpec:
+        options = {key: spec[key] for key in OPTIONS if spec.get(key) not in (None, False)}
+        return cls(collection, name, tuple((k, v) for k, v in keys), json.dumps(options, sort_keys=True, default=str))
 
     def same_index(self, other: IndexSpec) -> bool:
         # Compared by keys and options, never by name: nx-27017 lists `email_1` as
         # `idx_users_email`, and on MongoDB a name says nothing about the options.
-        return (self.collection, self.keys, self.unique) == (other.collection, other.keys, other.unique)
+        return (self.collection, self.keys, self.options) == (other.collection, other.keys, other.options)
 
     def __str__(self) -> str:
         keys = ", ".join(f"{k}: {v}" for k, v in self.keys)
-        return f"{self.collection}.{self.name} {{{keys}}}{' unique' if self.unique else ''}"
+        options = " ".join(f"{k}={v}" for k, v in json.loads(self.options).items())
+        return f"{self.collection}.{self.name} {{{keys}}}{' ' + options if options else ''}"
 
 
 @dataclass
@@ -54,24 +65,13 @@ def declared_indexes(models: Sequence[type[Document]] = DOCUMENT_MODELS) -> list
     specs = []
     for collection, index in _declared_models(models):
         document = index.document
-        specs.append(
-            IndexSpec(
-                collection=collection,
-                name=document["name"],
-                keys=tuple((k, v) for k, v in document["key"].items()),
-                unique=bool(document.get("unique", False)),
-            )
-        )
+        specs.append(IndexSpec.of(collection, document["name"], document["key"].items(), document))
     return specs
 
 
 async def existing_indexes(database: AsyncDatabase[Any], collection: str) -> list[IndexSpec]:
     info = await database[collection].index_information()
-    return [
-        IndexSpec(collection, name, tuple(tuple(k) for k in spec["key"]), bool(spec.get("unique")))
-        for name, spec in info.items()
-        if name != "_id_"
-    ]
+    return [IndexSpec.of(collection, name, spec["key"], spec) for name, spec in info.items() if name != "_id_"]
 
 
 async def index_status(database: AsyncDatabase[Any], models: Sequence[type[Document]] = DOCUMENT_MODELS) -> IndexStatus:
@@ -101,14 +101,11 @@ async def drop_indexes(
     database: AsyncDatabase[Any], models: Sequence[type[Document]] = DOCUMENT_MODELS
 ) -> list[IndexSpec]:
     """Drop every index but `_id` on the documents' collections; return those dropped."""
-    status = await index_status(database, models)
     dropped = []
-    # A declared index is dropped by its declared name: that is its real name on MongoDB,
-    # and nx-27017 accepts it although it lists the index under another name.
-    for spec in status.present:
-        await database[spec.collection].drop_index(spec.name)
-        dropped.append(spec)
-    for spec in status.extra:
-        await database[spec.collection].drop_index(spec.name)
-        dropped.append(spec)
+    for collection in sorted({spec.collection for spec in declared_indexes(models)}):
+        # By the name the store lists: on MongoDB an equivalent index may carry another
+        # name than the declared one, and nx-27017 accepts the names it lists.
+        for spec in await existing_indexes(database, collection):
+            await database[collection].drop_index(spec.name)
+            dropped.append(spec)
     return dropped

@@ -70,7 +70,7 @@ def decode_token(token: str, secret: str) -> TokenClaims:
     try:
         # algorithms is a fixed list: the token's own `alg` header (say "none") is never trusted.
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS})
-    except jwt.PyJWTError as error:
+    except (jwt.PyJWTError, ValueError) as error:  # ValueError: a header that is not UTF-8
         raise InvalidToken(str(error)) from None
     version = claims["ver"]
     if not isinstance(claims["sub"], str) or not isinstance(version, int) or isinstance(version, bool):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 STORE_FILE = "chat.db"
 STATE_FILE = "nx-27017.json"
+LOCK_FILE = "nx-27017.lock"
 
 
 def describe_uri(uri: str) -> str:
@@ -84,22 +87,43 @@ def _pings(uri: str, timeout_ms: int = 500) -> bool:
         client.close()
 
 
+def _is_nx_27017(pid: int) -> bool:
+    """Alive and an nx-27017 server, not some other process that reused the pid."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        return b"nx" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
+
+
+def _wait_for_ping(uri: str, timeout: float, still_running: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _pings(uri, timeout_ms=500):
+        if not still_running() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @dataclass
 class EmbeddedStore:
-    """The nx-27017 server for one data folder.
+    """The nx-27017 server for one data folder, shared by every process that uses the folder.
 
-    nx-27017 keeps a single pid file per machine unless told otherwise, and two servers on
-    one SQLite file would fight over it, so the server's pid, port and owner are kept in
-    `<data_dir>/nx-27017.json`. A second user of the same folder (a script while the app
-    runs) attaches to the running server instead of starting another, and only the process
-    that owns the server stops it.
+    Two servers on one SQLite file would fight over it (and nx-27017's default pid file is
+    one per machine), so `<data_dir>/nx-27017.json` records the server's pid and port and the
+    pids of the processes using it, and is only changed under a lock on
+    `<data_dir>/nx-27017.lock`. A process joins the running server, or starts one if none
+    runs; the last live user to leave stops it. Users that died without leaving (SIGKILL)
+    are dropped whenever another joins or leaves, so a server is neither stopped under a
+    live user (a script finishing while the app runs) nor left running after its last one.
     """
 
     data_dir: Path
     port: int = 0
-    owned: bool = False
     pid: int | None = None
     process: subprocess.Popen[bytes] | None = None
+    joined: bool = False
 
     @property
     def uri(self) -> str:
@@ -113,19 +137,56 @@ class EmbeddedStore:
     def _state_file(self) -> Path:
         return self.data_dir / STATE_FILE
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.data_dir / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads(self._state_file.read_text())
+            return {"pid": int(state["pid"]), "port": int(state["port"]), "users": [int(u) for u in state["users"]]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _write_state(self, users: list[int]) -> None:
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": self.pid, "port": self.port, "users": users}))
+        tmp.replace(self._state_file)
+
     def start(self, timeout: float = 20.0, attempts: int = 3) -> EmbeddedStore:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self._attach():
-            return self
-        for attempt in range(1, attempts + 1):
-            try:
-                self._spawn(timeout)
-                break
-            except RuntimeError:
-                # The free port can be taken between choosing it and the server binding it.
-                if attempt == attempts:
-                    raise
-        self._write_state()
+        with self._locked():
+            state = self._read_state()
+            if state is not None and _is_nx_27017(state["pid"]):
+                self.pid, self.port = state["pid"], state["port"]
+                # It serves one request at a time, so a busy server can miss a short ping:
+                # wait for it rather than start a second server on the same file.
+                if not _wait_for_ping(self.uri, timeout, lambda: _pid_alive(state["pid"])):
+                    raise RuntimeError(f"the embedded store (pid {self.pid}) runs but does not answer on {self.uri}")
+                users = [pid for pid in state["users"] if _pid_alive(pid)]
+                if users:
+                    log.info("joined the embedded store (pid %s) in use by %s", self.pid, users)
+                else:
+                    log.warning(
+                        "took over the embedded store (pid %s) left running by a process that is gone", self.pid
+                    )
+            else:
+                for attempt in range(1, attempts + 1):
+                    try:
+                        self._spawn(timeout)
+                        break
+                    except RuntimeError:
+                        # The free port can be taken between choosing it and the server binding it.
+                        if attempt == attempts:
+                            raise
+                users = []
+            self._write_state([*users, os.getpid()])
+            self.joined = True
         return self
 
     def _spawn(self, timeout: float) -> None:
@@ -140,68 +201,54 @@ class EmbeddedStore:
         ]  # fmt: skip
         # Its own session: a Ctrl-C in the terminal reaches the API, which then stops the
         # store after the last request has been answered, instead of both at once.
-        self.process = subprocess.Popen(
+        process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.pid, self.owned = self.process.pid, True
-        deadline = time.monotonic() + timeout
-        while not _pings(self.uri, timeout_ms=200):
-            if self.process.poll() is not None:
-                self.owned = False
+        self.process, self.pid = process, process.pid
+        if not _wait_for_ping(self.uri, timeout, lambda: process.poll() is None):
+            if process.poll() is not None:
                 raise RuntimeError(
-                    f"nx-27017 exited with code {self.process.returncode} on start; "
-                    f"see {self.data_dir / 'nx-27017.log'}"
+                    f"nx-27017 exited with code {process.returncode} on start; see {self.data_dir / 'nx-27017.log'}"
                 )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"nx-27017 did not answer ping within {timeout:.0f} s")
-            time.sleep(0.05)
-
-    def _write_state(self) -> None:
-        self._state_file.write_text(json.dumps({"pid": self.pid, "port": self.port, "owner": os.getpid()}))
-
-    def _attach(self) -> bool:
-        try:
-            state = json.loads(self._state_file.read_text())
-            pid, port, owner = int(state["pid"]), int(state["port"]), int(state["owner"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        self.port, self.pid = port, pid
-        if not (_pid_alive(pid) and _pings(self.uri)):
-            return False
-        # A server left behind by an API process that was killed is adopted, so that it is
-        # stopped when this process ends rather than running forever.
-        if not _pid_alive(owner):
-            self.owned = True
-            self._write_state()
-            log.warning("adopted the embedded store (pid %s) left running by process %s, which is gone", pid, owner)
-        else:
-            log.info("joined the embedded store (pid %s) run by process %s", pid, owner)
-        return True
+            self._terminate(timeout=5)
+            raise RuntimeError(f"nx-27017 did not answer ping within {timeout:.0f} s")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if not self.owned or self.pid is None:
+        """Leave the store; the last live user stops the server."""
+        if not self.joined:
             return
+        with self._locked():
+            state = self._read_state()
+            users = [pid for pid in state["users"] if _pid_alive(pid)] if state else []
+            with contextlib.suppress(ValueError):
+                users.remove(os.getpid())
+            if state is not None and state["pid"] == self.pid and users:
+                self._write_state(users)
+            else:
+                self._terminate(timeout)
+                self._state_file.unlink(missing_ok=True)
+            self.joined = False
+
+    def _terminate(self, timeout: float) -> None:
         pid = self.pid
+        if pid is None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # nx-27017 closes SQLite cleanly on SIGTERM
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            # poll() reaps our own child; an adopted server is not our child
+            # poll() reaps a child of ours; a server started by another process is not one
             if (self.process.poll() is not None) if self.process else not _pid_alive(pid):
-                break
+                return
             time.sleep(0.05)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            if self.process:
-                self.process.wait()
-        self._state_file.unlink(missing_ok=True)
-        self.owned = False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if self.process:
+            self.process.wait()
 
 
 def _nx_27017_command() -> str:

@@ -24,8 +24,8 @@ from sanic.response import HTTPResponse
 from chat_api.exceptions import BadRequest, ValidationFailed, field_errors
 
 MAX_INT64 = 2**63 - 1
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
-_PHONE = re.compile(r"^\+?[0-9]{3,20}$")
+_DIGITS = re.compile(r"[0-9]{1,19}")  # used with fullmatch: `$` would let a final "\n" through
+_PHONE = re.compile(r"\+?[0-9]{3,20}")
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -47,7 +47,7 @@ def whole_number(value: Any, *, minimum: int, maximum: int = MAX_INT64) -> int:
     if isinstance(value, bool):
         raise ValueError("must be a whole number")
     if isinstance(value, str):
-        if not _DIGITS.match(value):
+        if not _DIGITS.fullmatch(value):
             raise ValueError("must be a whole number written with digits only")
         value = int(value)
     if not isinstance(value, int):
@@ -78,14 +78,17 @@ def _phone(value: Any) -> Any:
         value = str(value)  # old clients send the number as an integer
     if isinstance(value, str):
         value = value.strip()
-        if not _PHONE.match(value):
+        if not _PHONE.fullmatch(value):
             raise ValueError("must be 3 to 20 digits, optionally after a leading +")
     return value
 
 
 def _utc_millis(value: datetime) -> datetime:
     # MongoDB keeps milliseconds; trimming here makes what we answer equal what we store.
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError("is out of range once converted to UTC") from None
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 

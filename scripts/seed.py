@@ -8,8 +8,10 @@ import sys
 import time
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from chat_api.config import settings_or_exit
 from chat_api.indexes import create_indexes
@@ -17,7 +19,7 @@ from chat_api.security import hash_password
 from chat_api.users.models import User
 from chat_api.users.schemas import UserCreate
 from chat_api.users.service import new_user, utc_now
-from chat_api.validation import MAX_INT64
+from chat_api.validation import MAX_INT64, Password
 from scripts._store import database
 
 DEMO_PASSWORD = "demo-password"
@@ -65,7 +67,14 @@ async def seed(db: AsyncDatabase[Any], count: int, password: str, rounds: int, b
             )
             for chat_id in chat_ids[start : start + batch]
         ]
-        await User.insert_many(users)
+        try:
+            await User.insert_many(users)
+        except BulkWriteError as error:
+            inserted = start + error.details.get("nInserted", 0)
+            raise SeedError(
+                f"stopped after {inserted:,} users: a chat_id or email of the batch was taken meanwhile "
+                "(someone registered during the seed); run it again to add the rest after the new highest chat_id"
+            ) from None
         progress(start + len(users), count, started)
     sys.stderr.write("\n")
     return chat_ids
@@ -78,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.users < 1:
         parser.error("--users must be at least 1")
+    try:
+        TypeAdapter(Password).validate_python(args.password)
+    except ValidationError as error:
+        parser.error(f"--password {error.errors()[0]['msg'].removeprefix('Value error, ')}")
     settings = settings_or_exit("scripts.seed")
 
     async def run() -> range:

@@ -89,6 +89,13 @@ def test_bare_token_without_bearer_prefix_works(api: Api) -> None:
     assert api.get("/api/getUser", headers=auth_headers(f"bearer {bare}")).status == 200
 
 
+@pytest.mark.parametrize("header", [b"Bearer \xff\xfe", b"\x80", b"Bearer", b"Bearer x"])
+def test_undecodable_or_empty_tokens_are_401(api: Api, header: bytes) -> None:
+    response = api.get("/api/getUser", headers={"Authorization": header})
+    assert response.status == 401
+    assert response.json["message"]
+
+
 def test_missing_authorization_is_401_with_original_message(api: Api) -> None:
     response = api.get("/api/getUser")
     assert response.status == 401
@@ -107,8 +114,9 @@ def _bad_tokens(settings: Settings, user_id: str) -> dict[str, str]:
             {"sub": user_id, "iat": now - 7200, "exp": now - 3600, "ver": 0}, settings.jwt_secret, algorithm="HS256"
         ),
         "alg none": jwt.encode({"sub": user_id, "iat": now, "exp": now + 3600, "ver": 0}, None, algorithm="none"),
+        # signed with the right secret: only the algorithm is wrong
         "HS512": jwt.encode(
-            {"sub": user_id, "iat": now, "exp": now + 3600, "ver": 0}, settings.jwt_secret + "!" * 40, algorithm="HS512"
+            {"sub": user_id, "iat": now, "exp": now + 3600, "ver": 0}, settings.jwt_secret, algorithm="HS512"
         ),
         "no version": jwt.encode({"sub": user_id, "iat": now, "exp": now + 3600}, settings.jwt_secret),
         "no expiry": jwt.encode({"sub": user_id, "iat": now, "ver": 0}, settings.jwt_secret),

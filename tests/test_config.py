@@ -61,8 +61,23 @@ def test_malformed_values_are_refused_with_their_name(name: str, value: str, tmp
 
 def test_production_requires_jwt_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="JWT_SECRET is not set"):
-        Settings.from_env({"ENV": "production", "DATA_DIR": str(tmp_path)}, env_file=None)
+        Settings.from_env(
+            {"ENV": "production", "MONGODB_URI": "mongodb://db.example", "DATA_DIR": str(tmp_path)}, env_file=None
+        )
     assert not (tmp_path / ".jwt_secret").exists()
+
+
+def test_production_requires_mongodb_uri(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="MONGODB_URI is not set"):
+        Settings.from_env({"ENV": "production", "JWT_SECRET": SECRET}, env_file=None)
+
+
+def test_production_with_both_is_fine() -> None:
+    settings = Settings.from_env(
+        {"ENV": "production", "JWT_SECRET": SECRET, "MONGODB_URI": "mongodb://db.example"}, env_file=None
+    )
+    assert settings.is_production
+    assert settings.jwt_secret == SECRET
 
 
 def test_short_jwt_secret_is_refused() -> None:

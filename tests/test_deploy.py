@@ -103,7 +103,7 @@ def test_procfile_release_creates_indexes(tmp_path: Path) -> None:
 
 
 def test_production_without_jwt_secret_refuses_to_start(tmp_path: Path) -> None:
-    env = subprocess_env(tmp_path / "data", ENV="production")
+    env = subprocess_env(tmp_path / "data", ENV="production", MONGODB_URI="mongodb://127.0.0.1:9/")
     result = subprocess.run(
         [sys.executable, "-m", "chat_api"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )

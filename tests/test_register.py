@@ -82,6 +82,9 @@ def test_register_taken_value_is_422_naming_the_field(api: Api, field: str) -> N
         ({"sex": "robot"}, "sex"),
         ({"phone": "12ab"}, "phone"),
         ({"birthday": "yesterday"}, "birthday"),
+        ({"birthday": "0001-01-01T00:00:00+01:00"}, "birthday"),  # before year 1 in UTC
+        ({"register_at": "9999-12-31T23:59:59-01:00"}, "register_at"),  # after 9999 in UTC
+        ({"chat_id": "777\n"}, "chat_id"),
         ({"flag": "online"}, "flag"),
         ({"is_admin": True}, "is_admin"),
     ],

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pymongo import MongoClient
 
+from chat_api.indexes import IndexSpec, declared_indexes
 from chat_api.store import EmbeddedStore
 from tests.conftest import OtherApp
 from tests.helpers import Api, run_script, subprocess_env
@@ -130,3 +132,26 @@ def test_seed_without_room_for_chat_ids_fails_clearly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no room for 3 consecutive chat_ids" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_seed_refuses_a_password_users_could_not_choose(tmp_path: Path) -> None:
+    result = run_script("scripts.seed", "--users", "3", "--password", "abc", cwd=tmp_path, env=subprocess_env(tmp_path))
+    assert result.returncode == 2
+    assert "--password must be at least 6 characters long" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "input_value" not in result.stderr
+
+
+@pytest.mark.no_store
+def test_an_index_with_other_options_is_not_the_declared_one() -> None:
+    """A sparse or partial unique index does not make every document unique. (nx-27017
+    drops these options, so this is checked on index_information() as MongoDB answers it.)"""
+    declared = {spec.name: spec for spec in declared_indexes()}
+    as_declared = IndexSpec.of("users", "chat_id_1", [("chat_id", 1)], {"v": 2, "unique": True})
+    sparse = IndexSpec.of("users", "chat_id_1", [("chat_id", 1)], {"v": 2, "unique": True, "sparse": True})
+    partial = IndexSpec.of(
+        "users", "email_unique", [("email", 1)], {"unique": True, "partialFilterExpression": {"email": {"$type": 2}}}
+    )
+    assert as_declared.same_index(declared["chat_id_1"])
+    assert not sparse.same_index(declared["chat_id_1"])
+    assert not partial.same_index(declared["email_1"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +37,28 @@ def test_data_survives_a_restart_of_the_store(tmp_path: Path) -> None:
     assert found["email"] == "kept@example.com"
 
 
-def test_second_user_of_a_folder_attaches_and_does_not_stop_it(tmp_path: Path) -> None:
+def _users(folder: Path) -> list[int]:
+    users: list[int] = json.loads((folder / "nx-27017.json").read_text())["users"]
+    return users
+
+
+def test_second_user_of_a_folder_joins_and_the_last_to_leave_stops_it(tmp_path: Path) -> None:
     first = EmbeddedStore(tmp_path).start()
     second = EmbeddedStore(tmp_path).start()
     assert second.port == first.port
-    assert not second.owned
-    second.stop()
+    assert _users(tmp_path) == [os.getpid(), os.getpid()]
     assert first.pid is not None
-    assert _alive(first.pid)
+    # the one that started the server leaves first, as a script finishing beside the app
     first.stop()
+    assert _alive(first.pid)
+    assert _users(tmp_path) == [os.getpid()]
+    second.stop()
     assert not _alive(first.pid)
     assert not (tmp_path / "nx-27017.json").exists()
 
 
-def test_store_of_a_dead_owner_is_adopted_and_stopped(tmp_path: Path) -> None:
-    """As after an API process was SIGKILLed: its store runs on, owned by nobody."""
+def test_store_left_by_a_dead_process_is_taken_over_and_stopped(tmp_path: Path) -> None:
+    """As after an API process was SIGKILLed: its store runs on, used by nobody alive."""
     code = (
         "from pathlib import Path; from chat_api.store import EmbeddedStore; "
         f"EmbeddedStore(Path({str(tmp_path)!r})).start()"
@@ -60,9 +69,23 @@ def test_store_of_a_dead_owner_is_adopted_and_stopped(tmp_path: Path) -> None:
 
     adopter = EmbeddedStore(tmp_path).start()
     assert adopter.port == orphan["port"]
-    assert adopter.owned
+    assert _users(tmp_path) == [os.getpid()]
     adopter.stop(timeout=10)
     assert not _alive(orphan["pid"])
+
+
+def test_a_busy_store_is_waited_for_not_replaced(tmp_path: Path) -> None:
+    """nx-27017 answers one request at a time; one that misses a ping is still the store."""
+    first = EmbeddedStore(tmp_path).start()
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGSTOP)
+    threading.Timer(1.5, os.kill, (first.pid, signal.SIGCONT)).start()
+    second = EmbeddedStore(tmp_path).start()
+    assert second.port == first.port
+    assert second.pid == first.pid
+    second.stop()
+    first.stop()
+    assert not _alive(first.pid)
 
 
 def test_store_description_never_shows_credentials() -> None:

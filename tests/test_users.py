@@ -40,7 +40,9 @@ def test_list_users_default_limit_is_50(api: Api, sync_db: Database[dict[str, An
     assert len(api.get("/api/users?limit=200", headers=me.headers).json) == 60
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=201", "limit=abc", "offset=-1", "limit=1.5", "offset=x"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=201", "limit=abc", "offset=-1", "limit=1.5", "offset=x", "limit=5%0A"]
+)
 def test_list_users_bad_paging_is_400(api: Api, query: str) -> None:
     me = create_user(api)
     response = api.get(f"/api/users?{query}", headers=me.headers)
@@ -123,6 +125,20 @@ def test_update_email_is_normalised_and_unique(api: Api) -> None:
 def test_update_own_email_to_itself_is_fine(api: Api) -> None:
     me = create_user(api)
     assert api.put(f"/api/users/{me.id}", json={"email": me.email}, headers=me.headers).status == 204
+
+
+def test_own_id_in_upper_case_is_still_your_own(api: Api) -> None:
+    me = create_user(api)
+    assert api.get(f"/api/users/{me.id.upper()}", headers=me.headers).json["id"] == me.id
+    assert api.put(f"/api/users/{me.id.upper()}", json={"sex": "man"}, headers=me.headers).status == 204
+    assert api.delete(f"/api/users/{me.id.upper()}", headers=me.headers).status == 200
+
+
+def test_update_dates_out_of_range_in_utc_are_400(api: Api) -> None:
+    me = create_user(api)
+    response = api.put(f"/api/users/{me.id}", json={"register_at": "0001-01-01T00:30:00+01:00"}, headers=me.headers)
+    assert response.status == 400
+    assert response.json["errors"][0]["field"] == "register_at"
 
 
 def test_update_user_of_other_is_forbidden(api: Api) -> None:

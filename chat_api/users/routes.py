@@ -83,7 +83,10 @@ async def list_users(request: Request, query: Pagination) -> HTTPResponse:
 async def get_user(request: Request, user_id: str) -> HTTPResponse:
     """Show one user."""
     current: User = request.ctx.user
-    user = current if user_id == str(current.id) else await service.get_user(user_id)
+    oid = service.parse_user_id(user_id)
+    if oid is None:
+        raise NotFound("User not found")
+    user = current if oid == current.id else await service.get_user(oid)
     if user is None:
         raise NotFound("User not found")
     return user_json(user)
@@ -92,9 +95,12 @@ async def get_user(request: Request, user_id: str) -> HTTPResponse:
 async def own_user_id(request: Request, user_id: str, action: str) -> ObjectId:
     """The ObjectId of `user_id` if it is the caller's own; 404 if no such user, else 403."""
     current: User = request.ctx.user
-    if current.id is not None and user_id == str(current.id):
-        return current.id
-    if await service.get_user(user_id) is None:
+    oid = service.parse_user_id(user_id)
+    if oid is None:
+        raise NotFound("User not found")
+    if oid == current.id:
+        return oid
+    if await service.get_user(oid) is None:
         raise NotFound("User not found")
     raise Forbidden(f"You can only {action} your own account")
 
