@@ -92,9 +92,10 @@ def _is_nx_27017(pid: int) -> bool:
     if not _pid_alive(pid):
         return False
     try:
-        return b"nx" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc: trust the pid
+    return b"nx-27017" in command or b"nx_27017" in command
 
 
 def _wait_for_ping(uri: str, timeout: float, still_running: Callable[[], bool]) -> bool:
