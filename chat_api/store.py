@@ -66,12 +66,14 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie (exited, not yet reaped by its parent) still answers signal 0.
+    # A zombie (exited, not yet reaped by its parent) still answers signal 0. Every thread
+    # is looked at: a process whose main thread has ended can still be running others.
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks]
     except (OSError, IndexError):
         return True
-    return state != "Z"
+    return any(state != "Z" for state in states)
 
 
 def _pings(uri: str, timeout_ms: int = 500) -> bool:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -39,6 +42,24 @@ def store_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = EmbeddedStore(tmp_path_factory.mktemp("store")).start()
     yield store.uri
     store.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_store_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every embedded store a test starts must be stopped by the code under test; one that
+    is still running at the end is reported and killed, so that none outlives the suite."""
+    yield
+    base = str(tmp_path_factory.getbasetemp()).encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"nx-27017" in command and base in command:
+            shown = command.replace(b"\0", b" ").decode()
+            warnings.warn(f"embedded store left running: {shown}", stacklevel=1)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

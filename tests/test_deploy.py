@@ -27,7 +27,9 @@ def serving(command: list[str], cwd: Path, env: dict[str, str], port: int) -> It
         yield process
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            # To the main process, as `kill` would: signalling the whole group also hits
+            # Sanic's own manager process, and the main one can then exit with a BrokenPipe.
+            process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
