@@ -59,7 +59,7 @@ def free_loopback_port() -> int:
         return port
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,7 +91,7 @@ def _pings(uri: str, timeout_ms: int = 500) -> bool:
 
 def _is_nx_27017(pid: int) -> bool:
     """Alive and an nx-27017 server, not some other process that reused the pid."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -169,9 +169,9 @@ class EmbeddedStore:
                 self.pid, self.port = state["pid"], state["port"]
                 # It serves one request at a time, so a busy server can miss a short ping:
                 # wait for it rather than start a second server on the same file.
-                if not _wait_for_ping(self.uri, timeout, lambda: _pid_alive(state["pid"])):
+                if not _wait_for_ping(self.uri, timeout, lambda: pid_alive(state["pid"])):
                     raise RuntimeError(f"the embedded store (pid {self.pid}) runs but does not answer on {self.uri}")
-                users = [pid for pid in state["users"] if _pid_alive(pid)]
+                users = [pid for pid in state["users"] if pid_alive(pid)]
                 if users:
                     log.info("joined the embedded store (pid %s) in use by %s", self.pid, users)
                 else:
@@ -226,7 +226,7 @@ class EmbeddedStore:
             return
         with self._locked():
             state = self._read_state()
-            users = [pid for pid in state["users"] if _pid_alive(pid)] if state else []
+            users = [pid for pid in state["users"] if pid_alive(pid)] if state else []
             with contextlib.suppress(ValueError):
                 users.remove(os.getpid())
             if state is not None and state["pid"] == self.pid and users:
@@ -245,7 +245,7 @@ class EmbeddedStore:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             # poll() reaps a child of ours; a server started by another process is not one
-            if (self.process.poll() is not None) if self.process else not _pid_alive(pid):
+            if (self.process.poll() is not None) if self.process else not pid_alive(pid):
                 return
             time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):

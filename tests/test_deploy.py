@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from chat_api.store import free_loopback_port
+from chat_api.store import free_loopback_port, pid_alive
 from tests.helpers import REPO, run_script, subprocess_env, user_payload, wait_for_health
 
 
@@ -37,14 +37,6 @@ def serving(command: list[str], cwd: Path, env: dict[str, str], port: int) -> It
                 process.wait()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_run_on_embedded_store_survives_restart_and_stops_store(tmp_path: Path) -> None:
     port = free_loopback_port()
     env = subprocess_env(tmp_path / "data", PORT=str(port))
@@ -58,7 +50,7 @@ def test_run_on_embedded_store_survives_restart_and_stops_store(tmp_path: Path) 
     output = process.stdout.read() if process.stdout else ""
     assert process.returncode == 0, output
     assert output.count("store: embedded nx-27017") == 1, output
-    assert not _pid_alive(store_pid), "the embedded store outlived the app"
+    assert not pid_alive(store_pid), "the embedded store outlived the app"
     assert not (tmp_path / "data" / "nx-27017.json").exists()
 
     with serving([sys.executable, "-m", "chat_api"], tmp_path, env, port):

@@ -13,12 +13,8 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from chat_api.store import EmbeddedStore, _pid_alive, describe_uri
+from chat_api.store import EmbeddedStore, describe_uri, pid_alive
 from tests.helpers import REPO
-
-
-def _alive(pid: int) -> bool:
-    return _pid_alive(pid)
 
 
 def test_data_survives_a_restart_of_the_store(tmp_path: Path) -> None:
@@ -50,10 +46,10 @@ def test_second_user_of_a_folder_joins_and_the_last_to_leave_stops_it(tmp_path: 
     assert first.pid is not None
     # the one that started the server leaves first, as a script finishing beside the app
     first.stop()
-    assert _alive(first.pid)
+    assert pid_alive(first.pid)
     assert _users(tmp_path) == [os.getpid()]
     second.stop()
-    assert not _alive(first.pid)
+    assert not pid_alive(first.pid)
     assert not (tmp_path / "nx-27017.json").exists()
 
 
@@ -65,13 +61,13 @@ def test_store_left_by_a_dead_process_is_taken_over_and_stopped(tmp_path: Path) 
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     orphan = json.loads((tmp_path / "nx-27017.json").read_text())
-    assert _alive(orphan["pid"])
+    assert pid_alive(orphan["pid"])
 
     adopter = EmbeddedStore(tmp_path).start()
     assert adopter.port == orphan["port"]
     assert _users(tmp_path) == [os.getpid()]
     adopter.stop(timeout=10)
-    assert not _alive(orphan["pid"])
+    assert not pid_alive(orphan["pid"])
 
 
 def test_a_busy_store_is_waited_for_not_replaced(tmp_path: Path) -> None:
@@ -85,7 +81,7 @@ def test_a_busy_store_is_waited_for_not_replaced(tmp_path: Path) -> None:
     assert second.pid == first.pid
     second.stop()
     first.stop()
-    assert not _alive(first.pid)
+    assert not pid_alive(first.pid)
 
 
 def test_store_description_never_shows_credentials() -> None:

@@ -113,6 +113,8 @@ async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPR
     """Change any of the caller's own fields; only those in the body change."""
     oid = await own_user_id(request, user_id, "change")
     changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return empty()  # nothing to change; the caller's account was just loaded by @protected
     try:
         updated = await service.update_user(oid, changes, request.app.ctx.hasher)
     except service.DuplicateValue as taken:

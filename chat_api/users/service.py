@@ -99,10 +99,9 @@ async def list_users(limit: int, offset: int) -> tuple[list[User], int]:
 
 async def update_user(user_id: ObjectId, changes: dict[str, Any], hasher: PasswordHasher) -> bool:
     """Apply a partial update; False if the user no longer exists."""
+    assert changes, "an empty $set is an error on MongoDB; callers skip empty updates"
     if "password" in changes:
         changes = {**changes, "password": await hasher.hash(changes["password"])}
-    if not changes:
-        return await User.find_one({"_id": user_id}) is not None
     try:
         # update_one, not Beanie's save()/set(): those use findAndModify, which nx-27017
         # answers with a silent no-op instead of a DuplicateKeyError.
