@@ -1,11 +1,15 @@
 # The two commands: `make run` and `make test`. Both set up .venv from the pinned requirements.
+# `make bench` (QUICK=1 for a smoke run) measures the API against its limits; see README, "Performance".
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
+BENCH := $(VENV)/.installed-bench
+# wrk is a Debian package; root installs it directly, anyone else through sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint format install install-dev indexes seed clean
+.PHONY: run test lint format install install-dev bench indexes seed clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -18,6 +22,10 @@ $(RUNTIME): $(BIN)/python requirements.txt
 $(DEV): $(RUNTIME) requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(DEV)
+
+$(BENCH): $(DEV) requirements-bench.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $(BENCH)
 
 install: $(RUNTIME)
 
@@ -37,6 +45,10 @@ format: install-dev
 
 test: lint
 	$(BIN)/python -m pytest
+
+bench: $(BENCH)
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	$(BIN)/python -m bench.run $(if $(filter-out 0,$(QUICK)),--quick)
 
 indexes: install
 	$(BIN)/python -m scripts.indexes status

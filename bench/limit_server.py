@@ -1,0 +1,140 @@
+"""The limit: bare Sanic handlers doing the app's store round trips with raw PyMongo, and nothing else.
+
+Scenarios 1-3 hold the app against these. Each handler answers exactly the JSON the app
+answers (the suite compares them before measuring), with the same round trips: the token's
+user, then the data. What the app spends beyond this is the cost of its own layers
+(validation, Beanie, the auth decorator, serialisation). Run it as
+`python -m bench.limit_server --port N` with the app's settings (DATA_DIR, JWT_SECRET...):
+it joins the app's embedded store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+from urllib.parse import unquote
+
+import jwt
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, json
+from sanic.worker.loader import AppLoader
+
+from chat_api.config import Settings, settings_or_exit
+from chat_api.store import CLIENT_OPTIONS, EmbeddedStore
+
+PUBLIC = ("chat_id", "email", "username", "personality", "avatar", "register_at", "sex", "birthday", "phone", "flag")
+PROJECTION = dict.fromkeys(PUBLIC, 1)
+TOKEN_PROJECTION = {**PROJECTION, "token_version": 1}
+
+
+def iso(value: datetime) -> str:
+    # The app's format: pydantic's JSON for an aware UTC datetime.
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(doc["_id"]),
+        "chat_id": doc["chat_id"],
+        "email": doc["email"],
+        "username": doc["username"],
+        "personality": doc.get("personality"),
+        "avatar": doc.get("avatar"),
+        "register_at": iso(doc["register_at"]),
+        "sex": doc.get("sex", "unknown"),
+        "birthday": iso(doc["birthday"]),
+        "phone": doc.get("phone"),
+        "flag": doc.get("flag", "offline"),
+    }
+
+
+def users(request: Request) -> AsyncCollection[dict[str, Any]]:
+    collection: AsyncCollection[dict[str, Any]] = request.app.ctx.users
+    return collection
+
+
+async def token_user(request: Request) -> dict[str, Any] | None:
+    """The first round trip of every protected route: the token's user, its version checked."""
+    token = request.headers.get("authorization", "").removeprefix("Bearer ")
+    try:
+        claims = jwt.decode(token, request.app.ctx.secret, algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return None
+    user = await users(request).find_one({"_id": ObjectId(claims["sub"])}, TOKEN_PROJECTION)
+    return user if user is not None and user.get("token_version", 0) == claims["ver"] else None
+
+
+def create_limit_app(settings: Settings) -> Sanic[Any, Any]:
+    app: Sanic[Any, Any] = Sanic("bench_limit")
+
+    @app.before_server_start
+    async def connect(app: Sanic[Any, Any]) -> None:
+        store = None
+        uri = settings.mongodb_uri
+        if uri is None:
+            store = EmbeddedStore(settings.data_dir).start()  # joins the app's store
+            uri = store.uri
+        app.ctx.store = store
+        app.ctx.client = AsyncMongoClient(uri, **CLIENT_OPTIONS)
+        app.ctx.users = app.ctx.client[settings.mongodb_db]["users"]
+        app.ctx.secret = settings.jwt_secret
+
+    @app.after_server_stop
+    async def disconnect(app: Sanic[Any, Any]) -> None:
+        await app.ctx.client.close()
+        if app.ctx.store is not None:
+            app.ctx.store.stop()
+
+    @app.get("/api/users/<user_id:str>")
+    async def get_user(request: Request, user_id: str) -> HTTPResponse:
+        me = await token_user(request)
+        if me is None:
+            return json({"message": "Unauthorized"}, status=401)
+        oid = ObjectId(user_id)
+        user = me if oid == me["_id"] else await users(request).find_one({"_id": oid}, PROJECTION)
+        if user is None:
+            return json({"message": "User not found"}, status=404)
+        return json(public(user))
+
+    @app.get("/api/users")
+    async def list_users(request: Request) -> HTTPResponse:
+        if await token_user(request) is None:
+            return json({"message": "Unauthorized"}, status=401)
+        limit = int(request.args.get("limit", 50))
+        offset = int(request.args.get("offset", 0))
+        page = await users(request).find({}, PROJECTION).sort("_id", 1).skip(offset).limit(limit).to_list()
+        total = await users(request).estimated_document_count()
+        return json([public(user) for user in page], headers={"X-Total-Count": str(total)})
+
+    @app.get("/api/users/checkEmail/<email:str>")
+    async def check_email(request: Request, email: str) -> HTTPResponse:
+        found = await users(request).find_one({"email": {"$eq": unquote(email).strip().lower()}}, {"_id": 1})
+        if found is not None:
+            return json({"message": "This email is already taken"}, status=422)
+        return json({"message": "This email is available"})
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.limit_server", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    settings = settings_or_exit("bench.limit_server")
+    loader = AppLoader(factory=partial(create_limit_app, settings))
+    app = loader.load()
+    # Served as `python -m chat_api` serves the app: one worker, access log on.
+    app.prepare(host="127.0.0.1", port=args.port, workers=1, access_log=True, motd=False)
+    Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The processes a benchmark run needs: an embedded store per data folder, the app, the limit, the seed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from chat_api.store import EmbeddedStore, free_loopback_port
+
+REPO = Path(__file__).resolve().parent.parent
+# Settings a developer may have exported; the benchmark sets its own.
+SETTING_NAMES = (
+    "ENV", "MONGODB_URI", "MONGODB_DB", "DATA_DIR", "JWT_SECRET", "JWT_TTL", "BCRYPT_ROUNDS",
+    "CORS_ORIGINS", "HOST", "PORT", "WEB_CONCURRENCY", "LOG_LEVEL",
+)  # fmt: skip
+
+
+@dataclass
+class Site:
+    """One data folder with its own embedded store, in a temporary folder (never ./data).
+
+    The benchmark joins the store first, so it stays up while the app, the limit and the
+    seed come and go; the last one to leave stops it.
+    """
+
+    root: Path
+    env: dict[str, str]
+    store: EmbeddedStore
+
+    @classmethod
+    @contextmanager
+    def open(cls, root: Path, jwt_secret: str, bcrypt_rounds: int) -> Iterator[Site]:
+        root.mkdir(parents=True)
+        env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+        env.update(
+            {
+                "PYTHONPATH": str(REPO),
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                "DATA_DIR": str(root / "data"),
+                "JWT_SECRET": jwt_secret,
+                "BCRYPT_ROUNDS": str(bcrypt_rounds),
+                "LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        store = EmbeddedStore(root / "data").start()
+        try:
+            yield cls(root, env, store)
+        finally:
+            store.stop()
+
+    def seed(self, users: int) -> None:
+        # The working directory is the temporary folder, so no developer's .env is read.
+        result = subprocess.run(
+            [sys.executable, "-m", "scripts.seed", "--users", str(users)],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts.seed failed: {result.stderr.strip()}")
+        print(f"  {result.stdout.strip().splitlines()[-1]}", flush=True)
+
+    @contextmanager
+    def serve(self, name: str, module: str, ready_path: str) -> Iterator[str]:
+        """Run `python -m <module> --port N` until the block ends; yields its base URL."""
+        port = free_loopback_port()
+        log = (self.root / f"{name}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", str(port)],
+            cwd=self.root,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(base + ready_path, process, name, self.root / f"{name}.log")
+            yield base
+        finally:
+            stop(process)
+            log.close()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}; see {log}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f} s; see {log}")
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    # To the main process only, as `kill` would: Sanic stops its worker and finishes cleanly.
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -1,0 +1,95 @@
+"""Runs wrk with bench/lua/requests.lua and reads back its one-line JSON summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+LUA = Path(__file__).parent / "lua" / "requests.lua"
+
+
+@dataclass(frozen=True)
+class Load:
+    """What wrk sends: request lines ("path" or "path<TAB>json body"), cycled through."""
+
+    base_url: str
+    lines: Sequence[str]
+    method: str = "GET"
+    expect: int = 200
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    requests: int
+    seconds: float
+    unexpected: int  # answers with another status than the expected one
+    socket_errors: int  # connect, read, write errors and timeouts: requests never answered
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def bad(self) -> int:
+        return self.unexpected + self.socket_errors
+
+
+class Wrk:
+    """One wrk process for `seconds`; `start` runs it in the background, `result` waits for it."""
+
+    def __init__(self, load: Load, seconds: float, connections: int, workdir: Path):
+        lines = tempfile.NamedTemporaryFile("w", dir=workdir, suffix=".txt", delete=False)  # noqa: SIM115
+        with lines:
+            lines.write("\n".join(load.lines) + "\n")
+        self.lines_file = Path(lines.name)
+        env = {
+            **os.environ,
+            "BENCH_LINES": str(self.lines_file),
+            "BENCH_METHOD": load.method,
+            "BENCH_EXPECT": str(load.expect),
+            "BENCH_TOKEN": load.token or "",
+        }
+        # One wrk thread: it is enough for these rates and leaves the cores to the server.
+        self.command = [
+            "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+            "-s", str(LUA), load.base_url,
+        ]  # fmt: skip
+        self.env = env
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> Wrk:
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        return self
+
+    def result(self) -> Run:
+        assert self.process is not None
+        try:
+            out, err = self.process.communicate(timeout=120)
+        finally:
+            self.lines_file.unlink(missing_ok=True)
+        summary = next((line for line in out.splitlines() if line.startswith("BENCH ")), None)
+        if self.process.returncode != 0 or summary is None:
+            raise RuntimeError(f"wrk failed ({self.process.returncode}): {err.strip() or out.strip()}")
+        data = json.loads(summary.removeprefix("BENCH "))
+        return Run(
+            requests=data["requests"],
+            seconds=data["duration_us"] / 1e6,
+            unexpected=data["unexpected"],
+            socket_errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
+            p50_ms=data["p50_us"] / 1000,
+            p99_ms=data["p99_us"] / 1000,
+        )
+
+
+def run_wrk(load: Load, seconds: float, connections: int, workdir: Path) -> Run:
+    return Wrk(load, seconds, connections, workdir).start().result()

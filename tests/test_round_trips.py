@@ -1,0 +1,60 @@
+"""Store round trips per route (benchmark scenario 7), counted exactly: a new round trip fails here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sanic_testing.reusable import ReusableClient
+
+from bench.round_trips import CommandCounter, RoundTrips, walk
+from chat_api import store
+from tests.conftest import OtherApp
+
+# route -> (data commands, rate-limiter commands). Every read route: the token's user and the data.
+EXPECTED: dict[str, tuple[int, int]] = {
+    "POST /api/register": (1, 0),
+    "POST /api/login": (2, 0),
+    "POST /api/users": (2, 0),
+    "GET /api/getUser": (1, 0),
+    "GET /api/users/<id>": (2, 0),
+    "GET /api/users/<own id>": (1, 0),
+    "GET /api/users": (2, 0),
+    "GET /api/users/checkEmail/<email>": (1, 0),
+    "GET /api/users/checkChatId/<chat_id>": (1, 0),
+    "PUT /api/users/<own id>": (2, 0),
+    "GET /api/logout": (2, 0),
+    "POST /api/logout": (2, 0),
+    "DELETE /api/users/<own id>": (2, 0),
+    "GET /healthz": (1, 0),
+}
+
+
+def sender(client: ReusableClient) -> Any:
+    def send(method: str, path: str, token: str | None, body: Any) -> tuple[int, Any]:
+        headers = {"Authorization": token} if token else {}
+        _, response = client.request(path, http_method=method.lower(), headers=headers, json=body)
+        return response.status, response.json if response.content else None
+
+    return send
+
+
+@pytest.fixture
+def counted(other_app: OtherApp, monkeypatch: pytest.MonkeyPatch) -> dict[str, RoundTrips]:
+    """Every route once, on an app whose store client reports its commands to a counter."""
+    counter = CommandCounter()
+    monkeypatch.setitem(store.CLIENT_OPTIONS, "event_listeners", [counter])
+    with other_app() as client:
+        return walk(sender(client), counter)
+
+
+def test_every_route_takes_exactly_its_store_round_trips(counted: dict[str, RoundTrips]) -> None:
+    measured = {route: (trips.data, trips.limiter) for route, trips in counted.items()}
+    details = "\n".join(f"{route}: {trips}" for route, trips in counted.items())
+    assert measured == EXPECTED, details
+
+
+def test_every_read_route_takes_at_most_two_round_trips(counted: dict[str, RoundTrips]) -> None:
+    reads = {route: trips.data for route, trips in counted.items() if route.startswith("GET ")}
+    assert reads
+    assert max(reads.values()) <= 2, reads
