@@ -11,6 +11,7 @@ it joins the app's embedded store.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from datetime import UTC, datetime
 from functools import partial
@@ -109,8 +110,10 @@ def create_limit_app(settings: Settings) -> Sanic[Any, Any]:
             return json({"message": "Unauthorized"}, status=401)
         limit = int(request.args.get("limit", 50))
         offset = int(request.args.get("offset", 0))
-        page = await users(request).find({}, PROJECTION).sort("_id", 1).skip(offset).limit(limit).to_list()
-        total = await users(request).estimated_document_count()
+        page, total = await asyncio.gather(
+            users(request).find({}, PROJECTION).sort("_id", 1).skip(offset).limit(limit).to_list(),
+            users(request).estimated_document_count(),
+        )
         return json([public(user) for user in page], headers={"X-Total-Count": str(total)})
 
     @app.get("/api/users/checkEmail/<email:str>")

@@ -29,7 +29,7 @@ class Entry:
     @property
     def met(self) -> bool:
         op, threshold = self.target.split(" ", 1)
-        return COMPARE[op](round(self.ratio, 3), float(threshold))
+        return COMPARE[op](self.ratio, float(threshold))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -107,33 +107,44 @@ def number(value: float) -> str:
 
 
 def chart(pairs: Sequence[Pair], path: Path) -> None:
+    """Per scenario, a column: throughput above, latency below, each beside its limit."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render straight to the file
     import matplotlib.pyplot as plt
 
-    kinds = [
-        ("throughput", "throughput (per second, higher is better)"),
-        ("latency", "latency in ms (lower is better)"),
-    ]
-    figure, axes = plt.subplots(2, 1, figsize=(11, 8.5))
-    for axis, (kind, title) in zip(axes, kinds, strict=True):
-        shown = [p for p in pairs if p.kind == kind]
-        positions = range(len(shown))
-        width = 0.38
-        values = axis.bar([x - width / 2 for x in positions], [p.value for p in shown], width, color="#3b6ea8")
-        limits = axis.bar([x + width / 2 for x in positions], [p.limit for p in shown], width, color="#b0b0b0")
-        for bar, p in zip(values, shown, strict=True):
-            axis.annotate(p.value_name, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                          va="bottom", fontsize=7)  # fmt: skip
-        for bar, p in zip(limits, shown, strict=True):
-            axis.annotate(p.limit_name, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                          va="bottom", fontsize=7)  # fmt: skip
-        axis.set_xticks(list(positions), [f"{p.scenario}\n({p.label})" for p in shown], fontsize=8)
-        axis.set_title(title, fontsize=10)
-        axis.legend([values, limits], ["measured", "its limit / reference"], fontsize=8, loc="upper right")
-        axis.margins(y=0.15)
-    figure.suptitle("chat_api benchmark: each figure beside what it is held against", fontsize=11)
-    figure.tight_layout()
+    scenarios = list(dict.fromkeys(p.scenario for p in pairs))
+    columns = max(1, len(scenarios))
+    figure, axes = plt.subplots(2, columns, figsize=(2.3 * columns + 1, 7.5), squeeze=False)
+    for column, scenario in enumerate(scenarios):
+        for row, kind in enumerate(("throughput", "latency")):
+            axis = axes[row][column]
+            shown = [p for p in pairs if p.scenario == scenario and p.kind == kind]
+            if not shown:
+                axis.axis("off")
+                continue
+            p = shown[0]
+            bars = axis.bar([0, 1], [p.value, p.limit], color=["#3b6ea8", "#b0b0b0"], width=0.7)
+            for bar, value in zip(bars, (p.value, p.limit), strict=True):
+                axis.annotate(
+                    f"{number(value)}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                    va="bottom", fontsize=8,
+                )  # fmt: skip
+            axis.set_xticks([0, 1], [p.value_name, p.limit_name], fontsize=7)
+            axis.tick_params(axis="y", labelsize=7)
+            axis.margins(y=0.18)
+            ratio = p.value / p.limit if p.limit else float("inf")
+            axis.set_title(f"{p.label}: {ratio:.2f}x", fontsize=8)
+            if column == 0:
+                axis.set_ylabel("per second" if kind == "throughput" else "ms", fontsize=8)
+        axes[0][column].text(
+            0.5, 1.18, scenario.replace(": ", ":\n").replace(" /api", "\n/api"), transform=axes[0][column].transAxes,
+            ha="center", va="bottom", fontsize=8, fontweight="bold",
+        )  # fmt: skip
+    figure.suptitle(
+        "chat_api benchmark: throughput (top) and latency (bottom) of each scenario, beside its limit (grey)",
+        fontsize=10,
+    )
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
     figure.savefig(path, dpi=110)
     plt.close(figure)

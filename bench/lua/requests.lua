@@ -29,6 +29,7 @@ function init(args)
   index = offset % #requests
   answered = 0
   unexpected = 0
+  last_unexpected = 0
 end
 
 function request()
@@ -38,19 +39,23 @@ end
 
 function response(status, headers, body)
   answered = answered + 1
-  if status ~= expected then unexpected = unexpected + 1 end
+  if status ~= expected then
+    unexpected = unexpected + 1
+    last_unexpected = status
+  end
 end
 
 function done(summary, latency, requests)
-  local answered, unexpected = 0, 0
+  local answered, unexpected, last = 0, 0, 0
   for _, thread in ipairs(threads) do
     answered = answered + thread:get("answered")
     unexpected = unexpected + thread:get("unexpected")
+    if thread:get("last_unexpected") ~= 0 then last = thread:get("last_unexpected") end
   end
   local e = summary.errors
   io.write(string.format(
-    'BENCH {"requests": %d, "duration_us": %d, "answered": %d, "unexpected": %d, ' ..
+    'BENCH {"requests": %d, "duration_us": %d, "answered": %d, "unexpected": %d, "last_unexpected": %d, ' ..
     '"connect": %d, "read": %d, "write": %d, "timeout": %d, "p50_us": %d, "p99_us": %d}\n',
-    summary.requests, summary.duration, answered, unexpected,
+    summary.requests, summary.duration, answered, unexpected, last,
     e.connect, e.read, e.write, e.timeout, latency:percentile(50), latency:percentile(99)))
 end

@@ -1,4 +1,4 @@
-"""The `@protected` decorator: a valid, unrevoked token or 401; the user lands on `request.ctx.user`."""
+"""The `@protected` decorator: a valid, unrevoked token or 401; a `CurrentUser` lands on `request.ctx.user`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def protected(handler: Handler) -> Handler:
             claims = decode_token(token_from_header(header), request.app.ctx.settings.jwt_secret)
         except InvalidToken:
             raise Unauthorized("Invalid or expired token") from None
-        user = await users.get_user(claims.user_id)
+        user = await users.get_current_user(claims.user_id)
         if user is None:
             raise Unauthorized("The account of this token no longer exists")
         if user.token_version != claims.version:

@@ -51,7 +51,7 @@ async def login(request: Request, body: LoginRequest) -> HTTPResponse:
 @protected
 async def get_current_user(request: Request) -> HTTPResponse:
     """The user the token belongs to."""
-    return user_json(request.ctx.user)
+    return user_json(request.ctx.user.public)
 
 
 async def _logout(request: Request) -> HTTPResponse:

@@ -13,6 +13,12 @@ Sex = Literal["man", "female", "unknown"]
 Flag = Literal["online", "offline"]
 
 
+def as_utc(value: datetime) -> datetime:
+    # nx-27017 stores a datetime written by `$set` as a naive UTC string; MongoDB keeps a
+    # date (and tz_aware=True returns it in UTC). Both read back as the same aware value.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 class User(Document):
     # Field names follow the original egg.js schema so existing clients keep working.
     chat_id: int
@@ -33,9 +39,7 @@ class User(Document):
     @field_validator("register_at", "birthday", mode="after")
     @classmethod
     def _as_utc(cls, value: datetime) -> datetime:
-        # nx-27017 stores a datetime written by `$set` as a naive UTC string; MongoDB keeps a
-        # date (and tz_aware=True returns it in UTC). Both read back as the same aware value.
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return as_utc(value)
 
     class Settings:
         name = "users"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, field_validator
 
-from chat_api.users.models import Flag, Sex, User
+from chat_api.users.models import Flag, Sex, as_utc
 from chat_api.validation import ChatId, Email, Password, Phone, StrictModel, UtcDatetime, whole_number
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -66,21 +67,33 @@ class UserPublic(BaseModel):
     phone: str | None
     flag: Flag
 
+    @field_validator("register_at", "birthday", mode="after")
     @classmethod
-    def from_document(cls, user: User) -> UserPublic:
+    def _as_utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @classmethod
+    def from_stored(cls, doc: Mapping[str, Any]) -> UserPublic:
+        """From a stored user document projected to PUBLIC_PROJECTION: no Beanie document is
+        built on the read paths, and the password hash is never even fetched."""
         return cls(
-            id=str(user.id),
-            chat_id=user.chat_id,
-            email=user.email,
-            username=user.username,
-            personality=user.personality,
-            avatar=user.avatar,
-            register_at=user.register_at,
-            sex=user.sex,
-            birthday=user.birthday,
-            phone=user.phone,
-            flag=user.flag,
+            id=str(doc["_id"]),
+            chat_id=doc["chat_id"],
+            email=doc["email"],
+            username=doc["username"],
+            personality=doc.get("personality"),
+            avatar=doc.get("avatar"),
+            register_at=doc["register_at"],
+            sex=doc.get("sex", "unknown"),
+            birthday=doc["birthday"],
+            phone=doc.get("phone"),
+            flag=doc.get("flag", "offline"),
         )
+
+
+# The stored fields UserPublic shows (`id` is the document's `_id`, always returned).
+PUBLIC_PROJECTION: dict[str, int] = {name: 1 for name in UserPublic.model_fields if name != "id"}
+USER_LIST: TypeAdapter[list[UserPublic]] = TypeAdapter(list[UserPublic])
 
 
 class UserCreated(BaseModel):

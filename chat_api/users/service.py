@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +14,11 @@ from pymongo.errors import DuplicateKeyError
 
 from chat_api.security import PasswordHasher
 from chat_api.users.models import Flag, User
-from chat_api.users.schemas import UserCreate
+from chat_api.users.schemas import PUBLIC_PROJECTION, UserCreate, UserPublic
 
 UNIQUE_FIELDS = ("chat_id", "email")
 _OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+_TOKEN_PROJECTION = {**PUBLIC_PROJECTION, "token_version": 1}
 
 
 class DuplicateValue(Exception):
@@ -24,6 +27,15 @@ class DuplicateValue(Exception):
     def __init__(self, field: str):
         super().__init__(f"{field} is already taken")
         self.field = field
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """The user a request's token belongs to: what the API may show, and the token version."""
+
+    id: ObjectId
+    public: UserPublic
+    token_version: int
 
 
 def parse_user_id(value: str) -> ObjectId | None:
@@ -81,20 +93,39 @@ async def create_user(data: UserCreate, hasher: PasswordHasher) -> User:
     return user
 
 
-async def get_user(user_id: str | ObjectId) -> User | None:
-    oid = user_id if isinstance(user_id, ObjectId) else parse_user_id(user_id)
+# The read paths below fetch the public fields with PyMongo and build UserPublic from them:
+# a full Beanie document costs several times more to build, and carries the password hash.
+
+
+async def get_current_user(user_id: str) -> CurrentUser | None:
+    """The token's user, its public fields and its token version."""
+    oid = parse_user_id(user_id)
     if oid is None:
         return None
-    return await User.find_one({"_id": oid})
+    doc = await User.get_pymongo_collection().find_one({"_id": oid}, _TOKEN_PROJECTION)
+    if doc is None:
+        return None
+    return CurrentUser(oid, UserPublic.from_stored(doc), doc.get("token_version", 0))
 
 
-async def list_users(limit: int, offset: int) -> tuple[list[User], int]:
-    users = await User.find_all().sort("+_id").skip(offset).limit(limit).to_list()
-    # The collection's metadata count: O(1), where count_documents({}) reads every
-    # document (seconds on nx-27017 at 100,000 users). It can be off after an unclean
-    # shutdown of a MongoDB node and counts orphans on sharded clusters.
-    total = await User.get_pymongo_collection().estimated_document_count()
-    return users, total
+async def get_public_user(user_id: ObjectId) -> UserPublic | None:
+    doc = await User.get_pymongo_collection().find_one({"_id": user_id}, PUBLIC_PROJECTION)
+    return None if doc is None else UserPublic.from_stored(doc)
+
+
+async def user_exists(user_id: ObjectId) -> bool:
+    return await User.get_pymongo_collection().find_one({"_id": user_id}, {"_id": 1}) is not None
+
+
+async def list_users(limit: int, offset: int) -> tuple[list[UserPublic], int]:
+    collection = User.get_pymongo_collection()
+    page = collection.find({}, PUBLIC_PROJECTION).sort("_id", 1).skip(offset).limit(limit)
+    # The total goes out together with the page, so the request waits for one round trip
+    # for both. It is the collection's metadata count: O(1) on MongoDB, where
+    # count_documents({}) reads every document (seconds on nx-27017 at 100,000 users). It can
+    # be off after an unclean shutdown of a MongoDB node and counts orphans on sharded clusters.
+    docs, total = await asyncio.gather(page.to_list(), collection.estimated_document_count())
+    return [UserPublic.from_stored(doc) for doc in docs], total
 
 
 async def update_user(user_id: ObjectId, changes: dict[str, Any], hasher: PasswordHasher) -> bool:
