@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import secrets
 import statistics
@@ -16,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from pymongo import MongoClient
 
 from bench.report import Entry, Pair, Report
 from bench.round_trips import CommandCounter, RoundTrips, walk
-from bench.servers import REPO, Site
-from bench.wrk import Load, Run, Wrk, run_wrk
+from bench.servers import PIDS, REPO, Site, cpu_seconds
+from bench.wrk import TIMEOUT, Load, Run, Wrk, run_wrk
 from chat_api.config import Settings
 from scripts.seed import DEMO_PASSWORD
 
@@ -35,7 +36,9 @@ RESULTS = REPO / "bench" / "results"
 BCRYPT_ROUNDS = Settings().bcrypt_rounds  # the configured default cost
 BASE_USERS = 1_000
 LOGIN_CLIENTS = 8
+PACE = 0.25  # scenario 5's reads, as a share of what the app serves at full load
 SAMPLE = 200  # distinct users each scenario cycles through
+EXACT = ("7.", "all answers")  # the targets that no noise can move
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,10 @@ class Bench:
         self.bad = 0
 
     def measure(self, load: Load, seconds: float | None = None, connections: int | None = None) -> Run:
+        server, store = PIDS[load.base_url]
+        before = cpu_seconds(server), cpu_seconds(store)
         run = run_wrk(load, seconds or self.plan.seconds, connections or self.plan.connections, self.workdir)
+        run = replace(run, server_cpu_s=cpu_seconds(server) - before[0], store_cpu_s=cpu_seconds(store) - before[1])
         self.count(run, load)
         return run
 
@@ -166,7 +172,12 @@ def versus_limit(bench: Bench, number: int, name: str, app: Load, limit: Load) -
     app_runs, limit_runs = bench.alternate(app, limit)
     app_rps, limit_rps = median([r.per_second for r in app_runs]), median([r.per_second for r in limit_runs])
     app_p99, limit_p99 = median([r.p99_ms for r in app_runs]), median([r.p99_ms for r in limit_runs])
-    log(f"  app {app_rps:.0f} req/s (p99 {app_p99:.1f} ms), limit {limit_rps:.0f} req/s (p99 {limit_p99:.1f} ms)")
+    app_cpu, limit_cpu = median([r.server_cpu_ms for r in app_runs]), median([r.server_cpu_ms for r in limit_runs])
+    app_store, limit_store = median([r.store_cpu_ms for r in app_runs]), median([r.store_cpu_ms for r in limit_runs])
+    log(
+        f"  app {app_rps:.0f} req/s (p99 {app_p99:.1f} ms, CPU {app_cpu:.2f} ms/request, store {app_store:.2f}), "
+        f"limit {limit_rps:.0f} req/s (p99 {limit_p99:.1f} ms, CPU {limit_cpu:.2f} ms/request, store {limit_store:.2f})"
+    )
     bench.report.entries.append(
         Entry(
             f"{number}. {name}",
@@ -180,6 +191,10 @@ def versus_limit(bench: Bench, number: int, name: str, app: Load, limit: Load) -
     bench.report.pairs += [
         Pair(short, "throughput", "req/s", "app", app_rps, "limit", limit_rps),
         Pair(short, "latency", "p99", "app", app_p99, "limit", limit_p99),
+        # Not a target: what each server spends per answer, which noise moves far less than
+        # throughput, and what the store spends on it (the store is the same for both).
+        Pair(short, "cpu", "server CPU ms/answer", "app", app_cpu, "limit", limit_cpu),
+        Pair(short, "cpu", "store CPU ms/answer", "app's", app_store, "limit's", limit_store),
     ]
     return app_runs[0]
 
@@ -226,7 +241,16 @@ def logins(bench: Bench, load: Load) -> None:
 
 
 def isolation(bench: Bench, reads: Load, login: Load) -> None:
+    """Reads paced at a quarter of what the app can serve, alone and beside logins without pause.
+
+    Paced, because at full load every busy thread (event loop, store, wrk, the bcrypt thread)
+    gets its share of the 2 cores and the figure would only show that sharing; with room to
+    spare it shows whether logins hold up other requests, which is what isolation means.
+    """
     log(f"scenario 5: p99 of GET /api/users/<id> alone and while {LOGIN_CLIENTS} clients log in")
+    capacity = bench.measure(reads, bench.plan.warmup).per_second
+    reads = replace(reads, delay_ms=round(bench.plan.connections * 1000 / (capacity * PACE)))
+    log(f"  paced at {PACE:.0%} of {capacity:.0f} req/s: {reads.delay_ms} ms between requests per connection")
     alone: list[Run] = []
     loaded: list[Run] = []
 
@@ -245,7 +269,8 @@ def isolation(bench: Bench, reads: Load, login: Load) -> None:
     bench.report.entries.append(
         Entry(
             "5. event-loop isolation",
-            f"p99 of GET /api/users/<id> while {LOGIN_CLIENTS} clients log in ÷ its p99 alone",
+            f"p99 of GET /api/users/<id> at {PACE:.0%} of capacity while {LOGIN_CLIENTS} clients log in "
+            "÷ its p99 alone",
             p99_loaded,
             p99_alone,
             "<= 2",
@@ -281,10 +306,7 @@ def growth(bench: Bench, small: tuple[str, Users], big: tuple[str, Users]) -> No
 # commands. The listing's third, the X-Total-Count, goes out together with the page, so it
 # waits for 2 round trips like the others (README, "Performance", on why not 2 commands).
 ROUND_TRIP_TARGETS = ("GET ", "POST /api/login")
-ALLOWED = {
-    "GET /api/users": (3, "token user, then page and total together"),
-    "POST /api/login": (2, "the account, then marking it online"),
-}
+ALLOWED = {"GET /api/users": 3}
 
 
 def round_trips(bench: Bench) -> None:
@@ -294,11 +316,11 @@ def round_trips(bench: Bench) -> None:
         bench.report.round_trips.append((route, trips.data, trips.limiter, str(trips)))
         log(f"  {route}: {trips.data} (+{trips.limiter} rate limiter): {trips}")
         if route.startswith(ROUND_TRIP_TARGETS):
-            allowed, why = ALLOWED.get(route, (2, "token user, then the data"))
+            allowed = ALLOWED.get(route, 2)
             bench.report.entries.append(
                 Entry(
                     f"7. round trips: {route}",
-                    f"store commands per request ÷ {allowed} ({why}); the rate limiter's apart: {trips.limiter}",
+                    f"data store commands per request ÷ {allowed} allowed (the rate limiter's apart: {trips.limiter})",
                     trips.data,
                     allowed,
                     "<= 1",
@@ -414,16 +436,24 @@ def main(argv: list[str] | None = None) -> int:
     report.notes.append(
         f"{'make bench QUICK=1' if args.quick else 'make bench'}: {elapsed / 60:.1f} min; wrk -t1 "
         f"-c{plan.connections} (logins: -c{LOGIN_CLIENTS}), {plan.warmup:g} s warm-up, then {plan.repeats} x "
-        f"{plan.seconds:g} s per side, medians; one app worker on the embedded store; bcrypt cost {BCRYPT_ROUNDS}."
+        f"{plan.seconds:g} s per side, medians; a request unanswered after {TIMEOUT} s is a timeout; one app worker "
+        f"on the embedded store; bcrypt cost {BCRYPT_ROUNDS}; {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (other work on the machine moves every figure but the exact ones)."
     )
     paths = report.write(RESULTS, "partial" if args.only else "quick" if args.quick else "latest")
     log("\n" + report.markdown())
     log(f"written: {', '.join(str(p.relative_to(REPO)) for p in paths)} ({elapsed:.0f} s)")
     missed = [e.name for e in report.entries if not e.met]
+    if args.quick:
+        # Runs of 2 s on a shared machine give rough ratios: the smoke check fails on what is
+        # exact (every answer, the round trips) and only reports the rest.
+        for name in missed:
+            log(f"target missed on a quick run: {name}")
+        missed = [name for name in missed if name.startswith(EXACT)]
     if missed:
         log(f"targets missed: {', '.join(missed)}")
         return 1
-    log("every target met")
+    log("every target met" if report.met else "exact targets met")
     return 0
 
 

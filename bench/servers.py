@@ -18,6 +18,8 @@ import httpx
 from chat_api.store import EmbeddedStore, free_loopback_port
 
 REPO = Path(__file__).resolve().parent.parent
+# base URL -> (server's main pid, its store's pid): whose CPU time a run of wrk is charged to
+PIDS: dict[str, tuple[int, int]] = {}
 # Settings a developer may have exported; the benchmark sets its own.
 SETTING_NAMES = (
     "ENV", "MONGODB_URI", "MONGODB_DB", "DATA_DIR", "JWT_SECRET", "JWT_TTL", "BCRYPT_ROUNDS",
@@ -90,10 +92,31 @@ class Site:
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until_ready(base + ready_path, process, name, self.root / f"{name}.log")
+            assert self.store.pid is not None
+            PIDS[base] = (process.pid, self.store.pid)
             yield base
         finally:
+            PIDS.pop(base, None)
             stop(process)
             log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and all its descendants."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = [
+                int(child) for task in Path(f"/proc/{current}/task").iterdir()
+                for child in (task / "children").read_text().split()
+            ]  # fmt: skip
+        except OSError:
+            continue  # gone, or no /proc: counts nothing
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        pending += children
+    return total
 
 
 def wait_until_ready(url: str, process: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 60) -> None:

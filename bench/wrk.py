@@ -25,6 +25,7 @@ class Load:
     method: str = "GET"
     expect: int = 200
     token: str | None = None
+    delay_ms: int = 0  # a pause before each next request on a connection: paces the load
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,17 @@ class Run:
     timeouts: int
     p50_ms: float
     p99_ms: float
+    server_cpu_s: float = 0.0  # CPU time of the server (all its processes) during the run
+    store_cpu_s: float = 0.0  # and of its store
+
+    @property
+    def server_cpu_ms(self) -> float:
+        """The server's CPU time per answer."""
+        return self.server_cpu_s * 1000 / max(self.requests, 1)
+
+    @property
+    def store_cpu_ms(self) -> float:
+        return self.store_cpu_s * 1000 / max(self.requests, 1)
 
     @property
     def per_second(self) -> float:
@@ -61,6 +73,7 @@ class Wrk:
             "BENCH_METHOD": load.method,
             "BENCH_EXPECT": str(load.expect),
             "BENCH_TOKEN": load.token or "",
+            "BENCH_DELAY_MS": str(load.delay_ms),
         }
         # One wrk thread: it is enough for these rates and leaves the cores to the server.
         self.command = [

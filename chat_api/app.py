@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel
@@ -19,7 +20,7 @@ from chat_api.health.routes import Health
 from chat_api.health.routes import bp as health_bp
 from chat_api.indexes import create_indexes
 from chat_api.openapi import OPENAPI_CONFIG, setup_openapi
-from chat_api.security import PasswordHasher, available_cores, hashing_threads
+from chat_api.security import PasswordHasher
 from chat_api.store import EmbeddedStore, open_database, store_label
 from chat_api.types import ChatApp
 from chat_api.users.routes import bp as users_bp
@@ -133,8 +134,7 @@ async def connect_store(app: ChatApp) -> None:
         log.error("cannot reach the store at %s: %s", store_label(settings, uri), error)
         raise
     app.ctx.database = database
-    threads = hashing_threads(available_cores(), settings.web_concurrency)
-    app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, ThreadPoolExecutor(threads, thread_name_prefix="bcrypt"))
+    app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, ThreadPoolExecutor(max_workers=os.cpu_count() or 1))
 
 
 async def disconnect_store(app: ChatApp) -> None:

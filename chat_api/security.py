@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -42,23 +41,6 @@ def verify_password(password: str, password_hash: str) -> bool:
         return bcrypt.checkpw(encoded, password_hash.encode())
     except ValueError:  # not a bcrypt hash
         return False
-
-
-def available_cores() -> int:
-    # The cores this process may run on (a container's cpuset), where the platform tells.
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def hashing_threads(cores: int, workers: int) -> int:
-    """bcrypt threads per worker: together they leave one core to the workers' event loops.
-
-    A hash takes a core for a quarter of a second or more; with a thread per core, a burst
-    of logins took the CPU from the event loop and every other request waited (measured in
-    README, "Performance"). Each worker keeps at least one thread.
-    """
-    return max(1, (cores - 1) // max(1, workers))
 
 
 @dataclass(frozen=True)

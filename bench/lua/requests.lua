@@ -1,9 +1,11 @@
 -- wrk script: cycles through the request lines of BENCH_LINES ("path" or "path<TAB>body"), sends
--- them with BENCH_METHOD and the Authorization header BENCH_TOKEN (if set), and counts every
--- answer whose status is not BENCH_EXPECT. `done` prints one line "BENCH {json}" for bench.run.
+-- them with BENCH_METHOD and the Authorization header BENCH_TOKEN (if set), BENCH_DELAY_MS apart
+-- on each connection (if set), and counts every answer whose status is not BENCH_EXPECT.
+-- `done` prints one line "BENCH {json}" for bench.run.
 local method = os.getenv("BENCH_METHOD") or "GET"
 local expected = tonumber(os.getenv("BENCH_EXPECT") or "200")
 local token = os.getenv("BENCH_TOKEN")
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 local threads = {}
 local counter = 0
 
@@ -35,6 +37,13 @@ end
 function request()
   index = index % #requests + 1
   return requests[index]
+end
+
+if delay_ms > 0 then
+  -- paced: each connection waits this long before its next request
+  function delay()
+    return delay_ms
+  end
 end
 
 function response(status, headers, body)
