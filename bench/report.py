@@ -70,7 +70,9 @@ class Report:
     def write(self, directory: Path, stem: str) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
         paths = [directory / f"{stem}.json", directory / f"{stem}.md", directory / f"{stem}.png"]
-        paths[0].write_text(json.dumps({"scenarios": [e.as_json() for e in self.entries]}, indent=2) + "\n")
+        paths[0].write_text(
+            json.dumps({"scenarios": [e.as_json() for e in self.entries]}, indent=2, ensure_ascii=False) + "\n"
+        )
         paths[1].write_text(self.markdown())
         chart(self.pairs, paths[2])
         return paths
