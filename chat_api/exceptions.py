@@ -20,10 +20,19 @@ class ApiError(SanicException):
     status_code = 500
     message = "Internal server error"
 
-    def __init__(self, message: str | None = None, *, errors: list[dict[str, str]] | None = None):
-        super().__init__(message or self.message, status_code=self.status_code)
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message or self.message, status_code=self.status_code, headers=headers)
         self.message = message or self.message
         self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.errors)
 
 
 class BadRequest(ApiError):
@@ -53,6 +62,21 @@ class NotFound(ApiError):
 class Unprocessable(ApiError):
     status_code = 422
     message = "Unprocessable"
+
+
+class TooManyRequests(ApiError):
+    """A rate limit is used up: `Retry-After` in seconds, and the same wait in the body in ms."""
+
+    status_code = 429
+    message = "Too many requests, try again later"
+
+    def __init__(self, retry_after_ms: int, message: str | None = None):
+        seconds = max(1, -(-retry_after_ms // 1000))  # rounded up: never invite a retry too early
+        super().__init__(message, headers={"Retry-After": str(seconds)})
+        self.retry_after_ms = retry_after_ms
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "retry_after_ms": self.retry_after_ms}
 
 
 class ServiceUnavailable(ApiError):
@@ -85,7 +109,7 @@ def error_body(message: str, errors: list[dict[str, str]] | None = None) -> dict
 
 async def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
     if isinstance(exception, ApiError):
-        return json(error_body(exception.message, exception.errors), status=exception.status_code)
+        return json(exception.body(), status=exception.status_code, headers=exception.headers)
     if isinstance(exception, SanicException):
         # Sanic's own: unknown route, wrong method, malformed JSON, body too large...
         headers = getattr(exception, "headers", None) or {}

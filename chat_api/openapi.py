@@ -35,6 +35,17 @@ class MessageBody(BaseModel):
     message: str
 
 
+class RateLimited(BaseModel):
+    message: str
+    retry_after_ms: int
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": "The budgets of this route (draft-ietf-httpapi-ratelimit-headers-11)",
+    "RateLimit": "What is left of the caller's budget and seconds until it refills",
+}
+
+
 def ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
@@ -51,8 +62,13 @@ ERROR_DESCRIPTIONS = {
     404: "Not found",
     413: "Body over 1 MiB",
     422: "Conflicts with stored data",
+    429: "A rate limit is used up; retry after Retry-After seconds",
     503: "The store is unavailable",
 }
+
+
+def _headers(described: Mapping[str, str]) -> dict[str, Any]:
+    return {name: {"description": text, "schema": {"type": "string"}} for name, text in described.items()}
 
 
 def document(
@@ -81,13 +97,17 @@ def document(
             many = len(spec) == 3
             content = json_content(model, many) if model is not None else None
             extra: dict[str, Any] = {}
-            if headers and status in headers:
-                extra["headers"] = {
-                    name: {"description": text, "schema": {"type": "string"}} for name, text in headers[status].items()
-                }
+            shown = {**(headers or {}).get(status, {}), **(RATE_LIMIT_HEADERS if 429 in errors else {})}
+            if shown:
+                extra["headers"] = _headers(shown)
             openapi.response(status, content, description, **extra)(handler)
         for status in errors:
-            openapi.response(status, json_content(ErrorBody), ERROR_DESCRIPTIONS[status])(handler)
+            if status == 429:
+                limited = {**RATE_LIMIT_HEADERS, "Retry-After": "Seconds to wait before trying again"}
+                extra = {"headers": _headers(limited)}
+                openapi.response(429, json_content(RateLimited), ERROR_DESCRIPTIONS[429], **extra)(handler)
+            else:
+                openapi.response(status, json_content(ErrorBody), ERROR_DESCRIPTIONS[status])(handler)
         openapi.response(500, json_content(ErrorBody), "Unexpected error")(handler)
         return handler
 

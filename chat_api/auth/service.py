@@ -7,6 +7,7 @@ from bson import ObjectId
 from chat_api.config import Settings
 from chat_api.security import PasswordHasher, create_token
 from chat_api.users import service as users
+from chat_api.users.models import User
 
 
 class UnknownAccount(Exception):
@@ -17,9 +18,13 @@ class WrongPassword(Exception):
     """The user exists but the password does not match."""
 
 
-async def login(identifier: str | int, password: str, hasher: PasswordHasher, settings: Settings) -> str:
-    """Check the credentials, mark the user online, and return a signed token."""
-    user = await users.find_by_login(identifier)
+async def find_account(identifier: str | int) -> User | None:
+    """The user a login names by chat_id or email, if any."""
+    return await users.find_by_login(identifier)
+
+
+async def login(user: User | None, password: str, hasher: PasswordHasher, settings: Settings) -> str:
+    """Check the password of `user` (from find_account), mark the user online, return a signed token."""
     if user is None:
         raise UnknownAccount
     if not await hasher.verify(password, user.password):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from urllib.parse import unquote
 
 from bson import ObjectId
@@ -12,6 +14,7 @@ from sanic.response import HTTPResponse, empty, json
 from chat_api.auth.decorators import protected
 from chat_api.exceptions import Forbidden, NotFound, Unprocessable
 from chat_api.openapi import MessageBody, document
+from chat_api.ratelimit.gate import Gate, Policies, client_address
 from chat_api.users import service
 from chat_api.users.models import User
 from chat_api.users.schemas import Availability, Pagination, UserCreate, UserCreated, UserPublic, UserUpdate
@@ -30,7 +33,10 @@ def user_json(user: User) -> HTTPResponse:
 
 
 async def create_user_response(request: Request, body: UserCreate) -> HTTPResponse:
-    """201 with the new id and its Location; 422 naming the field that is taken."""
+    """201 with the new id and its Location; 422 naming the field that is taken; 429 past the
+    address's budget of new accounts, counted before the password is hashed."""
+    policies: Policies = request.app.ctx.rate_policies
+    await Gate(request, policies.register).spend(policies.register, client_address(request))
     try:
         user = await service.create_user(body, request.app.ctx.hasher)
     except service.DuplicateValue as taken:
@@ -49,7 +55,7 @@ async def create_user_response(request: Request, body: UserCreate) -> HTTPRespon
     body=UserCreate,
     responses={201: (UserCreated, "Created")},
     headers={201: {"Location": "URL of the new user"}},
-    errors=(400, 401, 413, 422),
+    errors=(400, 401, 413, 422, 429),
 )
 @protected
 @validate_body(UserCreate)
@@ -135,17 +141,28 @@ async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     return json({"message": "User deleted"})
 
 
+async def checked(request: Request, lookup: Awaitable[bool]) -> bool:
+    """The lookup's answer, unless the address's budget of checks is used up (429).
+
+    The budget is counted while the lookup runs: a read, whose answer is simply not given on a 429.
+    """
+    policies: Policies = request.app.ctx.rate_policies
+    gate = Gate(request, policies.checks)
+    _, taken = await asyncio.gather(gate.spend(policies.checks, client_address(request)), lookup)
+    return taken
+
+
 @bp.get("/checkEmail/<email:str>")
 @document(
     tag="checks",
     responses={200: (Availability, "The email is free")},
-    errors=(400, 422),
+    errors=(400, 422, 429),
 )
 async def check_email(request: Request, email: str) -> HTTPResponse:
     """Is this email free? 200 if so, 422 if taken (compared case-insensitively)."""
     # Decoded here: Sanic's own `unquote=True` was not applied reliably on this route.
     normalized = parse_value(EMAIL_ADAPTER, unquote(email), "email", "Not a valid email address")
-    if await service.email_taken(normalized):
+    if await checked(request, service.email_taken(normalized)):
         raise Unprocessable("This email is already taken")
     return json({"message": "This email is available"})
 
@@ -154,11 +171,11 @@ async def check_email(request: Request, email: str) -> HTTPResponse:
 @document(
     tag="checks",
     responses={200: (Availability, "The chat_id is free")},
-    errors=(400, 422),
+    errors=(400, 422, 429),
 )
 async def check_chat_id(request: Request, chat_id: str) -> HTTPResponse:
     """Is this chat_id free? 200 if so, 422 if taken."""
     value = parse_value(CHAT_ID_ADAPTER, chat_id, "chat_id", "A chat_id is a positive whole number")
-    if await service.chat_id_taken(value):
+    if await checked(request, service.chat_id_taken(value)):
         raise Unprocessable("This chat_id is already taken")
     return json({"message": "This chat_id is available"})
