@@ -242,6 +242,15 @@ def test_availability_checks_share_one_budget_and_withhold_the_answer_past_it(li
         assert api.get("/api/users/checkEmail/not-an-email").status == 400
 
 
+def test_concurrent_requests_get_exactly_the_budget_through(limited: Limited) -> None:
+    """Counting is one atomic increment: no two requests read the same count and both pass."""
+    with limited(rate_limits=strict(checks=Quota(5, DAY))) as api:
+        clear_of_window_ends(("checks", Quota(5, DAY), "127.0.0.1"))
+        responses = api.concurrently([("GET", f"/api/users/checkChatId/{n}", {}) for n in range(1, 21)])
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses == [200] * 5 + [429] * 15
+
+
 def test_a_forged_x_forwarded_for_does_not_change_the_client_key(limited: Limited) -> None:
     with limited(rate_limits=strict(register=Quota(2, DAY))) as api:
         clear_of_window_ends(("register", Quota(2, DAY), "127.0.0.1"))
