@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint format install install-dev indexes seed clean
+.PHONY: run test lint format install install-dev indexes seed soak clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -43,6 +43,10 @@ indexes: install
 
 seed: install
 	$(BIN)/python -m scripts.seed --users $(or $(USERS),1000)
+
+# Ten minutes of mixed traffic against a fresh app; SOAK_SECONDS to change it.
+soak: install-dev
+	$(BIN)/python -m tests.soak --duration $(or $(SOAK_SECONDS),600)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
