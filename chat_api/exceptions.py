@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 from sanic import Request
-from sanic.exceptions import SanicException
+from sanic.constants import HTTP_METHODS
+from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import HTTPResponse, json
 
 from chat_api.types import ChatApp
@@ -112,13 +113,28 @@ async def handle_exception(request: Request, exception: Exception) -> HTTPRespon
         return json(exception.body(), status=exception.status_code, headers=exception.headers)
     if isinstance(exception, SanicException):
         # Sanic's own: unknown route, wrong method, malformed JSON, body too large...
-        headers = getattr(exception, "headers", None) or {}
+        headers = dict(getattr(exception, "headers", None) or {})
+        if isinstance(exception, MethodNotAllowed) and "Allow" not in headers:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return json(error_body(str(exception.message or exception)), status=exception.status_code, headers=headers)
     if isinstance(exception, ConnectionFailure):  # includes server selection and network timeouts
         log.error("store unavailable on %s %s: %s", request.method, request.path, exception)
         return json(error_body(ServiceUnavailable.message), status=503)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
     return json(error_body("Internal server error"), status=500)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the path answers. RFC 9110 requires them in a 405's `Allow` header, and the
+    router leaves them out for some paths with parameters."""
+    allowed: list[str] = []
+    for method in HTTP_METHODS:
+        try:
+            request.app.router.get(request.path, method, request.headers.getone("host", None))
+        except SanicException:
+            continue
+        allowed.append(str(method))
+    return allowed
 
 
 def register_error_handler(app: ChatApp) -> None:

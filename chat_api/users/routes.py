@@ -18,10 +18,19 @@ from chat_api.ratelimit.gate import Gate, Policies, client_address
 from chat_api.users import service
 from chat_api.users.models import User
 from chat_api.users.schemas import Availability, Pagination, UserCreate, UserCreated, UserPublic, UserUpdate
-from chat_api.validation import EMAIL_ADAPTER, ChatId, parse_value, validate_body, validate_query
+from chat_api.validation import (
+    CHAT_ID_STRING_SCHEMA,
+    EMAIL_ADAPTER,
+    ChatId,
+    parse_value,
+    validate_body,
+    validate_query,
+)
 
 bp = Blueprint("users", url_prefix="/api/users", strict_slashes=False)
 CHAT_ID_ADAPTER: TypeAdapter[int] = TypeAdapter(ChatId)
+# Any other string is a 404 (no such user), as documented.
+USER_ID_PATH = {"user_id": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}}
 
 
 def taken_error(taken: service.DuplicateValue) -> Unprocessable:
@@ -84,7 +93,7 @@ async def list_users(request: Request, query: Pagination) -> HTTPResponse:
 
 
 @bp.get("/<user_id:str>")
-@document(tag="users", responses={200: (UserPublic, "The user")}, errors=(401, 404))
+@document(tag="users", path=USER_ID_PATH, responses={200: (UserPublic, "The user")}, errors=(401, 404))
 @protected
 async def get_user(request: Request, user_id: str) -> HTTPResponse:
     """Show one user."""
@@ -112,7 +121,13 @@ async def own_user_id(request: Request, user_id: str, action: str) -> ObjectId:
 
 
 @bp.put("/<user_id:str>")
-@document(tag="users", body=UserUpdate, responses={204: (None, "Updated")}, errors=(400, 401, 403, 404, 413, 422))
+@document(
+    tag="users",
+    body=UserUpdate,
+    path=USER_ID_PATH,
+    responses={204: (None, "Updated")},
+    errors=(400, 401, 403, 404, 413, 422),
+)
 @protected
 @validate_body(UserUpdate)
 async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPResponse:
@@ -131,7 +146,7 @@ async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPR
 
 
 @bp.delete("/<user_id:str>")
-@document(tag="users", responses={200: (MessageBody, "Deleted")}, errors=(401, 403, 404))
+@document(tag="users", path=USER_ID_PATH, responses={200: (MessageBody, "Deleted")}, errors=(401, 403, 404))
 @protected
 async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     """Delete the caller's own account."""
@@ -155,6 +170,7 @@ async def checked(request: Request, lookup: Awaitable[bool]) -> bool:
 @bp.get("/checkEmail/<email:str>")
 @document(
     tag="checks",
+    path={"email": {"type": "string", "format": "email"}},
     responses={200: (Availability, "The email is free")},
     errors=(400, 422, 429),
 )
@@ -170,6 +186,7 @@ async def check_email(request: Request, email: str) -> HTTPResponse:
 @bp.get("/checkChatId/<chat_id:str>")
 @document(
     tag="checks",
+    path={"chat_id": CHAT_ID_STRING_SCHEMA},
     responses={200: (Availability, "The chat_id is free")},
     errors=(400, 422, 429),
 )
