@@ -19,6 +19,8 @@ from chat_api.exceptions import register_error_handler
 from chat_api.health.routes import Health
 from chat_api.health.routes import bp as health_bp
 from chat_api.indexes import create_indexes
+from chat_api.logs import configure_logging
+from chat_api.middleware import register_middleware
 from chat_api.openapi import OPENAPI_CONFIG, RateLimited, setup_openapi
 from chat_api.ratelimit.gate import setup_rate_limits
 from chat_api.security import PasswordHasher
@@ -46,10 +48,11 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
 def create_app(settings: Settings | None = None) -> ChatApp:
     """Build the app. Without `settings`, they are read from the environment and `.env`."""
     settings = settings or Settings.from_env()
-    _configure_logging(settings)
+    configure_logging(settings)
     # env_prefix=None: Sanic would otherwise also read SANIC_* variables into its config, behind
     # the settings' back (a stray SANIC_PROXIES_COUNT would make forged addresses trusted).
-    app: ChatApp = Sanic(APP_NAME, env_prefix=None)
+    # configure_logging=False: Sanic's own logging set-up would replace ours with its defaults.
+    app: ChatApp = Sanic(APP_NAME, env_prefix=None, configure_logging=False)
     app.ctx.settings = settings
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -64,22 +67,13 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     app.blueprint(users_bp)
     register_error_handler(app)
     setup_rate_limits(app, settings)
+    register_middleware(app)
 
     app.main_process_start(start_shared_store)
     app.main_process_stop(stop_shared_store)
     app.before_server_start(connect_store)
     app.after_server_stop(disconnect_store)
     return app
-
-
-def _configure_logging(settings: Settings) -> None:
-    logger = logging.getLogger("chat_api")
-    logger.setLevel(settings.log_level)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
 
 
 def _configure_proxies(app: ChatApp, settings: Settings) -> None:

@@ -19,6 +19,8 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 _SWITCH = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 MAX_WINDOW = 86400
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -62,6 +64,7 @@ class Settings:
     web_concurrency: int = 1
     data_dir: Path = field(default_factory=lambda: Path("data"))
     log_level: str = "INFO"
+    log_format: str = "text"
     rate_limits: RateLimits = field(default_factory=RateLimits)
     # Sanic's proxy settings: whom to believe about the client's address (README "Rate limits").
     proxies_count: int = 0
@@ -112,7 +115,8 @@ class Settings:
             port=_int("PORT", get("PORT"), 7001, low=1, high=65535),
             web_concurrency=_int("WEB_CONCURRENCY", get("WEB_CONCURRENCY"), 1, low=1, high=64),
             data_dir=data_dir,
-            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            log_level=_choice("LOG_LEVEL", (get("LOG_LEVEL") or "INFO").upper(), LOG_LEVELS),
+            log_format=_choice("LOG_FORMAT", (get("LOG_FORMAT") or "text").lower(), LOG_FORMATS),
             rate_limits=_rate_limits(get),
             proxies_count=_int("PROXIES_COUNT", get("PROXIES_COUNT"), 0, low=0, high=10),
             real_ip_header=_header_name("REAL_IP_HEADER", get("REAL_IP_HEADER")),
@@ -139,6 +143,12 @@ def _int(name: str, raw: str | None, default: int, *, low: int, high: int) -> in
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
 
 

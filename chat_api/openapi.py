@@ -163,6 +163,13 @@ OPENAPI_CONFIG = {
     "OAS_UI_DEFAULT": "swagger",
     "OAS_UI_REDOC": False,
     "OAS_AUTODOC": True,
+    # Swagger UI would otherwise send the document's URL to validator.swagger.io for a badge.
+    "SWAGGER_UI_CONFIGURATION": {
+        "apisSorter": "alpha",
+        "operationsSorter": "alpha",
+        "docExpansion": "full",
+        "validatorUrl": None,
+    },
 }
 
 

@@ -143,3 +143,13 @@ def test_development_secret_is_generated_once_and_shared(tmp_path: Path) -> None
     assert (tmp_path / ".jwt_secret").stat().st_mode & 0o077 == 0
     other = Settings.from_env({"DATA_DIR": str(tmp_path / "elsewhere")}, env_file=None)
     assert other.jwt_secret != first.jwt_secret
+
+
+def test_log_settings_are_validated_and_normalised(tmp_path: Path) -> None:
+    defaults = Settings.from_env({"DATA_DIR": str(tmp_path)}, env_file=None)
+    assert (defaults.log_level, defaults.log_format) == ("INFO", "text")
+    parsed = Settings.from_env({"LOG_LEVEL": "debug", "LOG_FORMAT": "JSON", "JWT_SECRET": SECRET}, env_file=None)
+    assert (parsed.log_level, parsed.log_format) == ("DEBUG", "json")
+    for name, value in (("LOG_LEVEL", "verbose"), ("LOG_FORMAT", "xml")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value, "JWT_SECRET": SECRET}, env_file=None)
