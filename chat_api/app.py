@@ -87,9 +87,10 @@ def _configure_cors(app: ChatApp, settings: Settings) -> None:
     # No origin is allowed unless listed: sanic-ext treats an empty list as "*".
     app.config.CORS = bool(settings.cors_origins)
     app.config.CORS_ORIGINS = ",".join(settings.cors_origins)
-    # A "*" wildcard does not cover Authorization in browsers, so both are named.
-    app.config.CORS_ALLOW_HEADERS = "authorization,content-type"
-    app.config.CORS_EXPOSE_HEADERS = "location,x-total-count,retry-after,ratelimit,ratelimit-policy"
+    # A "*" wildcard does not cover Authorization in browsers, so the headers are named. A page
+    # may send its own X-Request-ID, and read the one each answer carries (for a bug report).
+    app.config.CORS_ALLOW_HEADERS = "authorization,content-type,x-request-id"
+    app.config.CORS_EXPOSE_HEADERS = "location,x-total-count,retry-after,ratelimit,ratelimit-policy,x-request-id"
     app.config.CORS_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
     app.config.CORS_MAX_AGE = 600
 

@@ -133,6 +133,21 @@ def test_cors_simple_request_from_allowed_origin_is_readable(api: Api) -> None:
     assert response.status == 200
     assert response.headers["access-control-allow-origin"] == FRONTEND_ORIGIN
     assert "origin" in response.headers["vary"].lower()
+    assert "x-request-id" in response.headers["access-control-expose-headers"].lower().split(",")
+
+
+def test_cors_preflight_from_allowed_origin_lets_the_page_send_its_own_request_id(api: Api) -> None:
+    response = api.options(
+        "/api/getUser",
+        headers={
+            "Origin": FRONTEND_ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization,x-request-id",
+        },
+    )
+    assert response.headers["access-control-allow-origin"] == FRONTEND_ORIGIN
+    allowed = set(response.headers["access-control-allow-headers"].lower().split(","))
+    assert {"authorization", "x-request-id"} <= allowed
 
 
 @pytest.mark.parametrize(
