@@ -20,6 +20,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # Anything else (too long, spaces, quotes, line breaks) could forge log lines: a new id replaces it.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9+/=._:-]{1,200}")
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+_INLINE_STYLE = re.compile(rb"<style>(.*?)</style>", re.DOTALL)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -70,26 +71,27 @@ def is_docs_page(request: Request, response: BaseHTTPResponse) -> bool:
 
 
 def docs_csp(app: ChatApp, page: bytes) -> str:
-    """Swagger UI's page: its scripts and styles from the CDN it names, its own inline script by
+    """Swagger UI's page: scripts and styles from the CDN it names and its own inline ones by
     hash, and requests (the document, "Try it out") to this origin only."""
     parts = urlsplit(app.config.OAS_UI_SWAGGER_CDN_URL)
     cdn = f"{parts.scheme}://{parts.netloc}"
-    hashes = " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
-        for script in _INLINE_SCRIPT.findall(page)
-    )
     return "; ".join(
         [
             "default-src 'none'",
-            f"script-src {cdn} {hashes}".strip(),
-            # Swagger UI styles some of its elements inline.
-            f"style-src {cdn} 'unsafe-inline'",
+            f"script-src {cdn} {_hashes(_INLINE_SCRIPT, page)}".strip(),
+            f"style-src {cdn} {_hashes(_INLINE_STYLE, page)}".strip(),
             "img-src 'self' data:",
             "connect-src 'self'",
             "frame-ancestors 'none'",
             "base-uri 'none'",
             "form-action 'self'",
         ]
+    )
+
+
+def _hashes(inline: re.Pattern[bytes], page: bytes) -> str:
+    return " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(block).digest()).decode() + "'" for block in inline.findall(page)
     )
 
 

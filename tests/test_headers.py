@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -56,6 +57,45 @@ def test_every_response_carries_the_security_headers_and_a_request_id(api: Api, 
     assert UUID4_HEX.fullmatch(response.headers["x-request-id"])
 
 
+def _raw_exchange(api: Api, raw: bytes) -> dict[str, str]:
+    """Send bytes that no HTTP client would, and return the answer's status and headers."""
+
+    def exchange() -> bytes:
+        with socket.create_connection((api.client.host, api.client.port), timeout=10) as sock:
+            sock.sendall(raw)
+            data = b""
+            while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+                data += chunk
+            return data
+
+    loop = api.client._loop  # the server runs on this loop: it must run while we wait
+    data: bytes = loop.run_until_complete(loop.run_in_executor(None, exchange))
+    status_line, *lines = data.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    headers[":status"] = status_line.split()[1]
+    return headers
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", "400"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", "413"),
+        (
+            b"POST /api/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+            "400",
+        ),
+    ],
+    ids=["not http", "huge header", "chunked and content-length"],
+)
+def test_malformed_http_is_refused_with_the_same_headers(api: Api, raw: bytes, status: str) -> None:
+    headers = _raw_exchange(api, raw)
+    assert headers[":status"] == status
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["content-security-policy"] == API_CSP
+    assert UUID4_HEX.fullmatch(headers["x-request-id"])
+
+
 def test_405_names_the_allowed_methods_even_on_paths_with_parameters(api: Api) -> None:
     plain = api.delete("/api/login")
     with_parameter = api.post("/api/users/checkChatId/12")
@@ -73,7 +113,11 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def test_docs_page_csp_allows_exactly_its_cdn_and_its_own_inline_script(api: Api) -> None:
+def _sha256(blocks: list[str]) -> set[str]:
+    return {"'sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() + "'" for block in blocks}
+
+
+def test_docs_page_csp_allows_exactly_its_cdn_and_its_own_inline_blocks(api: Api) -> None:
     response = api.get("/docs")
     assert response.status == 200
     page = response.text
@@ -83,16 +127,17 @@ def test_docs_page_csp_allows_exactly_its_cdn_and_its_own_inline_script(api: Api
     assert csp["connect-src"] == ["'self'"]
     scripts = re.findall(r'<script src="([^"]+)"', page)
     styles = re.findall(r'<link rel="stylesheet" type="text/css" href="([^"]+)"', page)
-    inline = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+    inline_scripts = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+    inline_styles = re.findall(r"<style>(.*?)</style>", page, re.DOTALL)
     assert scripts
     assert styles
-    assert inline
+    assert inline_scripts
+    assert inline_styles
     cdn = {_origin(url) for url in scripts + styles}
     assert cdn == {"https://cdnjs.cloudflare.com"}
-    hashes = {"'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'" for s in inline}
-    # Scripts: the CDN and the page's own inline script, nothing else (no 'unsafe-inline' or 'unsafe-eval').
-    assert set(csp["script-src"]) == cdn | hashes
-    assert set(csp["style-src"]) == cdn | {"'unsafe-inline'"}
+    # The CDN and the page's own inline blocks by hash; no 'unsafe-inline', no 'unsafe-eval'.
+    assert set(csp["script-src"]) == cdn | _sha256(inline_scripts)
+    assert set(csp["style-src"]) == cdn | _sha256(inline_styles)
 
 
 def test_swagger_ui_sends_the_document_to_no_validator(api: Api) -> None:
