@@ -9,7 +9,7 @@ BENCH := $(VENV)/.installed-bench
 # wrk is a Debian package; root installs it directly, anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint format install install-dev bench indexes seed clean
+.PHONY: run test lint format install install-dev bench indexes seed soak clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -55,6 +55,10 @@ indexes: install
 
 seed: install
 	$(BIN)/python -m scripts.seed --users $(or $(USERS),1000)
+
+# Ten minutes of mixed traffic against a fresh app; SOAK_SECONDS to change it.
+soak: install-dev
+	$(BIN)/python -m tests.soak --duration $(or $(SOAK_SECONDS),600)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

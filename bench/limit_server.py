@@ -2,10 +2,10 @@
 
 Scenarios 1-3 hold the app against these. Each handler answers exactly the JSON the app
 answers (the suite compares them before measuring), with the same round trips: the token's
-user, then the data. What the app spends beyond this is the cost of its own layers
-(validation, Beanie, the auth decorator, serialisation). Run it as
-`python -m bench.limit_server --port N` with the app's settings (DATA_DIR, JWT_SECRET...):
-it joins the app's embedded store.
+user, then the data; for the email check, the rate limiter's count beside the lookup. What
+the app spends beyond this is the cost of its own layers (validation, Beanie, the auth
+decorator, serialisation). Run it as `python -m bench.limit_server --port N` with the app's
+settings (DATA_DIR, JWT_SECRET, RATE_LIMIT_CHECKS...): it joins the app's embedded store.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -20,7 +21,7 @@ from urllib.parse import unquote
 
 import jwt
 from bson import ObjectId
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, json
@@ -32,6 +33,7 @@ from chat_api.store import CLIENT_OPTIONS, EmbeddedStore
 PUBLIC = ("chat_id", "email", "username", "personality", "avatar", "register_at", "sex", "birthday", "phone", "flag")
 PROJECTION = dict.fromkeys(PUBLIC, 1)
 TOKEN_PROJECTION = {**PROJECTION, "token_version": 1}
+CHECKS_WINDOW = 300
 
 
 def iso(value: datetime) -> str:
@@ -85,6 +87,7 @@ def create_limit_app(settings: Settings) -> Sanic[Any, Any]:
         app.ctx.store = store
         app.ctx.client = AsyncMongoClient(uri, **CLIENT_OPTIONS)
         app.ctx.users = app.ctx.client[settings.mongodb_db]["users"]
+        app.ctx.rate_limits = app.ctx.client[settings.mongodb_db]["rate_limits"]
         app.ctx.secret = settings.jwt_secret
 
     @app.after_server_stop
@@ -118,7 +121,20 @@ def create_limit_app(settings: Settings) -> Sanic[Any, Any]:
 
     @app.get("/api/users/checkEmail/<email:str>")
     async def check_email(request: Request, email: str) -> HTTPResponse:
-        found = await users(request).find_one({"email": {"$eq": unquote(email).strip().lower()}}, {"_id": 1})
+        # The app counts the address's budget of checks while it looks the email up.
+        window = int(time.time()) // CHECKS_WINDOW * CHECKS_WINDOW
+        counted, found = await asyncio.gather(
+            app.ctx.rate_limits.find_one_and_update(
+                {"_id": f"limit-checks:{window}:{request.ip}"},
+                {"$inc": {"used": 1}, "$max": {"expires_at": datetime.fromtimestamp(window + CHECKS_WINDOW, UTC)}},
+                projection={"used": 1, "_id": 0},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            ),
+            users(request).find_one({"email": {"$eq": unquote(email).strip().lower()}}, {"_id": 1}),
+        )
+        if counted["used"] > settings.rate_limits.checks.limit:
+            return json({"message": "Too many requests, try again later"}, status=429)
         if found is not None:
             return json({"message": "This email is already taken"}, status=422)
         return json({"message": "This email is available"})

@@ -19,7 +19,10 @@ from chat_api.exceptions import register_error_handler
 from chat_api.health.routes import Health
 from chat_api.health.routes import bp as health_bp
 from chat_api.indexes import create_indexes
-from chat_api.openapi import OPENAPI_CONFIG, setup_openapi
+from chat_api.logs import configure_logging
+from chat_api.middleware import register_middleware
+from chat_api.openapi import OPENAPI_CONFIG, RateLimited, setup_openapi
+from chat_api.ratelimit.gate import setup_rate_limits
 from chat_api.security import PasswordHasher
 from chat_api.store import EmbeddedStore, open_database, store_label
 from chat_api.types import ChatApp
@@ -38,17 +41,22 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     LoginRequest,
     TokenResponse,
     Health,
+    RateLimited,
 ]
 
 
 def create_app(settings: Settings | None = None) -> ChatApp:
     """Build the app. Without `settings`, they are read from the environment and `.env`."""
     settings = settings or Settings.from_env()
-    _configure_logging(settings)
-    app: ChatApp = Sanic(APP_NAME)
+    configure_logging(settings)
+    # env_prefix=None: Sanic would otherwise also read SANIC_* variables into its config, behind
+    # the settings' back (a stray SANIC_PROXIES_COUNT would make forged addresses trusted).
+    # configure_logging=False: Sanic's own logging set-up would replace ours with its defaults.
+    app: ChatApp = Sanic(APP_NAME, env_prefix=None, configure_logging=False)
     app.ctx.settings = settings
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     app.config.FALLBACK_ERROR_FORMAT = "json"
+    _configure_proxies(app, settings)
     _configure_cors(app, settings)
     app.config.update(OPENAPI_CONFIG)
     Extend(app)
@@ -58,6 +66,8 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     app.blueprint(auth_bp)
     app.blueprint(users_bp)
     register_error_handler(app)
+    setup_rate_limits(app, settings)
+    register_middleware(app)
 
     app.main_process_start(start_shared_store)
     app.main_process_stop(stop_shared_store)
@@ -66,23 +76,21 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     return app
 
 
-def _configure_logging(settings: Settings) -> None:
-    logger = logging.getLogger("chat_api")
-    logger.setLevel(settings.log_level)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+def _configure_proxies(app: ChatApp, settings: Settings) -> None:
+    # Which forwarded client address Sanic believes (request.client_ip); none unless configured.
+    app.config.PROXIES_COUNT = settings.proxies_count
+    app.config.REAL_IP_HEADER = settings.real_ip_header
+    app.config.FORWARDED_SECRET = settings.forwarded_secret
 
 
 def _configure_cors(app: ChatApp, settings: Settings) -> None:
     # No origin is allowed unless listed: sanic-ext treats an empty list as "*".
     app.config.CORS = bool(settings.cors_origins)
     app.config.CORS_ORIGINS = ",".join(settings.cors_origins)
-    # A "*" wildcard does not cover Authorization in browsers, so both are named.
-    app.config.CORS_ALLOW_HEADERS = "authorization,content-type"
-    app.config.CORS_EXPOSE_HEADERS = "location,x-total-count"
+    # A "*" wildcard does not cover Authorization in browsers, so the headers are named. A page
+    # may send its own X-Request-ID, and read the one each answer carries (for a bug report).
+    app.config.CORS_ALLOW_HEADERS = "authorization,content-type,x-request-id"
+    app.config.CORS_EXPOSE_HEADERS = "location,x-total-count,retry-after,ratelimit,ratelimit-policy,x-request-id"
     app.config.CORS_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
     app.config.CORS_MAX_AGE = 600
 

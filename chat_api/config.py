@@ -6,7 +6,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,10 +16,38 @@ DEFAULT_JWT_TTL = 7 * 24 * 3600
 MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and so do we
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
+_SWITCH = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
+MAX_WINDOW = 86400
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    """At most `limit` units in each window of `window` seconds."""
+
+    limit: int
+    window: int
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.window}s"
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Budgets of the public routes (see README "Rate limits"); every attempt costs 1 unit."""
+
+    enabled: bool = True
+    login: Quota = Quota(100, 900)  # per client address
+    login_account: Quota = Quota(300, 900)  # per account, from every address together
+    login_failure_cost: int = 10  # units a failed login costs in all, on both budgets
+    register: Quota = Quota(20, 3600)  # per client address, POST /api/users included
+    checks: Quota = Quota(60, 300)  # per client address, both availability checks together
 
 
 @dataclass(frozen=True)
@@ -36,6 +64,12 @@ class Settings:
     web_concurrency: int = 1
     data_dir: Path = field(default_factory=lambda: Path("data"))
     log_level: str = "INFO"
+    log_format: str = "text"
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    # Sanic's proxy settings: whom to believe about the client's address (README "Rate limits").
+    proxies_count: int = 0
+    real_ip_header: str | None = None
+    forwarded_secret: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -81,7 +115,12 @@ class Settings:
             port=_int("PORT", get("PORT"), 7001, low=1, high=65535),
             web_concurrency=_int("WEB_CONCURRENCY", get("WEB_CONCURRENCY"), 1, low=1, high=64),
             data_dir=data_dir,
-            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            log_level=_choice("LOG_LEVEL", (get("LOG_LEVEL") or "INFO").upper(), LOG_LEVELS),
+            log_format=_choice("LOG_FORMAT", (get("LOG_FORMAT") or "text").lower(), LOG_FORMATS),
+            rate_limits=_rate_limits(get),
+            proxies_count=_int("PROXIES_COUNT", get("PROXIES_COUNT"), 0, low=0, high=10),
+            real_ip_header=_header_name("REAL_IP_HEADER", get("REAL_IP_HEADER")),
+            forwarded_secret=get("FORWARDED_SECRET"),
         )
         return settings
 
@@ -107,6 +146,12 @@ def _int(name: str, raw: str | None, default: int, *, low: int, high: int) -> in
     return value
 
 
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
 def _duration(name: str, raw: str | None, default: int) -> int:
     if raw is None:
         return default
@@ -114,6 +159,56 @@ def _duration(name: str, raw: str | None, default: int) -> int:
     if not match or int(match.group(1)) == 0:
         raise ConfigError(f"{name} must be a positive duration like 3600, 90m, 12h or 7d; got {raw!r}")
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _quota(name: str, raw: str | None, default: Quota) -> Quota:
+    """`<limit>/<window>`, e.g. `100/15m`: at most 100 units in 15 minutes."""
+    if raw is None:
+        return default
+    limit, slash, window = raw.partition("/")
+    problem = f"{name} must look like 100/15m (a limit, then a window of 1s to 1d); got {raw!r}"
+    if not slash:
+        raise ConfigError(problem)
+    try:
+        quota = Quota(_int(name, limit.strip(), 0, low=1, high=1_000_000_000), _duration(name, window, 0))
+    except ConfigError:
+        raise ConfigError(problem) from None
+    if quota.window > MAX_WINDOW:
+        raise ConfigError(problem)
+    return quota
+
+
+def _switch(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None:
+        return default
+    try:
+        return _SWITCH[raw.lower()]
+    except KeyError:
+        raise ConfigError(f"{name} must be on or off, got {raw!r}") from None
+
+
+def _rate_limits(get: Callable[[str], str | None]) -> RateLimits:
+    default = RateLimits()
+    return RateLimits(
+        enabled=_switch("RATE_LIMITS", get("RATE_LIMITS"), default.enabled),
+        login=_quota("RATE_LIMIT_LOGIN", get("RATE_LIMIT_LOGIN"), default.login),
+        login_account=_quota("RATE_LIMIT_LOGIN_ACCOUNT", get("RATE_LIMIT_LOGIN_ACCOUNT"), default.login_account),
+        login_failure_cost=_int(
+            "RATE_LIMIT_LOGIN_FAILURE_COST",
+            get("RATE_LIMIT_LOGIN_FAILURE_COST"),
+            default.login_failure_cost,
+            low=1,
+            high=1000,
+        ),
+        register=_quota("RATE_LIMIT_REGISTER", get("RATE_LIMIT_REGISTER"), default.register),
+        checks=_quota("RATE_LIMIT_CHECKS", get("RATE_LIMIT_CHECKS"), default.checks),
+    )
+
+
+def _header_name(name: str, raw: str | None) -> str | None:
+    if raw is not None and not _HEADER_NAME.fullmatch(raw):
+        raise ConfigError(f"{name} must be a header name such as X-Real-IP, got {raw!r}")
+    return raw
 
 
 def _origins(raw: str | None) -> tuple[str, ...]:

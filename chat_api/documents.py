@@ -2,6 +2,7 @@
 
 from beanie import Document
 
+from chat_api.ratelimit.models import RateLimitCounter
 from chat_api.users.models import User
 
-DOCUMENT_MODELS: list[type[Document]] = [User]
+DOCUMENT_MODELS: list[type[Document]] = [User, RateLimitCounter]

@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 from sanic import Request
-from sanic.exceptions import SanicException
+from sanic.constants import HTTP_METHODS
+from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import HTTPResponse, json
 
 from chat_api.types import ChatApp
@@ -20,10 +21,19 @@ class ApiError(SanicException):
     status_code = 500
     message = "Internal server error"
 
-    def __init__(self, message: str | None = None, *, errors: list[dict[str, str]] | None = None):
-        super().__init__(message or self.message, status_code=self.status_code)
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message or self.message, status_code=self.status_code, headers=headers)
         self.message = message or self.message
         self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.errors)
 
 
 class BadRequest(ApiError):
@@ -53,6 +63,21 @@ class NotFound(ApiError):
 class Unprocessable(ApiError):
     status_code = 422
     message = "Unprocessable"
+
+
+class TooManyRequests(ApiError):
+    """A rate limit is used up: `Retry-After` in seconds, and the same wait in the body in ms."""
+
+    status_code = 429
+    message = "Too many requests, try again later"
+
+    def __init__(self, retry_after_ms: int, message: str | None = None):
+        seconds = max(1, -(-retry_after_ms // 1000))  # rounded up: never invite a retry too early
+        super().__init__(message, headers={"Retry-After": str(seconds)})
+        self.retry_after_ms = retry_after_ms
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "retry_after_ms": self.retry_after_ms}
 
 
 class ServiceUnavailable(ApiError):
@@ -85,16 +110,31 @@ def error_body(message: str, errors: list[dict[str, str]] | None = None) -> dict
 
 async def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
     if isinstance(exception, ApiError):
-        return json(error_body(exception.message, exception.errors), status=exception.status_code)
+        return json(exception.body(), status=exception.status_code, headers=exception.headers)
     if isinstance(exception, SanicException):
         # Sanic's own: unknown route, wrong method, malformed JSON, body too large...
-        headers = getattr(exception, "headers", None) or {}
+        headers = dict(getattr(exception, "headers", None) or {})
+        if isinstance(exception, MethodNotAllowed) and "Allow" not in headers:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return json(error_body(str(exception.message or exception)), status=exception.status_code, headers=headers)
     if isinstance(exception, ConnectionFailure):  # includes server selection and network timeouts
         log.error("store unavailable on %s %s: %s", request.method, request.path, exception)
         return json(error_body(ServiceUnavailable.message), status=503)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
     return json(error_body("Internal server error"), status=500)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the path answers. RFC 9110 requires them in a 405's `Allow` header, and the
+    router leaves them out for some paths with parameters."""
+    allowed: list[str] = []
+    for method in HTTP_METHODS:
+        try:
+            request.app.router.get(request.path, method, request.headers.getone("host", None))
+        except SanicException:
+            continue
+        allowed.append(str(method))
+    return allowed
 
 
 def register_error_handler(app: ChatApp) -> None:

@@ -27,7 +27,8 @@ class IndexSpec:
 
     @classmethod
     def of(cls, collection: str, name: str, keys: Any, spec: dict[str, Any]) -> IndexSpec:
-        options = {key: spec[key] for key in OPTIONS if spec.get(key) not in (None, False)}
+        # `is not`, not `in (None, False)`: a TTL of 0 (expire at the stored date) equals False.
+        options = {key: spec[key] for key in OPTIONS if spec.get(key) is not None and spec.get(key) is not False}
         return cls(collection, name, tuple((k, v) for k, v in keys), json.dumps(options, sort_keys=True, default=str))
 
     def same_index(self, other: IndexSpec) -> bool:

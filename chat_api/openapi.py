@@ -12,6 +12,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from sanic_ext.extensions.openapi import openapi
+from sanic_ext.extensions.openapi.builders import OperationStore
+from sanic_ext.extensions.openapi.definitions import Parameter, Response
 
 from chat_api import __version__
 from chat_api.types import ChatApp
@@ -35,6 +37,17 @@ class MessageBody(BaseModel):
     message: str
 
 
+class RateLimited(BaseModel):
+    message: str
+    retry_after_ms: int
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": "The budgets of this route (draft-ietf-httpapi-ratelimit-headers-11)",
+    "RateLimit": "What is left of the caller's budget and seconds until it refills",
+}
+
+
 def ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
@@ -51,8 +64,16 @@ ERROR_DESCRIPTIONS = {
     404: "Not found",
     413: "Body over 1 MiB",
     422: "Conflicts with stored data",
+    429: "A rate limit is used up; retry after Retry-After seconds",
+    500: "Unexpected error",
     503: "The store is unavailable",
 }
+# Any route that reaches the store can meet it down, and any route can fail unexpectedly.
+ALWAYS = (500, 503)
+
+
+def _headers(described: Mapping[str, str]) -> dict[str, Any]:
+    return {name: {"description": text, "schema": {"type": "string"}} for name, text in described.items()}
 
 
 def document(
@@ -61,10 +82,15 @@ def document(
     errors: Sequence[int] = (),
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    path: Mapping[str, Mapping[str, Any]] | None = None,
     headers: Mapping[int, Mapping[str, str]] | None = None,
     tag: str,
 ) -> Callable[[F], F]:
-    """Declare a route's body, query, and responses per status, each by `$ref`."""
+    """Declare a route's body, query, path parameters, and responses per status, each by `$ref`.
+
+    Parameters carry the JSON schema the route enforces (sanic-ext would document every path
+    parameter as a bare string and every query parameter without its bounds).
+    """
 
     def decorator(handler: F) -> F:
         if body is not None:
@@ -73,25 +99,54 @@ def document(
             handler = openapi.body(json_content(body), required=True)(handler)
         openapi.tag(tag)(handler)
         openapi.operation(handler.__name__)(handler)
+        operation = OperationStore()[handler]  # type: ignore[no-untyped-call]
+        for name, schema in (path or {}).items():
+            # A declared path parameter replaces the bare string sanic-ext would add.
+            operation.parameters.append(json_parameter(name, schema, "path", required=True))
         if query is not None:
-            for name, field in query.model_fields.items():
-                openapi.parameter(name, int, "query", description=field.description or "")(handler)
+            operation.parameters.extend(query_parameters(query))
         for status, spec in responses.items():
             model, description = spec[0], spec[1]
             many = len(spec) == 3
-            content = json_content(model, many) if model is not None else None
             extra: dict[str, Any] = {}
-            if headers and status in headers:
-                extra["headers"] = {
-                    name: {"description": text, "schema": {"type": "string"}} for name, text in headers[status].items()
-                }
-            openapi.response(status, content, description, **extra)(handler)
+            shown = {**(headers or {}).get(status, {}), **(RATE_LIMIT_HEADERS if 429 in errors else {})}
+            if shown:
+                extra["headers"] = _headers(shown)
+            if model is None:
+                # No body at all: sanic-ext would document one of any type (`*/*`).
+                operation.responses[status] = Response(status=status, description=description, **extra)
+            else:
+                openapi.response(status, json_content(model, many), description, **extra)(handler)
         for status in errors:
-            openapi.response(status, json_content(ErrorBody), ERROR_DESCRIPTIONS[status])(handler)
-        openapi.response(500, json_content(ErrorBody), "Unexpected error")(handler)
+            if status == 429:
+                limited = {**RATE_LIMIT_HEADERS, "Retry-After": "Seconds to wait before trying again"}
+                extra = {"headers": _headers(limited)}
+                openapi.response(429, json_content(RateLimited), ERROR_DESCRIPTIONS[429], **extra)(handler)
+            else:
+                openapi.response(status, json_content(ErrorBody), ERROR_DESCRIPTIONS[status])(handler)
+        for status in ALWAYS:
+            if status not in errors:
+                openapi.response(status, json_content(ErrorBody), ERROR_DESCRIPTIONS[status])(handler)
         return handler
 
     return decorator
+
+
+def query_parameters(model: type[BaseModel]) -> list[Parameter]:
+    """One query parameter per field of `model`, with the field's own JSON schema (bounds, default)."""
+    schema = model.model_json_schema(mode="validation")
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field in schema["properties"].items():
+        field = {key: value for key, value in field.items() if key not in ("title", "description")}
+        description = model.model_fields[name].description
+        parameters.append(json_parameter(name, field, "query", description=description, required=name in required))
+    return parameters
+
+
+def json_parameter(name: str, schema: Mapping[str, Any], location: str, **kwargs: Any) -> Parameter:
+    # A JSON schema given as a dict is serialised as it is; the annotation only knows sanic-ext's own types.
+    return Parameter(name, dict(schema), location, **kwargs)  # type: ignore[arg-type]
 
 
 def component_schemas(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
@@ -108,6 +163,13 @@ OPENAPI_CONFIG = {
     "OAS_UI_DEFAULT": "swagger",
     "OAS_UI_REDOC": False,
     "OAS_AUTODOC": True,
+    # Swagger UI would otherwise send the document's URL to validator.swagger.io for a badge.
+    "SWAGGER_UI_CONFIGURATION": {
+        "apisSorter": "alpha",
+        "operationsSorter": "alpha",
+        "docExpansion": "full",
+        "validatorUrl": None,
+    },
 }
 
 

@@ -92,13 +92,9 @@ def _utc_millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-CHAT_ID_SCHEMA = {
-    "anyOf": [
-        {"type": "integer", "minimum": 1, "maximum": MAX_INT64},
-        {"type": "string", "pattern": "^[0-9]{1,19}$"},
-    ],
-    "description": "A positive integer; a string of digits is accepted too.",
-}
+CHAT_ID_STRING_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[0-9]{1,19}$"}
+CHAT_ID_FORMS: list[dict[str, Any]] = [{"type": "integer", "minimum": 1, "maximum": MAX_INT64}, CHAT_ID_STRING_SCHEMA]
+CHAT_ID_SCHEMA = {"anyOf": CHAT_ID_FORMS, "description": "A positive integer; a string of digits is accepted too."}
 
 ChatId = Annotated[int, BeforeValidator(_chat_id), WithJsonSchema(CHAT_ID_SCHEMA)]
 Email = Annotated[EmailStr, BeforeValidator(_lower_email)]

@@ -21,7 +21,7 @@ from sanic import Sanic
 from sanic_testing.reusable import ReusableClient
 
 from chat_api.app import create_app
-from chat_api.config import Settings
+from chat_api.config import Quota, RateLimits, Settings
 from chat_api.documents import DOCUMENT_MODELS
 from chat_api.store import EmbeddedStore, free_loopback_port
 from chat_api.types import ChatApp
@@ -30,6 +30,10 @@ from tests.helpers import Api
 # Several apps are built in one process (one per settings under test).
 Sanic.test_mode = True
 FRONTEND_ORIGIN = "http://127.0.0.1:8080"
+# The suite registers and logs in from 127.0.0.1 all day: limits on, so every route runs its
+# limiter, but far out of reach. tests/test_rate_limits.py builds apps with strict ones.
+GENEROUS = Quota(1_000_000, 60)
+SUITE_RATE_LIMITS = RateLimits(login=GENEROUS, login_account=GENEROUS, register=GENEROUS, checks=GENEROUS)
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +88,7 @@ def make_settings(store_uri: str, db_name: str, data_dir: Path, **overrides: Any
         "bcrypt_rounds": 4,  # the cost under test is the code path, not the hash strength
         "cors_origins": (FRONTEND_ORIGIN,),
         "data_dir": data_dir,
+        "rate_limits": SUITE_RATE_LIMITS,
     }
     values.update(overrides)
     return Settings(**values)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chat_api.config import ConfigError, Settings
+from chat_api.config import ConfigError, Quota, RateLimits, Settings
 
 pytestmark = pytest.mark.no_store
 SECRET = "s" * 40
@@ -21,6 +21,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.bcrypt_rounds == 12
     assert settings.cors_origins == ()
     assert (settings.host, settings.port, settings.web_concurrency) == ("127.0.0.1", 7001, 1)
+    assert settings.rate_limits == RateLimits()
+    assert settings.rate_limits.enabled
+    assert (settings.proxies_count, settings.real_ip_header, settings.forwarded_secret) == (0, None, None)
 
 
 def test_environment_wins_over_env_file(tmp_path: Path) -> None:
@@ -50,9 +53,56 @@ def test_values_are_parsed(tmp_path: Path) -> None:
     assert settings.web_concurrency == 4
 
 
+def test_rate_limits_and_proxy_trust_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "JWT_SECRET": SECRET,
+            "RATE_LIMITS": "off",
+            "RATE_LIMIT_LOGIN": "5/30s",
+            "RATE_LIMIT_LOGIN_ACCOUNT": " 50 / 1h ",
+            "RATE_LIMIT_LOGIN_FAILURE_COST": "3",
+            "RATE_LIMIT_REGISTER": "2/1d",
+            "RATE_LIMIT_CHECKS": "100/90",
+            "PROXIES_COUNT": "1",
+            "REAL_IP_HEADER": "X-Real-IP",
+            "FORWARDED_SECRET": "proxy-secret",
+        },
+        env_file=None,
+    )
+    assert settings.rate_limits == RateLimits(
+        enabled=False,
+        login=Quota(5, 30),
+        login_account=Quota(50, 3600),
+        login_failure_cost=3,
+        register=Quota(2, 86400),
+        checks=Quota(100, 90),
+    )
+    assert (settings.proxies_count, settings.real_ip_header, settings.forwarded_secret) == (
+        1,
+        "X-Real-IP",
+        "proxy-secret",
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "http"), ("PORT", "70000"), ("BCRYPT_ROUNDS", "3"), ("JWT_TTL", "soon"), ("JWT_TTL", "0")],
+    [
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("BCRYPT_ROUNDS", "3"),
+        ("JWT_TTL", "soon"),
+        ("JWT_TTL", "0"),
+        ("RATE_LIMITS", "maybe"),
+        ("RATE_LIMIT_LOGIN", "100"),
+        ("RATE_LIMIT_LOGIN", "many/15m"),
+        ("RATE_LIMIT_LOGIN_ACCOUNT", "0/15m"),
+        ("RATE_LIMIT_REGISTER", "10/0"),
+        ("RATE_LIMIT_REGISTER", "10/2d"),
+        ("RATE_LIMIT_CHECKS", "10/soon"),
+        ("RATE_LIMIT_LOGIN_FAILURE_COST", "0"),
+        ("PROXIES_COUNT", "-1"),
+        ("REAL_IP_HEADER", "X Real IP"),
+    ],
 )
 def test_malformed_values_are_refused_with_their_name(name: str, value: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -93,3 +143,13 @@ def test_development_secret_is_generated_once_and_shared(tmp_path: Path) -> None
     assert (tmp_path / ".jwt_secret").stat().st_mode & 0o077 == 0
     other = Settings.from_env({"DATA_DIR": str(tmp_path / "elsewhere")}, env_file=None)
     assert other.jwt_secret != first.jwt_secret
+
+
+def test_log_settings_are_validated_and_normalised(tmp_path: Path) -> None:
+    defaults = Settings.from_env({"DATA_DIR": str(tmp_path)}, env_file=None)
+    assert (defaults.log_level, defaults.log_format) == ("INFO", "text")
+    parsed = Settings.from_env({"LOG_LEVEL": "debug", "LOG_FORMAT": "JSON", "JWT_SECRET": SECRET}, env_file=None)
+    assert (parsed.log_level, parsed.log_format) == ("DEBUG", "json")
+    for name, value in (("LOG_LEVEL", "verbose"), ("LOG_FORMAT", "xml")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value, "JWT_SECRET": SECRET}, env_file=None)

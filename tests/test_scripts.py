@@ -14,6 +14,8 @@ from chat_api.store import EmbeddedStore
 from tests.conftest import OtherApp
 from tests.helpers import Api, run_script, subprocess_env
 
+DECLARED = len(declared_indexes())
+
 
 def test_indexes_create_drop_status_round_trip(tmp_path: Path) -> None:
     env = subprocess_env(tmp_path / "data")
@@ -26,7 +28,8 @@ def test_indexes_create_drop_status_round_trip(tmp_path: Path) -> None:
 
     created = run_script("scripts.indexes", "create", cwd=tmp_path, env=env)
     assert created.returncode == 0, created.stderr
-    assert "2 index(es) created" in created.stdout
+    assert f"{DECLARED} index(es) created" in created.stdout
+    assert "rate_limits.expires_at_ttl {expires_at: 1} expireAfterSeconds=0" in created.stdout
 
     again = run_script("scripts.indexes", "create", cwd=tmp_path, env=env)
     assert "all declared indexes already exist" in again.stdout
@@ -38,7 +41,7 @@ def test_indexes_create_drop_status_round_trip(tmp_path: Path) -> None:
 
     dropped = run_script("scripts.indexes", "drop", cwd=tmp_path, env=env)
     assert dropped.returncode == 0
-    assert "2 index(es) dropped" in dropped.stdout
+    assert f"{DECLARED} index(es) dropped" in dropped.stdout
 
     status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
     assert status.returncode == 1
@@ -58,10 +61,10 @@ def test_indexes_status_reports_extra_index(tmp_path: Path) -> None:
     assert "extra    users.idx_users_username" in status.stdout or "extra    users.username_1" in status.stdout
 
     dropped = run_script("scripts.indexes", "drop", cwd=tmp_path, env=env)
-    assert "3 index(es) dropped" in dropped.stdout
+    assert f"{DECLARED + 1} index(es) dropped" in dropped.stdout
     status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
     assert "extra    " not in status.stdout
-    assert status.stdout.count("missing  ") == 2
+    assert status.stdout.count("missing  ") == DECLARED
 
 
 def test_seed_inserts_loginable_demo_users(tmp_path: Path, other_app: OtherApp) -> None:
@@ -155,3 +158,13 @@ def test_an_index_with_other_options_is_not_the_declared_one() -> None:
     assert as_declared.same_index(declared["chat_id_1"])
     assert not sparse.same_index(declared["chat_id_1"])
     assert not partial.same_index(declared["email_1"])
+
+
+@pytest.mark.no_store
+def test_a_ttl_of_zero_is_an_option_of_its_own() -> None:
+    """expireAfterSeconds=0 (expire at the stored date) must not read as "no TTL": 0 == False."""
+    declared = {spec.name: spec for spec in declared_indexes()}
+    ttl = IndexSpec.of("rate_limits", "idx_rate_limits_expires_at", [("expires_at", 1)], {"expireAfterSeconds": 0})
+    plain = IndexSpec.of("rate_limits", "expires_at_1", [("expires_at", 1)], {"v": 2})
+    assert ttl.same_index(declared["expires_at_ttl"])
+    assert not plain.same_index(declared["expires_at_ttl"])

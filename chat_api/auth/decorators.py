@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -16,6 +17,7 @@ from chat_api.users import service as users
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
 MISSING_HEADER = "Authorization not found!"  # the original API's wording, which clients may show
+log = logging.getLogger("chat_api.auth")
 
 
 def protected(handler: Handler) -> Handler:
@@ -29,11 +31,15 @@ def protected(handler: Handler) -> Handler:
         try:
             claims = decode_token(token_from_header(header), request.app.ctx.settings.jwt_secret)
         except InvalidToken:
+            # Neither the token nor the decoder's message (which may quote parts of it).
+            log.debug("token refused: malformed, badly signed or expired")
             raise Unauthorized("Invalid or expired token") from None
         user = await users.get_current_user(claims.user_id)
         if user is None:
+            log.debug("token refused: the account is gone")
             raise Unauthorized("The account of this token no longer exists")
         if user.token_version != claims.version:
+            log.debug("token refused for user %s: revoked by a logout", user.id)
             raise Unauthorized("This token was revoked by a logout")
         request.ctx.user = user
         return await handler(request, *args, **kwargs)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, StringConstraints, ValidationError, WithJsonSchema
 
-from chat_api.validation import EMAIL_ADAPTER, StrictModel, whole_number
+from chat_api.validation import CHAT_ID_FORMS, EMAIL_ADAPTER, StrictModel, whole_number
 
 
 def _login_identifier(value: Any) -> int | str:
@@ -24,7 +24,7 @@ LoginIdentifier = Annotated[
     BeforeValidator(_login_identifier),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}],
+            "anyOf": [*CHAT_ID_FORMS, {"type": "string", "format": "email"}],
             "description": "A chat_id (integer or digit string), or an email address.",
         }
     ),

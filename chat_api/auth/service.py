@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from bson import ObjectId
 
 from chat_api.config import Settings
 from chat_api.security import PasswordHasher, create_token
 from chat_api.users import service as users
+from chat_api.users.models import User
+
+# Never the identifier or the password: people type their password into the login field too.
+log = logging.getLogger("chat_api.auth")
 
 
 class UnknownAccount(Exception):
@@ -17,17 +23,25 @@ class WrongPassword(Exception):
     """The user exists but the password does not match."""
 
 
-async def login(identifier: str | int, password: str, hasher: PasswordHasher, settings: Settings) -> str:
-    """Check the credentials, mark the user online, and return a signed token."""
-    user = await users.find_by_login(identifier)
+async def find_account(identifier: str | int) -> User | None:
+    """The user a login names by chat_id or email, if any."""
+    return await users.find_by_login(identifier)
+
+
+async def login(user: User | None, password: str, hasher: PasswordHasher, settings: Settings) -> str:
+    """Check the password of `user` (from find_account), mark the user online, return a signed token."""
     if user is None:
+        log.info("login refused: no such account")
         raise UnknownAccount
     if not await hasher.verify(password, user.password):
+        log.info("login refused for user %s: wrong password", user.id)
         raise WrongPassword
     assert user.id is not None
     await users.set_flag(user.id, "online")
+    log.info("user %s logged in", user.id)
     return create_token(str(user.id), user.token_version, settings.jwt_secret, settings.jwt_ttl)
 
 
 async def logout(user_id: ObjectId) -> None:
     await users.revoke_tokens(user_id)
+    log.info("user %s logged out: earlier tokens revoked", user_id)

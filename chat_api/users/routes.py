@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from urllib.parse import unquote
 
 from bson import ObjectId
@@ -12,12 +14,22 @@ from sanic.response import HTTPResponse, empty, json
 from chat_api.auth.decorators import protected
 from chat_api.exceptions import Forbidden, NotFound, Unprocessable
 from chat_api.openapi import MessageBody, document
+from chat_api.ratelimit.gate import Gate, Policies, client_address
 from chat_api.users import service
 from chat_api.users.schemas import USER_LIST, Availability, Pagination, UserCreate, UserCreated, UserPublic, UserUpdate
-from chat_api.validation import EMAIL_ADAPTER, ChatId, parse_value, validate_body, validate_query
+from chat_api.validation import (
+    CHAT_ID_STRING_SCHEMA,
+    EMAIL_ADAPTER,
+    ChatId,
+    parse_value,
+    validate_body,
+    validate_query,
+)
 
 bp = Blueprint("users", url_prefix="/api/users", strict_slashes=False)
 CHAT_ID_ADAPTER: TypeAdapter[int] = TypeAdapter(ChatId)
+# Any other string is a 404 (no such user), as documented.
+USER_ID_PATH = {"user_id": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}}
 
 
 def taken_error(taken: service.DuplicateValue) -> Unprocessable:
@@ -34,7 +46,10 @@ def user_json(user: UserPublic) -> HTTPResponse:
 
 
 async def create_user_response(request: Request, body: UserCreate) -> HTTPResponse:
-    """201 with the new id and its Location; 422 naming the field that is taken."""
+    """201 with the new id and its Location; 422 naming the field that is taken; 429 past the
+    address's budget of new accounts, counted before the password is hashed."""
+    policies: Policies = request.app.ctx.rate_policies
+    await Gate(request, policies.register).spend(policies.register, client_address(request))
     try:
         user = await service.create_user(body, request.app.ctx.hasher)
     except service.DuplicateValue as taken:
@@ -53,7 +68,7 @@ async def create_user_response(request: Request, body: UserCreate) -> HTTPRespon
     body=UserCreate,
     responses={201: (UserCreated, "Created")},
     headers={201: {"Location": "URL of the new user"}},
-    errors=(400, 401, 413, 422),
+    errors=(400, 401, 413, 422, 429),
 )
 @protected
 @validate_body(UserCreate)
@@ -79,7 +94,7 @@ async def list_users(request: Request, query: Pagination) -> HTTPResponse:
 
 
 @bp.get("/<user_id:str>")
-@document(tag="users", responses={200: (UserPublic, "The user")}, errors=(401, 404))
+@document(tag="users", path=USER_ID_PATH, responses={200: (UserPublic, "The user")}, errors=(401, 404))
 @protected
 async def get_user(request: Request, user_id: str) -> HTTPResponse:
     """Show one user."""
@@ -107,7 +122,13 @@ async def own_user_id(request: Request, user_id: str, action: str) -> ObjectId:
 
 
 @bp.put("/<user_id:str>")
-@document(tag="users", body=UserUpdate, responses={204: (None, "Updated")}, errors=(400, 401, 403, 404, 413, 422))
+@document(
+    tag="users",
+    body=UserUpdate,
+    path=USER_ID_PATH,
+    responses={204: (None, "Updated")},
+    errors=(400, 401, 403, 404, 413, 422),
+)
 @protected
 @validate_body(UserUpdate)
 async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPResponse:
@@ -126,7 +147,7 @@ async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPR
 
 
 @bp.delete("/<user_id:str>")
-@document(tag="users", responses={200: (MessageBody, "Deleted")}, errors=(401, 403, 404))
+@document(tag="users", path=USER_ID_PATH, responses={200: (MessageBody, "Deleted")}, errors=(401, 403, 404))
 @protected
 async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     """Delete the caller's own account."""
@@ -136,17 +157,29 @@ async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     return json({"message": "User deleted"})
 
 
+async def checked(request: Request, lookup: Awaitable[bool]) -> bool:
+    """The lookup's answer, unless the address's budget of checks is used up (429).
+
+    The budget is counted while the lookup runs: a read, whose answer is simply not given on a 429.
+    """
+    policies: Policies = request.app.ctx.rate_policies
+    gate = Gate(request, policies.checks)
+    _, taken = await asyncio.gather(gate.spend(policies.checks, client_address(request)), lookup)
+    return taken
+
+
 @bp.get("/checkEmail/<email:str>")
 @document(
     tag="checks",
+    path={"email": {"type": "string", "format": "email"}},
     responses={200: (Availability, "The email is free")},
-    errors=(400, 422),
+    errors=(400, 422, 429),
 )
 async def check_email(request: Request, email: str) -> HTTPResponse:
     """Is this email free? 200 if so, 422 if taken (compared case-insensitively)."""
     # Decoded here: Sanic's own `unquote=True` was not applied reliably on this route.
     normalized = parse_value(EMAIL_ADAPTER, unquote(email), "email", "Not a valid email address")
-    if await service.email_taken(normalized):
+    if await checked(request, service.email_taken(normalized)):
         raise Unprocessable("This email is already taken")
     return json({"message": "This email is available"})
 
@@ -154,12 +187,13 @@ async def check_email(request: Request, email: str) -> HTTPResponse:
 @bp.get("/checkChatId/<chat_id:str>")
 @document(
     tag="checks",
+    path={"chat_id": CHAT_ID_STRING_SCHEMA},
     responses={200: (Availability, "The chat_id is free")},
-    errors=(400, 422),
+    errors=(400, 422, 429),
 )
 async def check_chat_id(request: Request, chat_id: str) -> HTTPResponse:
     """Is this chat_id free? 200 if so, 422 if taken."""
     value = parse_value(CHAT_ID_ADAPTER, chat_id, "chat_id", "A chat_id is a positive whole number")
-    if await service.chat_id_taken(value):
+    if await checked(request, service.chat_id_taken(value)):
         raise Unprocessable("This chat_id is already taken")
     return json({"message": "This chat_id is available"})

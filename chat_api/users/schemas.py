@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 
 from chat_api.users.models import Flag, Sex, as_utc
 from chat_api.validation import ChatId, Email, Password, Phone, StrictModel, UtcDatetime, whole_number
@@ -33,8 +33,24 @@ class UserCreate(StrictModel):
 NULLABLE_ON_UPDATE = {"personality", "avatar", "phone"}
 
 
+def _document_refused_nulls(schema: dict[str, Any]) -> None:
+    """Fields that may be left out but not set to null are documented without the null branch
+    that their `X | None = None` type gives them."""
+    for name, field in schema["properties"].items():
+        if name in NULLABLE_ON_UPDATE:
+            continue
+        branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+        field.pop("default", None)
+        if len(branches) == 1:
+            field.update(branches[0])
+        else:
+            field["anyOf"] = branches
+
+
 class UserUpdate(StrictModel):
     """Any subset of the fields; only those present in the body are changed."""
+
+    model_config = ConfigDict(json_schema_extra=_document_refused_nulls)
 
     personality: Personality | None = None
     avatar: Avatar | None = None
