@@ -140,6 +140,7 @@ REPO = Path(__file__).resolve().parent.parent
 SETTING_NAMES = (
     "ENV", "MONGODB_URI", "MONGODB_DB", "DATA_DIR", "JWT_SECRET", "JWT_TTL", "BCRYPT_ROUNDS",
     "CORS_ORIGINS", "HOST", "PORT", "WEB_CONCURRENCY", "LOG_LEVEL",
+    "STORE_TIMEOUT", "SHUTDOWN_TIMEOUT",
 )  # fmt: skip
 
 
