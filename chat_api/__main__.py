@@ -12,6 +12,7 @@ from sanic.worker.loader import AppLoader
 
 from chat_api.app import create_app
 from chat_api.config import settings_or_exit
+from chat_api.shutdown import shield_sanic_manager
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=True,
         motd=False,
     )
+    shield_sanic_manager()
     Sanic.serve(primary=app, app_loader=loader)
     return 0
 

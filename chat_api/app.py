@@ -7,6 +7,7 @@ import multiprocessing
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import pymongo
 from pydantic import BaseModel
 from pymongo.errors import ConnectionFailure
 from sanic import Sanic
@@ -24,7 +25,8 @@ from chat_api.middleware import register_middleware
 from chat_api.openapi import OPENAPI_CONFIG, RateLimited, setup_openapi
 from chat_api.ratelimit.gate import setup_rate_limits
 from chat_api.security import PasswordHasher
-from chat_api.store import EmbeddedStore, open_database, store_label
+from chat_api.shutdown import setup_graceful_shutdown
+from chat_api.store import EMBEDDED_WRITE_CONCERN, EmbeddedStore, open_database, store_label
 from chat_api.types import ChatApp
 from chat_api.users.routes import bp as users_bp
 from chat_api.users.schemas import Availability, UserCreate, UserCreated, UserPublic, UserUpdate
@@ -32,6 +34,9 @@ from chat_api.users.schemas import Availability, UserCreate, UserCreated, UserPu
 log = logging.getLogger("chat_api")
 APP_NAME = "chat_api"
 REQUEST_MAX_SIZE = 1024 * 1024
+# Creating a missing index on a large collection at start-up may take far longer than one
+# request's store operation may.
+INDEX_BUILD_TIMEOUT = 600.0
 SCHEMA_MODELS: list[type[BaseModel]] = [
     UserCreate,
     UserUpdate,
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     setup_rate_limits(app, settings)
     register_middleware(app)
 
+    setup_graceful_shutdown(app, settings.shutdown_timeout)
     app.main_process_start(start_shared_store)
     app.main_process_stop(stop_shared_store)
     app.before_server_start(connect_store)
@@ -107,6 +113,7 @@ async def start_shared_store(app: ChatApp) -> None:
         # Sanic reports a failing main-process listener only as an OS error; say what failed.
         log.exception("could not start the embedded store")
         raise
+    store.supervise()
     app.ctx.embedded_store = store
     app.shared_ctx.store_port = multiprocessing.Value("i", store.port)
     log.info("store: %s", store_label(settings, store.uri))
@@ -129,14 +136,20 @@ async def connect_store(app: ChatApp) -> None:
         else:
             # Run without a main process (single-process mode): own the store here.
             store = EmbeddedStore(settings.data_dir).start()
+            store.supervise()
             app.ctx.worker_store = store
             uri = store.uri
             log.info("store: %s", store_label(settings, uri))
+    write_concern = EMBEDDED_WRITE_CONCERN if settings.store_kind == "embedded" else None
     try:
-        database = await open_database(uri, settings.mongodb_db)
+        database = await open_database(
+            uri, settings.mongodb_db, operation_timeout=settings.store_timeout, write_concern=write_concern
+        )
         # Idempotent, and the unique indexes are what make registration race-free, so a
         # database that has never seen `scripts.indexes create` still gets them.
-        for index in await create_indexes(database):
+        with pymongo.timeout(INDEX_BUILD_TIMEOUT):
+            created = await create_indexes(database)
+        for index in created:
             log.info("created index %s", index)
     except ConnectionFailure as error:
         log.error("cannot reach the store at %s: %s", store_label(settings, uri), error)

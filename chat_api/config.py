@@ -13,6 +13,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 DEFAULT_JWT_TTL = 7 * 24 * 3600
+DEFAULT_STORE_TIMEOUT = 2.5  # per store operation: a store that is down or hung gives 503 within about 3 s
+DEFAULT_SHUTDOWN_TIMEOUT = 25.0  # Heroku sends SIGKILL 30 s after SIGTERM; this leaves time to stop the store
 MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and so do we
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -70,6 +72,8 @@ class Settings:
     proxies_count: int = 0
     real_ip_header: str | None = None
     forwarded_secret: str | None = None
+    store_timeout: float = DEFAULT_STORE_TIMEOUT
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
 
     @property
     def is_production(self) -> bool:
@@ -121,6 +125,10 @@ class Settings:
             proxies_count=_int("PROXIES_COUNT", get("PROXIES_COUNT"), 0, low=0, high=10),
             real_ip_header=_header_name("REAL_IP_HEADER", get("REAL_IP_HEADER")),
             forwarded_secret=get("FORWARDED_SECRET"),
+            store_timeout=_seconds("STORE_TIMEOUT", get("STORE_TIMEOUT"), DEFAULT_STORE_TIMEOUT, low=0.1, high=60),
+            shutdown_timeout=_seconds(
+                "SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), DEFAULT_SHUTDOWN_TIMEOUT, low=0, high=3600
+            ),
         )
         return settings
 
@@ -149,6 +157,18 @@ def _int(name: str, raw: str | None, default: int, *, low: int, high: int) -> in
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _seconds(name: str, raw: str | None, default: float, *, low: float, high: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw.removesuffix("s"))
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, such as 2.5, got {raw!r}") from None
+    if not low <= value <= high:  # also refuses nan
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, got {raw!r}")
     return value
 
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 from sanic import Request
 from sanic.constants import HTTP_METHODS
 from sanic.exceptions import MethodNotAllowed, SanicException
@@ -108,6 +108,16 @@ def error_body(message: str, errors: list[dict[str, str]] | None = None) -> dict
     return body
 
 
+def store_unavailable(error: BaseException) -> bool:
+    """The store could not be reached or did not answer in time (a 503, not a bug).
+
+    ConnectionFailure covers refused and reset connections, server selection timeouts and
+    network timeouts; `timeout` is PyMongo's flag for any error caused by an operation's
+    deadline, such as a server-side ExecutionTimeout, a WTimeoutError or a bulk write cut short.
+    """
+    return isinstance(error, ConnectionFailure) or (isinstance(error, PyMongoError) and error.timeout)
+
+
 async def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
     if isinstance(exception, ApiError):
         return json(exception.body(), status=exception.status_code, headers=exception.headers)
@@ -117,7 +127,7 @@ async def handle_exception(request: Request, exception: Exception) -> HTTPRespon
         if isinstance(exception, MethodNotAllowed) and "Allow" not in headers:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return json(error_body(str(exception.message or exception)), status=exception.status_code, headers=headers)
-    if isinstance(exception, ConnectionFailure):  # includes server selection and network timeouts
+    if store_unavailable(exception):
         log.error("store unavailable on %s %s: %s", request.method, request.path, exception)
         return json(error_body(ServiceUnavailable.message), status=503)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)

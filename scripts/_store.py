@@ -9,7 +9,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chat_api.config import Settings
-from chat_api.store import EmbeddedStore, open_database, store_label
+from chat_api.store import EMBEDDED_BULK_WRITE_CONCERN, EmbeddedStore, open_database, store_label
 
 
 @asynccontextmanager
@@ -21,7 +21,9 @@ async def database(settings: Settings) -> AsyncIterator[AsyncDatabase[Any]]:
         store = EmbeddedStore(settings.data_dir).start()
         uri = store.uri
     print(f"store: {store_label(settings, uri)}")
-    db = await open_database(uri, settings.mongodb_db)
+    # No per-operation timeout: a bulk insert or an index build may rightly take long.
+    write_concern = EMBEDDED_BULK_WRITE_CONCERN if store is not None else None
+    db = await open_database(uri, settings.mongodb_db, write_concern=write_concern)
     try:
         yield db
     finally:

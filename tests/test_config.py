@@ -153,3 +153,21 @@ def test_log_settings_are_validated_and_normalised(tmp_path: Path) -> None:
     for name, value in (("LOG_LEVEL", "verbose"), ("LOG_FORMAT", "xml")):
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({name: value, "JWT_SECRET": SECRET}, env_file=None)
+
+
+def test_store_and_shutdown_timeouts_are_seconds(tmp_path: Path) -> None:
+    defaults = Settings.from_env({"DATA_DIR": str(tmp_path)}, env_file=None)
+    assert (defaults.store_timeout, defaults.shutdown_timeout) == (2.5, 25.0)
+    settings = Settings.from_env(
+        {"DATA_DIR": str(tmp_path), "STORE_TIMEOUT": "0.75", "SHUTDOWN_TIMEOUT": "10s"}, env_file=None
+    )
+    assert (settings.store_timeout, settings.shutdown_timeout) == (0.75, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("STORE_TIMEOUT", "0"), ("STORE_TIMEOUT", "soon"), ("STORE_TIMEOUT", "nan"), ("SHUTDOWN_TIMEOUT", "-1")],
+)
+def test_malformed_timeouts_are_refused_with_their_name(name: str, value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value, "DATA_DIR": str(tmp_path)}, env_file=None)

@@ -111,7 +111,7 @@ def test_healthz_is_503_and_routes_answer_503_when_store_goes_away(other_app: Ot
         _, health = client.get("/healthz")
         assert health.status == 200
         store.stop()
-        # bounded by the ping timeout (2 s) and server selection (5 s), not by the client
+        # bounded by the ping timeout (2 s) and STORE_TIMEOUT (2.5 s), not by the client
         _, health = client.get("/healthz", timeout=15)
         _, check = client.get("/api/users/checkChatId/42", timeout=15)
     assert health.status == 503
