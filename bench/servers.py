@@ -67,17 +67,25 @@ class Site:
 
     def seed(self, users: int) -> None:
         # The working directory is the temporary folder, so no developer's .env is read.
-        result = subprocess.run(
+        process = subprocess.Popen(
             [sys.executable, "-m", "scripts.seed", "--users", str(users)],
             cwd=self.root,
             env=self.env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=600,
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"scripts.seed failed: {result.stderr.strip()}")
-        print(f"  {result.stdout.strip().splitlines()[-1]}", flush=True)
+        try:
+            out, err = process.communicate(timeout=600)
+        except BaseException:
+            # Gone before this returns (Ctrl-C included): the store counts it as a user until then,
+            # and would be left running for it.
+            process.kill()
+            process.wait()
+            raise
+        if process.returncode != 0:
+            raise RuntimeError(f"scripts.seed failed: {err.strip()}")
+        print(f"  {out.strip().splitlines()[-1]}", flush=True)
 
     @contextmanager
     def serve(self, name: str, module: str, ready_path: str) -> Iterator[str]:
