@@ -28,7 +28,7 @@ from sanic.response import HTTPResponse, json
 from sanic.worker.loader import AppLoader
 
 from chat_api.config import Settings, settings_or_exit
-from chat_api.store import CLIENT_OPTIONS, EmbeddedStore
+from chat_api.store import EMBEDDED_WRITE_CONCERN, EmbeddedStore, client_options
 
 PUBLIC = ("chat_id", "email", "username", "personality", "avatar", "register_at", "sex", "birthday", "phone", "flag")
 PROJECTION = dict.fromkeys(PUBLIC, 1)
@@ -85,7 +85,9 @@ def create_limit_app(settings: Settings) -> Sanic[Any, Any]:
             store = EmbeddedStore(settings.data_dir).start()  # joins the app's store
             uri = store.uri
         app.ctx.store = store
-        app.ctx.client = AsyncMongoClient(uri, **CLIENT_OPTIONS)
+        # The app's driver settings: each operation bounded by STORE_TIMEOUT, journaled writes.
+        write_concern = EMBEDDED_WRITE_CONCERN if store is not None else None
+        app.ctx.client = AsyncMongoClient(uri, **client_options(settings.store_timeout, write_concern))
         app.ctx.users = app.ctx.client[settings.mongodb_db]["users"]
         app.ctx.rate_limits = app.ctx.client[settings.mongodb_db]["rate_limits"]
         app.ctx.secret = settings.jwt_secret
