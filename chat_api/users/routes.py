@@ -12,7 +12,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from chat_api.auth.decorators import protected
-from chat_api.exceptions import Forbidden, NotFound, Unprocessable
+from chat_api.exceptions import Forbidden, NotFound, Unprocessable, error_body
 from chat_api.openapi import MessageBody, document
 from chat_api.ratelimit.gate import Gate, Policies, client_address
 from chat_api.users import service
@@ -157,6 +157,12 @@ async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     return json({"message": "User deleted"})
 
 
+def taken_answer(message: str) -> HTTPResponse:
+    """The checks' 422: an ordinary answer of theirs, returned rather than raised. Sanic's exception
+    path cost about a tenth of the route's CPU time (README, "Performance"); the body is the same."""
+    return json(error_body(message), status=Unprocessable.status_code)
+
+
 async def checked(request: Request, lookup: Awaitable[bool]) -> bool:
     """The lookup's answer, unless the address's budget of checks is used up (429).
 
@@ -180,7 +186,7 @@ async def check_email(request: Request, email: str) -> HTTPResponse:
     # Decoded here: Sanic's own `unquote=True` was not applied reliably on this route.
     normalized = parse_value(EMAIL_ADAPTER, unquote(email), "email", "Not a valid email address")
     if await checked(request, service.email_taken(normalized)):
-        raise Unprocessable("This email is already taken")
+        return taken_answer("This email is already taken")
     return json({"message": "This email is available"})
 
 
@@ -195,5 +201,5 @@ async def check_chat_id(request: Request, chat_id: str) -> HTTPResponse:
     """Is this chat_id free? 200 if so, 422 if taken."""
     value = parse_value(CHAT_ID_ADAPTER, chat_id, "chat_id", "A chat_id is a positive whole number")
     if await checked(request, service.chat_id_taken(value)):
-        raise Unprocessable("This chat_id is already taken")
+        return taken_answer("This chat_id is already taken")
     return json({"message": "This chat_id is available"})
