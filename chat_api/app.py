@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pymongo
 from pydantic import BaseModel
@@ -24,7 +23,7 @@ from chat_api.logs import configure_logging
 from chat_api.middleware import register_middleware
 from chat_api.openapi import OPENAPI_CONFIG, RateLimited, setup_openapi
 from chat_api.ratelimit.gate import setup_rate_limits
-from chat_api.security import PasswordHasher
+from chat_api.security import PasswordHasher, hashing_executor
 from chat_api.shutdown import setup_graceful_shutdown
 from chat_api.store import EMBEDDED_WRITE_CONCERN, EmbeddedStore, open_database, store_label
 from chat_api.types import ChatApp
@@ -155,7 +154,7 @@ async def connect_store(app: ChatApp) -> None:
         log.error("cannot reach the store at %s: %s", store_label(settings, uri), error)
         raise
     app.ctx.database = database
-    app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, ThreadPoolExecutor(max_workers=os.cpu_count() or 1))
+    app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, hashing_executor(os.cpu_count() or 1))
 
 
 async def disconnect_store(app: ChatApp) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import jwt
 import pytest
 
 from chat_api.config import Settings
-from chat_api.security import create_token
+from chat_api.security import HASHING_NICENESS, create_token
+from chat_api.types import ChatApp
 from tests.helpers import Api, auth_headers, create_user, log_in
 
 
@@ -166,3 +169,14 @@ def test_logout_revokes_every_earlier_token_and_goes_offline(api: Api, method: s
 def test_logout_requires_token(api: Api) -> None:
     assert api.get("/api/logout").status == 401
     assert api.post("/api/logout").status == 401
+
+
+def test_password_hashing_runs_below_the_event_loops_priority(api: Api, app: ChatApp) -> None:
+    """Logins hash in threads that yield a contended core to the event loop, so reads are not queued behind bcrypt."""
+    executor = app.ctx.hasher.executor
+    loop_niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    hashing_niceness = executor.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    assert hashing_niceness == min(19, loop_niceness + HASHING_NICENESS)
+    # and the hasher those threads serve still answers logins
+    user = create_user(api)
+    assert api.post("/api/login", json={"chat_id": user.chat_id, "password": user.password}).status == 200
