@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from chat_api.store import EmbeddedStore, free_loopback_port
-from tests.helpers import SETTING_NAMES  # the settings a developer may have exported
+from tests.helpers import SETTING_NAMES, stop_server  # the settings a developer may have exported
 
 REPO = Path(__file__).resolve().parent.parent
 # base URL -> (server's main pid, its store's pid): whose CPU time a run of wrk is charged to
@@ -109,7 +108,7 @@ class Site:
             yield base
         finally:
             PIDS.pop(base, None)
-            stop(process)
+            stop_server(process)
             log.close()
 
 
@@ -142,15 +141,3 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], name: str, log:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f} s; see {log}")
         time.sleep(0.2)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # To the main process only, as `kill` would: Sanic stops its worker and finishes cleanly.
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -197,3 +198,16 @@ def wait_for_health(
         if time.monotonic() > deadline:
             raise AssertionError(f"{base_url}/healthz did not answer 200 within {timeout} s")
         time.sleep(0.2)
+
+
+def stop_server(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """SIGTERM to the main process, as `kill` would: signalling the whole group also hits Sanic's own manager
+    process, and the main one can then exit with a BrokenPipe. The group is killed if it is not gone in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

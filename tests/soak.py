@@ -16,7 +16,6 @@ import json
 import os
 import random
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 
 from chat_api.store import free_loopback_port
-from tests.helpers import GENEROUS_LIMITS_ENV, subprocess_env, wait_for_health
+from tests.helpers import GENEROUS_LIMITS_ENV, stop_server, subprocess_env, wait_for_health
 
 P99_GROWTH_LIMIT = 1.5
 RSS_GROWTH_LIMIT = 1.10
@@ -346,15 +345,6 @@ def serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
     return server
 
 
-def stop(server: subprocess.Popen[str]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (default 600)")
@@ -370,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = asyncio.run(drive(f"http://127.0.0.1:{port}", args.duration, args.clients, server.pid))
         finally:
-            stop(server)
+            stop_server(server)
     text = json.dumps(result, indent=2)
     print(text)
     if args.report:

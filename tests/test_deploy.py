@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ import httpx
 
 from chat_api.indexes import declared_indexes
 from chat_api.store import free_loopback_port, pid_alive
-from tests.helpers import REPO, run_script, subprocess_env, user_payload, wait_for_health
+from tests.helpers import REPO, run_script, stop_server, subprocess_env, user_payload, wait_for_health
 
 
 @contextmanager
@@ -27,15 +25,7 @@ def serving(command: list[str], cwd: Path, env: dict[str, str], port: int) -> It
         wait_for_health(f"http://127.0.0.1:{port}", process=process)
         yield process
     finally:
-        if process.poll() is None:
-            # To the main process, as `kill` would: signalling the whole group also hits
-            # Sanic's own manager process, and the main one can then exit with a BrokenPipe.
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_server(process)
 
 
 def test_run_on_embedded_store_survives_restart_and_stops_store(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ in them, and never a password or a token."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,7 +16,7 @@ import jwt
 import pytest
 
 from chat_api.store import free_loopback_port
-from tests.helpers import new_password, subprocess_env, user_payload, wait_for_health
+from tests.helpers import new_password, stop_server, subprocess_env, user_payload, wait_for_health
 
 pytestmark = pytest.mark.no_store  # the server under test runs a store of its own
 
@@ -107,12 +105,7 @@ def run_scenario(tmp_path: Path, log_format: str) -> Run:
             wait_for_health(base_url, process=process)
             scenario(Client(base_url, run))
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_server(process)
     assert process.returncode == 0, stderr.read_text()
     run.lines = [line for path in (stdout, stderr) for line in path.read_text().splitlines() if line.strip()]
     return run

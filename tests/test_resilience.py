@@ -44,7 +44,16 @@ from chat_api.store import EMBEDDED_WRITE_CONCERN, EmbeddedStore, client_options
 from chat_api.types import ChatApp
 from chat_api.users.models import User
 from tests.conftest import OtherApp
-from tests.helpers import GENEROUS_LIMITS_ENV, Api, create_user, log_in, subprocess_env, user_payload, wait_for_health
+from tests.helpers import (
+    GENEROUS_LIMITS_ENV,
+    Api,
+    create_user,
+    log_in,
+    stop_server,
+    subprocess_env,
+    user_payload,
+    wait_for_health,
+)
 
 # The promise: a request answers within this long even when the store is down or hung.
 ANSWER_BOUND = 5.0
@@ -376,13 +385,7 @@ def serving(tmp_path: Path, data_dir: Path, **env: str) -> Iterator[Served]:
         wait_until(lambda: served.output().count("Worker ready") == workers, 60, "all workers ready")
         yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_server(process, timeout=60)
 
 
 @dataclass
