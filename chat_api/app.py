@@ -15,14 +15,21 @@ from sanic_ext import Extend
 from chat_api.auth.routes import bp as auth_bp
 from chat_api.auth.schemas import LoginRequest, TokenResponse
 from chat_api.config import Settings
+from chat_api.conversations import routes as conversations_routes
+from chat_api.events import routes as events_routes
 from chat_api.exceptions import register_error_handler
+from chat_api.files import routes as files_routes
+from chat_api.friends import routes as friends_routes
+from chat_api.groups import routes as groups_routes
 from chat_api.health.routes import Health
 from chat_api.health.routes import bp as health_bp
 from chat_api.indexes import create_indexes
 from chat_api.logs import configure_logging
+from chat_api.messages import routes as messages_routes
 from chat_api.middleware import register_middleware
 from chat_api.openapi import OPENAPI_CONFIG, RateLimited, setup_openapi
 from chat_api.ratelimit.gate import setup_rate_limits
+from chat_api.realtime import routes as realtime_routes
 from chat_api.security import PasswordHasher, hashing_executor
 from chat_api.shutdown import setup_graceful_shutdown
 from chat_api.store import EMBEDDED_WRITE_CONCERN, EmbeddedStore, open_database, store_label
@@ -47,6 +54,16 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     Health,
     RateLimited,
 ]
+# The chat packages of issue 3: each routes module has its blueprint `bp` and its SCHEMA_MODELS.
+CHAT_ROUTES = (
+    friends_routes,
+    messages_routes,
+    conversations_routes,
+    groups_routes,
+    files_routes,
+    events_routes,
+    realtime_routes,
+)
 
 
 def create_app(settings: Settings | None = None) -> ChatApp:
@@ -64,11 +81,13 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     _configure_cors(app, settings)
     app.config.update(OPENAPI_CONFIG)
     Extend(app)
-    setup_openapi(app, SCHEMA_MODELS)
+    setup_openapi(app, [*SCHEMA_MODELS, *(m for routes in CHAT_ROUTES for m in routes.SCHEMA_MODELS)])
 
     app.blueprint(health_bp)
     app.blueprint(auth_bp)
     app.blueprint(users_bp)
+    for routes in CHAT_ROUTES:
+        app.blueprint(routes.bp)
     register_error_handler(app)
     setup_rate_limits(app, settings)
     register_middleware(app)

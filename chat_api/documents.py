@@ -2,7 +2,24 @@
 
 from beanie import Document
 
+from chat_api.events.models import Event
+from chat_api.friends.models import Friendship, UserRequest
+from chat_api.groups.models import Group, GroupMember, GroupMessage
+from chat_api.messages.models import DirectMessage
 from chat_api.ratelimit.models import RateLimitCounter
+from chat_api.realtime.models import PresenceRecord
 from chat_api.users.models import User
 
-DOCUMENT_MODELS: list[type[Document]] = [User, RateLimitCounter]
+DOCUMENT_MODELS: list[type[Document]] = [
+    User,
+    RateLimitCounter,
+    UserRequest,
+    Friendship,
+    DirectMessage,
+    Group,
+    GroupMember,
+    GroupMessage,
+    Event,
+    PresenceRecord,
+    # GridFS (chat_api/files/models.py): see issue 3's uploads work.
+]

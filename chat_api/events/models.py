@@ -1,0 +1,35 @@
+"""The event log: one stored event per message or notice, read by every worker's delivery loop."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from beanie import Document
+from pymongo import ASCENDING, IndexModel
+
+EventType = Literal["message", "group_message", "friend_request", "presence", "typing", "logout"]
+# Events are kept at least this long; a resume from before the oldest kept event is a resync.
+RETENTION_SECONDS = 7 * 24 * 3600
+
+
+class Event(Document):
+    # One sequence shared by every event; a unique index makes two writers that picked the same
+    # number clash (the loser retries), so events become visible in sequence order.
+    seq: int
+    type: EventType
+    # User ids (hex strings: nx-27017 does not match ObjectIds outside `_id` with $eq).
+    # One event per message whatever the number of recipients.
+    recipients: list[str]
+    data: dict[str, Any]
+    # Delivered live, never replayed on resume nor listed by /api/events (typing, presence, logout).
+    transient: bool = False
+    created_at: datetime
+
+    class Settings:
+        name = "events"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("seq", ASCENDING)], name="seq_1", unique=True),
+            IndexModel([("recipients", ASCENDING), ("seq", ASCENDING)], name="recipients_1_seq_1"),
+            IndexModel([("created_at", ASCENDING)], name="created_at_ttl", expireAfterSeconds=RETENTION_SECONDS),
+        ]

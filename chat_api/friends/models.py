@@ -1,0 +1,59 @@
+"""Friend requests and friendships as stored in MongoDB; user ids are hex strings (see README, "The store")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from beanie import Document
+from pymongo import ASCENDING, IndexModel
+
+RequestStatus = Literal["waiting", "agree", "refuse"]
+
+
+def pair_key(a: str, b: str) -> str:
+    """The same key for both directions between two users."""
+    return f"{a}:{b}" if a < b else f"{b}:{a}"
+
+
+class UserRequest(Document):
+    from_id: str
+    to_id: str
+    verify_data: str
+    status: RequestStatus = "waiting"
+    # While waiting: the pair key, so a unique index allows one waiting request per pair in
+    # either direction. Once answered: the request's own id. (A partial or sparse unique index
+    # would say this directly, but nx-27017 drops both options silently.)
+    pending_key: str
+    created_at: datetime
+    answered_at: datetime | None = None
+
+    class Settings:
+        name = "user_requests"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("pending_key", ASCENDING)], name="pending_key_1", unique=True),
+            IndexModel([("to_id", ASCENDING), ("status", ASCENDING)], name="to_id_1_status_1"),
+            IndexModel([("from_id", ASCENDING), ("status", ASCENDING)], name="from_id_1_status_1"),
+        ]
+
+
+class Friendship(Document):
+    """One document per direction: `owner_id`'s view of their friend, and of their conversation."""
+
+    owner_id: str
+    friend_id: str
+    pair: str  # pair_key(owner_id, friend_id), the same on both documents
+    created_at: datetime
+    # The owner's side of the direct conversation: the newest message (a summary), its ordering
+    # key, how many arrived unread, and the key of the newest message they have read.
+    last_message: dict[str, Any] | None = None
+    last_key: str | None = None
+    unread: int = 0
+    read_key: str = ""
+
+    class Settings:
+        name = "friendships"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("owner_id", ASCENDING), ("friend_id", ASCENDING)], name="owner_id_1_friend_id_1", unique=True),
+            IndexModel([("pair", ASCENDING)], name="pair_1"),
+        ]

@@ -1,0 +1,62 @@
+"""Groups, their members and their messages as stored in MongoDB."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from beanie import Document
+from pymongo import ASCENDING, IndexModel
+
+from chat_api.messages.models import MsgType
+
+Identity = Literal["lord", "admin", "user"]
+
+
+class Group(Document):
+    group_name: str
+    group_desc: str | None = None
+    group_avatar: str | None = None
+    group_placard: str | None = None
+    lord_id: str
+    created_at: datetime
+    # The newest message (a summary) and its key, for the conversation list.
+    last_message: dict[str, Any] | None = None
+    last_key: str | None = None
+
+    class Settings:
+        name = "groups"
+
+
+class GroupMember(Document):
+    group_id: str
+    user_id: str
+    identity: Identity = "user"
+    joined_at: datetime
+    read_key: str = ""  # key of the newest group message this member has read
+
+    class Settings:
+        name = "group_members"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("group_id", ASCENDING), ("user_id", ASCENDING)], name="group_id_1_user_id_1", unique=True),
+            IndexModel([("user_id", ASCENDING), ("group_id", ASCENDING)], name="user_id_1_group_id_1"),
+        ]
+
+
+class GroupMessage(Document):
+    group_id: str
+    from_id: str
+    msg: str
+    msg_type: MsgType = "txt"
+    key: str  # see DirectMessage.key
+    client_key: str  # see DirectMessage.client_key
+    client_msg_id: str | None = None
+    created_at: datetime
+    seq: int | None = None
+
+    class Settings:
+        name = "group_messages"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("group_id", ASCENDING), ("key", ASCENDING)], name="group_id_1_key_1"),
+            IndexModel([("client_key", ASCENDING)], name="client_key_1", unique=True),
+        ]

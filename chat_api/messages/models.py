@@ -1,0 +1,35 @@
+"""Direct messages as stored in MongoDB."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from beanie import Document
+from pymongo import ASCENDING, IndexModel
+
+MsgType = Literal["txt", "img", "voice"]
+
+
+class DirectMessage(Document):
+    pair: str  # friends.models.pair_key(from_id, to_id)
+    from_id: str
+    to_id: str
+    msg: str
+    msg_type: MsgType = "txt"
+    # The hex string of this document's own ObjectId: the history's order and cursor. It is a
+    # copy because a compound index that includes `_id` breaks every insert on nx-27017.
+    key: str
+    # "<from_id>:<client_msg_id>", or the message's own key when the client sent none, under a
+    # unique index: a retried send finds the original (a sparse index would be dropped).
+    client_key: str
+    client_msg_id: str | None = None
+    created_at: datetime
+    seq: int | None = None  # the event that delivered it, once published
+
+    class Settings:
+        name = "user_messages"
+        indexes: ClassVar[list[IndexModel]] = [
+            IndexModel([("pair", ASCENDING), ("key", ASCENDING)], name="pair_1_key_1"),
+            IndexModel([("client_key", ASCENDING)], name="client_key_1", unique=True),
+        ]

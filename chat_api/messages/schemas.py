@@ -1,0 +1,37 @@
+"""Request and response models shared by direct and group messages."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, StringConstraints, field_validator
+
+from chat_api.messages.models import MsgType
+from chat_api.users.schemas import Pagination  # noqa: F401  (re-exported for the other lists)
+from chat_api.validation import StrictModel, whole_number
+
+MAX_MESSAGE_LENGTH = 4000
+# What POST /api/upload/* answers; an img/voice message must carry one of these.
+FILE_URL = re.compile(r"/api/files/(?P<file_id>[0-9a-f]{24})")
+ObjectIdString = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{24}$")]
+ClientMsgId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MessageText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_LENGTH)]
+
+
+class MessageIn(StrictModel):
+    """The common part of a sent message; `msg` of an img/voice message is a /api/files/<id> URL."""
+
+    msg: MessageText
+    msg_type: MsgType = "txt"
+    client_msg_id: ClientMsgId | None = None
+
+
+class MessageCursor(StrictModel):
+    before: Annotated[ObjectIdString | None, Field(description="Id of a message: only older ones are listed")] = None
+    limit: Annotated[int, Field(ge=1, le=200, description="How many messages, 1 to 200 (default 50)")] = 50
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def digits(cls, value: object) -> int:
+        return whole_number(value, minimum=0)
