@@ -13,6 +13,7 @@ from sanic.response import BaseHTTPResponse
 
 from chat_api.exceptions import NotFound
 from chat_api.logs import REQUEST_ID
+from chat_api.ratelimit.gate import add_rate_limit_headers
 from chat_api.types import ChatApp
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -38,21 +39,23 @@ def request_id_for(request: Request) -> str:
     return incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
-async def assign_request_id(request: Request) -> None:
-    """First of all request middleware, so every log line of the request carries the id."""
+async def begin_request(request: Request) -> None:
+    """First of all request middleware: the request id, so every log line of the request carries
+    it; then the one page the API refuses.
+
+    sanic-ext serves Swagger UI's OAuth2 redirect page by downloading it from a CDN on each
+    request, with a blocking call on the event loop. The API has no OAuth2, so the page is simply
+    not there. (One middleware, not two: each costs a dispatch on every request.)
+    """
     request.ctx.request_id = request_id_for(request)
     REQUEST_ID.set(request.ctx.request_id)
-
-
-async def refuse_oauth2_redirect(request: Request) -> None:
-    """sanic-ext serves this Swagger UI page by downloading it from a CDN on each request, with a
-    blocking call on the event loop. The API has no OAuth2, so the page is simply not there."""
     config = request.app.config
     if request.path == f"{config.OAS_URL_PREFIX}{config.OAS_UI_SWAGGER_OAUTH2_REDIRECT}":
         raise NotFound()
 
 
-async def add_response_headers(request: Request, response: BaseHTTPResponse) -> None:
+async def finish_response(request: Request, response: BaseHTTPResponse) -> None:
+    """The one response middleware: request id, security headers and the rate-limit fields."""
     request_id = getattr(request.ctx, "request_id", None)
     if request_id is None:  # the request middleware did not run (it raised)
         request_id = request_id_for(request)
@@ -63,6 +66,7 @@ async def add_response_headers(request: Request, response: BaseHTTPResponse) -> 
     response.headers["Content-Security-Policy"] = (
         docs_csp(request.app, response.body or b"") if is_docs_page(request, response) else API_CSP
     )
+    add_rate_limit_headers(request, response)
 
 
 def is_docs_page(request: Request, response: BaseHTTPResponse) -> bool:
@@ -96,6 +100,5 @@ def _hashes(inline: re.Pattern[bytes], page: bytes) -> str:
 
 
 def register_middleware(app: ChatApp) -> None:
-    app.on_request(assign_request_id, priority=1000)
-    app.on_request(refuse_oauth2_redirect, priority=999)
-    app.register_middleware(add_response_headers, "response")
+    app.on_request(begin_request, priority=1000)
+    app.register_middleware(finish_response, "response")

@@ -111,7 +111,9 @@ class Gate:
         return headers
 
 
-async def add_rate_limit_headers(request: Request, response: BaseHTTPResponse) -> None:
+def add_rate_limit_headers(request: Request, response: BaseHTTPResponse) -> None:
+    """`RateLimit` and `RateLimit-Policy` for a request that reached the limiter (called by the
+    app's response middleware, chat_api/middleware.py)."""
     gate: Gate | None = getattr(request.ctx, "rate_limit", None)
     if gate is not None:
         for name, value in gate.headers().items():
@@ -120,4 +122,3 @@ async def add_rate_limit_headers(request: Request, response: BaseHTTPResponse) -
 
 def setup_rate_limits(app: ChatApp, settings: Settings) -> None:
     app.ctx.rate_policies = Policies.of(settings.rate_limits)
-    app.register_middleware(add_rate_limit_headers, "response")
