@@ -384,3 +384,17 @@ def test_history_of_10000_messages_pages_without_gaps_or_duplicates(
         query = f"?limit=200&before={page.json[-1]['id']}"
     assert len(seen) == 10_000
     assert seen == expected
+
+
+def test_send_changes_only_this_pairs_conversations(api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]) -> None:
+    # nx-27017 once matched other pairs' documents for a `$or` beside the pair's condition.
+    a, b = pair
+    c = create_user(api)
+    make_friends(api, a, c)
+    to_c = send(api, a, c, "to c").json["message"]
+    send(api, a, b, "to b")
+    for owner, friend in ((a, c), (c, a)):
+        side = sync_db.friendships.find_one({"owner_id": owner.id, "friend_id": friend.id})
+        assert side is not None
+        assert side["last_key"] == to_c["id"]
+        assert side["last_message"]["msg"] == "to c"

@@ -102,17 +102,17 @@ async def deliver(doc: dict[str, Any]) -> int:
     one is redone by a retry: the event may then go out twice (same message id; clients drop
     the copy) and the recipient's unread count may count it twice. Nothing is lost.
     """
-    seq = await publish(
-        "message", [doc["from_id"], doc["to_id"]], {"message": MessagePublic.from_stored(doc).model_dump(mode="json")}
-    )
+    data = {"message": MessagePublic.from_stored(doc).model_dump(mode="json")}
+    seq = await publish("message", [doc["from_id"], doc["to_id"]], data)
     key = doc["key"]
+    last = {"$set": {"last_message": summary(doc), "last_key": key}}
     await Friendship.get_pymongo_collection().bulk_write(
         [
             # Only ever forwards: of two messages sent at once, the later key stays the summary.
-            UpdateMany(
-                {"pair": {"$eq": doc["pair"]}, "$or": [{"last_key": None}, {"last_key": {"$lt": key}}]},
-                {"$set": {"last_message": summary(doc), "last_key": key}},
-            ),
+            # Two updates rather than one `$or` (no last_key yet, or an older one): nx-27017
+            # answers `$or` beside other conditions wrongly (README, "The store").
+            UpdateMany({"pair": {"$eq": doc["pair"]}, "last_key": {"$eq": None}}, last),
+            UpdateMany({"pair": {"$eq": doc["pair"]}, "last_key": {"$lt": key}}, last),
             UpdateOne(
                 {"owner_id": {"$eq": doc["to_id"]}, "friend_id": {"$eq": doc["from_id"]}}, {"$inc": {"unread": 1}}
             ),
