@@ -265,3 +265,13 @@ def test_conversation_queries_are_served_by_indexes(api: Api, sync_db: Db) -> No
     for collection, query in queries:
         shown = plan(sync_db[collection].find(query).explain())
         assert "USING INDEX" in shown or "IXSCAN" in shown, (collection, shown)
+
+
+def test_group_dates_written_by_set_are_read(api: Api, sync_db: Db) -> None:
+    # nx-27017 keeps a datetime written by `$set` as a naive ISO string; MongoDB as a date.
+    me = create_user(api)
+    group = make_group(sync_db, "g", [me])
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    sync_db.groups.update_one({"_id": ObjectId(group)}, {"$set": {"created_at": moment}})
+    [conversation] = conversations(api, me).json
+    assert datetime.fromisoformat(conversation["updated_at"]) == moment

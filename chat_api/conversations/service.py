@@ -13,6 +13,7 @@ from chat_api.conversations.schemas import Conversation, LastMessage
 from chat_api.friends.models import Friendship
 from chat_api.friends.service import friendship, public_users, user_exists
 from chat_api.groups.models import Group, GroupMember, GroupMessage
+from chat_api.users.models import as_utc
 from chat_api.users.service import parse_user_id
 
 # A group's unread count is counted up to here: enough for a badge ("999+"), and the cost of
@@ -42,9 +43,14 @@ class Entry:
     read_key: str = ""
 
 
-def time_key(moment: datetime) -> str:
+def stored_datetime(value: datetime | str) -> datetime:
+    # nx-27017 keeps a datetime written by `$set` as a naive ISO string (README, "The store").
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def time_key(moment: datetime | str) -> str:
     """A key that sorts with message keys (ObjectId hex strings start with their seconds)."""
-    return str(ObjectId.from_datetime(moment))
+    return str(ObjectId.from_datetime(stored_datetime(moment)))
 
 
 async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversation], int]:
@@ -84,7 +90,7 @@ async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversa
             name, avatar, count = profile.username, profile.avatar, int(entry.doc.get("unread", 0))
         else:
             name, avatar, count = entry.doc["group_name"], entry.doc.get("group_avatar"), unread[entry.id]
-        updated_at = last_message.created_at if last_message else entry.doc["created_at"]
+        updated_at = last_message.created_at if last_message else stored_datetime(entry.doc["created_at"])
         result.append(
             Conversation(
                 type="user" if entry.type == "user" else "group",
