@@ -295,3 +295,30 @@ def test_unfriend_a_non_friend_is_404(api: Api, user_id: str) -> None:
     response = api.delete(f"/api/friends/{target}", headers=a.headers)
     assert response.status == 404
     assert response.json == {"message": "This user is not your friend"}
+
+
+def test_friend_and_request_queries_are_served_by_indexes(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    a, b = create_user(api), create_user(api)
+    make_friends(api, a, b)
+    send(api, create_user(api), a.id)
+    queries = [
+        ("friendships", {"owner_id": {"$eq": a.id}}),
+        ("friendships", {"owner_id": {"$eq": a.id}, "friend_id": {"$eq": b.id}}),
+        ("friendships", {"pair": {"$eq": "x:y"}}),
+        ("user_requests", {"to_id": {"$eq": a.id}, "status": {"$eq": "waiting"}}),
+        ("user_requests", {"from_id": {"$eq": a.id}, "status": {"$eq": "waiting"}}),
+    ]
+    for collection, query in queries:
+        plan = str(sync_db[collection].find(query).explain()["queryPlanner"]["winningPlan"])
+        assert "USING INDEX" in plan or "IXSCAN" in plan, (collection, query, plan)
+
+
+def test_friends_total_counts_only_mine_among_many(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    me, friend = create_user(api), create_user(api)
+    make_friends(api, me, friend)
+    sync_db.friendships.insert_many(
+        [{"owner_id": f"other{i}", "friend_id": "x", "pair": f"p{i}", "unread": 0} for i in range(3_000)]
+    )
+    response = api.get("/api/friends", headers=me.headers)
+    assert response.headers["x-total-count"] == "1"
+    assert [f["id"] for f in response.json] == [friend.id]
