@@ -275,3 +275,11 @@ def test_group_dates_written_by_set_are_read(api: Api, sync_db: Db) -> None:
     sync_db.groups.update_one({"_id": ObjectId(group)}, {"$set": {"created_at": moment}})
     [conversation] = conversations(api, me).json
     assert datetime.fromisoformat(conversation["updated_at"]) == moment
+
+
+def test_group_ids_in_upper_case_name_the_same_group(api: Api, sync_db: Db) -> None:
+    me, other = create_user(api), create_user(api)
+    group = make_group(sync_db, "g", [other, me])
+    post_in_group(sync_db, group, other, count=2)
+    assert api.put(f"/api/conversations/group/{group.upper()}/read", headers=me.headers).status == 204
+    assert conversations(api, me).json[0]["unread"] == 0

@@ -433,3 +433,11 @@ def test_send_changes_only_this_pairs_conversations(api: Api, sync_db: Db, pair:
         assert side is not None
         assert side["last_key"] == to_c["id"]
         assert side["last_message"]["msg"] == "to c"
+
+
+def test_ids_in_upper_case_name_the_same_conversation(api: Api, pair: tuple[TestUser, TestUser]) -> None:
+    a, b = pair
+    message = send(api, a, b.id.upper(), "upper").json["message"]
+    assert message["to_id"] == b.id
+    assert history(api, b, a.id.upper(), b.id.upper()).json == [message]
+    assert api.put(f"/api/conversations/user/{a.id.upper()}/read", headers=b.headers).status == 204

@@ -322,3 +322,16 @@ def test_friends_total_counts_only_mine_among_many(api: Api, sync_db: Database[d
     response = api.get("/api/friends", headers=me.headers)
     assert response.headers["x-total-count"] == "1"
     assert [f["id"] for f in response.json] == [friend.id]
+
+
+def test_ids_in_upper_case_name_the_same_users(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    a, b = create_user(api), create_user(api)
+    assert send(api, a, b.id.upper()).status == 201
+    assert send(api, a, b.id).status == 422
+    stored = sync_db.user_requests.find_one({})
+    assert stored is not None
+    assert stored["to_id"] == b.id
+    request_id = stored["_id"]
+    assert answer(api, b, str(request_id).upper(), "agree").status == 204
+    assert api.delete(f"/api/friends/{a.id.upper()}", headers=b.headers).status == 204
+    assert sync_db.friendships.count_documents({}) == 0

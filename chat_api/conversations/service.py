@@ -11,7 +11,7 @@ from bson import ObjectId
 
 from chat_api.conversations.schemas import Conversation, LastMessage
 from chat_api.friends.models import Friendship
-from chat_api.friends.service import friendship, public_users, user_exists
+from chat_api.friends.service import canonical_id, friendship, public_users, user_exists
 from chat_api.groups.models import Group, GroupMember, GroupMessage
 from chat_api.users.models import as_utc
 from chat_api.users.service import parse_user_id
@@ -119,8 +119,10 @@ async def group_unread(group_id: str, read_key: str, me: str) -> int:
 
 async def mark_user_read(me: str, friend_id: str) -> None:
     """Everything from this friend so far is read: unread 0, read_key the conversation's last key."""
-    if parse_user_id(friend_id) is None:
+    canonical = canonical_id(friend_id)
+    if canonical is None:
         raise ConversationError("unknown_user", "User not found")
+    friend_id = canonical
     collection = Friendship.get_pymongo_collection()
     for _ in range(READ_ATTEMPTS):
         doc = await friendship(me, friend_id, {"last_key": 1})
@@ -145,6 +147,7 @@ async def mark_group_read(me: str, group_id: str) -> None:
     oid = parse_user_id(group_id)
     if oid is None:
         raise ConversationError("unknown_group", "Group not found")
+    group_id = str(oid)
     members = GroupMember.get_pymongo_collection()
     group, member = await asyncio.gather(
         Group.get_pymongo_collection().find_one({"_id": oid}, {"last_key": 1}),

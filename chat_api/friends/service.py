@@ -43,6 +43,12 @@ async def count_matching(collection: AsyncCollection[dict[str, Any]], query: dic
     return len(await collection.find(query, projection).batch_size(COUNT_BATCH).to_list())
 
 
+def canonical_id(value: str) -> str | None:
+    """The lower-case hex form of a 24-hex-digit id, else None: references are stored and compared so."""
+    oid = parse_user_id(value)
+    return None if oid is None else str(oid)
+
+
 def unknown_user() -> FriendsError:
     return FriendsError("unknown_user", "User not found")
 
@@ -74,8 +80,10 @@ async def are_friends(a: str, b: str) -> bool:
 
 async def send_request(from_id: str, to_id: str, verify_data: str) -> str:
     """Store a waiting request and tell the recipient; the new request's id."""
-    if parse_user_id(to_id) is None:
+    canonical = canonical_id(to_id)
+    if canonical is None:
         raise unknown_user()
+    to_id = canonical
     if to_id == from_id:
         raise FriendsError("self", "You cannot send a friend request to yourself")
     exists, friends = await asyncio.gather(user_exists(to_id), are_friends(from_id, to_id))
@@ -203,8 +211,10 @@ async def list_friends(user_id: str, limit: int, offset: int) -> tuple[list[User
 
 async def remove_friend(user_id: str, friend_id: str) -> None:
     """Both sides of the friendship go; the messages stay (README, "Friends")."""
-    if parse_user_id(friend_id) is None:
+    canonical = canonical_id(friend_id)
+    if canonical is None:
         raise FriendsError("not_friends", "This user is not your friend")
+    friend_id = canonical
     result = await Friendship.get_pymongo_collection().delete_many({"pair": {"$eq": pair_key(user_id, friend_id)}})
     if result.deleted_count == 0:
         raise FriendsError("not_friends", "This user is not your friend")

@@ -13,10 +13,10 @@ from pymongo.errors import DuplicateKeyError
 from chat_api.events.service import publish
 from chat_api.files.service import file_url_exists
 from chat_api.friends.models import Friendship, pair_key
-from chat_api.friends.service import friendship, user_exists
+from chat_api.friends.service import canonical_id, friendship, user_exists
 from chat_api.messages.models import DirectMessage
 from chat_api.messages.schemas import DirectMessageIn, MessagePublic
-from chat_api.users.service import parse_user_id, utc_now
+from chat_api.users.service import utc_now
 
 # How long the request that stored a message has to deliver it before a retry may take over.
 DELIVERY_LEASE_MS = 10_000
@@ -53,8 +53,8 @@ async def check_recipient(from_id: str, to_id: str) -> None:
 
 async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePublic, bool]:
     """Store, publish and summarise a message; the message, and whether it is new (False: a retry)."""
-    to_id = body.to_id
-    if parse_user_id(to_id) is None:
+    to_id = canonical_id(body.to_id)
+    if to_id is None:
         raise MessageError("unknown_user", "User not found")
     if to_id == from_id:
         raise MessageError("self", "You cannot send a message to yourself")
@@ -163,8 +163,10 @@ def history_query(pair: str, before: str | None) -> dict[str, Any]:
 
 async def history(me: str, from_id: str, to_id: str, before: str | None, limit: int) -> list[MessagePublic]:
     """A page of the conversation between `from_id` and `to_id`, newest first, older than `before`."""
-    if parse_user_id(from_id) is None or parse_user_id(to_id) is None:
+    first, second = canonical_id(from_id), canonical_id(to_id)
+    if first is None or second is None:
         raise MessageError("unknown_user", "User not found")
+    from_id, to_id = first, second
     if me not in (from_id, to_id):
         raise MessageError("not_participant", "Only the two participants may read a conversation")
     other = to_id if from_id == me else from_id
