@@ -92,6 +92,20 @@ def test_send_sets_the_groups_last_message(api: Api, group_of: Any, sync_db: Dat
     assert set(group["last_message"]) == {"id", "from_id", "msg", "msg_type", "created_at"}
 
 
+def test_a_new_member_has_read_what_was_said_before_they_joined(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    lord, friend = create_user(api), create_user(api)
+    group_id = new_group(api, lord)
+    before = send(api, group_id, lord, "before you came").json["id"]
+    befriend(sync_db, lord, friend)
+    assert add(api, group_id, lord, friend).status == 201
+    joined = sync_db.group_members.find_one({"group_id": group_id, "user_id": friend.id})
+    assert joined is not None
+    assert joined["read_key"] == before
+    lord_membership = sync_db.group_members.find_one({"group_id": group_id, "user_id": lord.id})
+    assert lord_membership is not None
+    assert lord_membership["read_key"] == ""
+
+
 def test_a_former_member_no_longer_receives_the_event(
     api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
 ) -> None:

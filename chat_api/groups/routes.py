@@ -196,7 +196,8 @@ async def add_member(request: Request, group_id: str, body: MemberAdd) -> HTTPRe
     group = await access(request, group_id)
     require_manager(group, "add members")
     with http_errors():
-        member = await service.add_member(group.group_id, me(request), body.user_id.lower())
+        read_key = group.group.get("last_key") or ""
+        member = await service.add_member(group.group_id, me(request), body.user_id.lower(), read_key)
     location = request.app.url_for("groups.list_members", group_id=group.group_id)
     return json_bytes(member.model_dump_json().encode(), status=201, headers={"Location": location})
 

@@ -215,8 +215,9 @@ async def list_members(group_id: str, limit: int, offset: int) -> tuple[list[Gro
     return out, total
 
 
-async def add_member(group_id: str, adder_id: str, user_id: str) -> GroupMemberPublic:
-    """Add a friend of the adder as a plain member.
+async def add_member(group_id: str, adder_id: str, user_id: str, read_key: str = "") -> GroupMemberPublic:
+    """Add a friend of the adder as a plain member, who has read up to `read_key` (the group's newest
+    message when they join: what was said before counts as history, not as unread).
 
     UserNotFound for an unknown user, NotAllowed if they are not the adder's friend, Conflict if
     already a member (decided by the unique index, so two concurrent adds cannot both succeed).
@@ -234,7 +235,7 @@ async def add_member(group_id: str, adder_id: str, user_id: str) -> GroupMemberP
     now = utc_now()
     try:
         await members().insert_one(
-            {"group_id": group_id, "user_id": user_id, "identity": "user", "joined_at": now, "read_key": ""}
+            {"group_id": group_id, "user_id": user_id, "identity": "user", "joined_at": now, "read_key": read_key}
         )
     except DuplicateKeyError:
         raise Conflict("This user is already a member of the group") from None
