@@ -4,6 +4,7 @@ history by cursor and its index, and the store round trips of every group route.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -212,6 +213,8 @@ def test_concurrent_retries_store_one_message(api: Api, group_of: Any, sync_db: 
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
     assert len({r.json()["id"] for r in responses}) == 1
     assert sync_db.group_messages.count_documents({}) == 1
+    # delivered once: the retries found its first request still delivering it
+    assert len(group_events(sync_db)) == 1
 
 
 def test_the_same_client_msg_id_from_two_senders_is_two_messages(api: Api, group_of: Any) -> None:
@@ -221,27 +224,35 @@ def test_the_same_client_msg_id_from_two_senders_is_two_messages(api: Api, group
     assert send(api, group_id, member, "b", client_msg_id="same").status == 201
 
 
-def test_a_retry_of_a_message_stored_but_never_published_publishes_it(
-    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
-) -> None:
-    lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
-    # What a first attempt leaves when the process dies right after storing the message.
+def store_undelivered(
+    sync_db: Database[dict[str, Any]], group_id: str, sender: TestUser, deliver_by_ms: int
+) -> ObjectId:
+    """What a first attempt leaves when its process dies right after storing the message."""
     oid = ObjectId()
     sync_db.group_messages.insert_one(
         {
             "_id": oid,
             "group_id": group_id,
-            "from_id": member.id,
+            "from_id": sender.id,
             "msg": "lost?",
             "msg_type": "txt",
             "key": str(oid),
-            "client_key": f"{member.id}:c-9",
+            "client_key": f"{sender.id}:c-9",
             "client_msg_id": "c-9",
             "created_at": oid.generation_time,
             "seq": None,
+            "deliver_by_ms": deliver_by_ms,
         }
     )
+    return oid
+
+
+def test_a_retry_of_a_message_stored_but_never_published_publishes_it(
+    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
+) -> None:
+    lord, member = create_user(api), create_user(api)
+    group_id = group_of(lord, members=(member,))
+    oid = store_undelivered(sync_db, group_id, member, deliver_by_ms=int(time.time() * 1000) - 1)
     retry = send(api, group_id, member, "lost?", client_msg_id="c-9")
     assert retry.status == 200
     assert retry.json["id"] == str(oid)
@@ -257,6 +268,18 @@ def test_a_retry_of_a_message_stored_but_never_published_publishes_it(
     # and a further retry publishes nothing more
     assert send(api, group_id, member, "lost?", client_msg_id="c-9").json == retry.json
     assert len(group_events(sync_db)) == 1
+
+
+def test_a_retry_while_the_first_request_is_still_delivering_leaves_it_to_that_request(
+    api: Api, sync_db: Database[dict[str, Any]]
+) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    oid = store_undelivered(sync_db, group_id, lord, deliver_by_ms=int(time.time() * 1000) + 60_000)
+    retry = send(api, group_id, lord, "lost?", client_msg_id="c-9")
+    assert retry.status == 200
+    assert (retry.json["id"], retry.json["seq"]) == (str(oid), None)
+    assert group_events(sync_db) == []
 
 
 @pytest.mark.parametrize("change", [{"msg": "other text"}, {"msg_type": "img"}, {"group": "other"}])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -30,6 +31,9 @@ from chat_api.users.service import parse_user_id, utc_now
 # Large enough that a group's member ids come back in one reply (PyMongo's first batch is
 # otherwise 101 documents, and each further batch is one more round trip).
 MEMBER_BATCH = 100_000
+# How long the request that stored a message has to deliver it before a retry may do it instead:
+# far longer than the few store operations it takes, so two requests never both deliver one message.
+DELIVERY_LEASE_MS = 10_000
 Collection = AsyncCollection[dict[str, Any]]
 
 
@@ -319,6 +323,7 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
 
     oid = ObjectId()
     key = str(oid)
+    now = utc_now()
     doc: dict[str, Any] = {
         "_id": oid,
         "group_id": gid,
@@ -328,8 +333,9 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
         "key": key,
         "client_key": f"{from_id}:{body.client_msg_id}" if body.client_msg_id is not None else key,
         "client_msg_id": body.client_msg_id,
-        "created_at": utc_now(),
+        "created_at": now,
         "seq": None,
+        "deliver_by_ms": epoch_ms(now) + DELIVERY_LEASE_MS,
     }
     try:
         await messages().insert_one(doc)
@@ -349,11 +355,27 @@ async def _retried(doc: Mapping[str, Any], recipients: list[str]) -> Sent:
     same = all(original[field] == doc[field] for field in ("group_id", "msg", "msg_type"))
     if not same:
         raise Conflict("This client_msg_id was already used for another message")
-    if original.get("seq") is None:
-        # The first attempt stored it and died before publishing: this retry delivers it.
+    if original.get("seq") is None and await _take_over_delivery(original):
+        # The attempt that stored it died before delivering it: this retry delivers it.
         original["seq"] = await _deliver(original, recipients)
         await _set_last_message(original)
     return Sent(message_public(original), created=False)
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+async def _take_over_delivery(original: Mapping[str, Any]) -> bool:
+    """Whether this request now delivers a stored, undelivered message: only once the lease of the request
+    delivering it has run out, and only one of several concurrent retries (the one whose write matches)."""
+    lease = original.get("deliver_by_ms")
+    now = epoch_ms(utc_now())
+    if lease is not None and lease > now:
+        return False  # its first request is still delivering it
+    claim = {"_id": original["_id"], "seq": None, "deliver_by_ms": lease}
+    result = await messages().update_one(claim, {"$set": {"deliver_by_ms": now + DELIVERY_LEASE_MS}})
+    return result.modified_count == 1
 
 
 async def _deliver(doc: Mapping[str, Any], recipients: list[str]) -> int:
