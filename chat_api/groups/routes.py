@@ -53,12 +53,12 @@ MANAGERS = ("lord", "admin")
 
 
 @contextmanager
-def http_errors(not_found: str = "Group not found") -> Iterator[None]:
+def http_errors() -> Iterator[None]:
     """The service's domain errors as their HTTP statuses."""
     try:
         yield
     except service.GroupNotFound:
-        raise NotFound(not_found) from None
+        raise NotFound("Group not found") from None
     except service.UserNotFound:
         raise NotFound("User not found") from None
     except service.NotAllowed as error:
