@@ -16,8 +16,8 @@ from bench.round_trips import CommandCounter, RoundTrips
 from chat_api import store
 from chat_api.groups.service import history_query
 from tests.conftest import OtherApp
-from tests.helpers import Api, TestUser, create_user
-from tests.test_groups import UNKNOWN_ID, add, befriend, make_group, new_group
+from tests.helpers import Api, TestUser, create_user, make_friends
+from tests.test_groups import UNKNOWN_ID, add, make_group, new_group
 
 
 def send(api: Api, group_id: str, user: TestUser, msg: str = "hello", **fields: Any) -> Any:
@@ -42,8 +42,8 @@ def stored_file(sync_db: Database[dict[str, Any]]) -> str:
 
 
 @pytest.fixture
-def group_of(api: Api, sync_db: Database[dict[str, Any]]) -> Any:
-    return lambda lord, members=(), admins=(): make_group(api, sync_db, lord, members, admins)
+def group_of(api: Api) -> Any:
+    return lambda lord, members=(), admins=(): make_group(api, lord, members, admins)
 
 
 # Sending
@@ -97,7 +97,7 @@ def test_a_new_member_has_read_what_was_said_before_they_joined(api: Api, sync_d
     lord, friend = create_user(api), create_user(api)
     group_id = new_group(api, lord)
     before = send(api, group_id, lord, "before you came").json["id"]
-    befriend(sync_db, lord, friend)
+    make_friends(api, lord, friend)
     assert add(api, group_id, lord, friend).status == 201
     joined = sync_db.group_members.find_one({"group_id": group_id, "user_id": friend.id})
     assert joined is not None
@@ -396,8 +396,8 @@ def test_every_group_route_takes_its_store_round_trips(
 ) -> None:
     api, counter = counted
     lord, friend, other = create_user(api), create_user(api), create_user(api)
-    befriend(sync_db, lord, friend)
-    befriend(sync_db, lord, other)
+    make_friends(api, lord, friend)
+    make_friends(api, lord, other)
     measured: dict[str, RoundTrips] = {}
 
     def call(route: str, path: str, expect: int, **kw: Any) -> RoundTrips:

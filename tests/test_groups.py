@@ -8,24 +8,9 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
-from tests.helpers import Api, TestUser, create_user
+from tests.helpers import Api, TestUser, create_user, make_friends
 
 UNKNOWN_ID = "0123456789abcdef01234567"
-
-
-def befriend(sync_db: Database[dict[str, Any]], a: TestUser, b: TestUser) -> None:
-    """Both directions of a friendship, as the friends part stores them."""
-    from chat_api.friends.models import pair_key
-
-    for owner, friend in ((a, b), (b, a)):
-        sync_db.friendships.insert_one(
-            {
-                "owner_id": owner.id,
-                "friend_id": friend.id,
-                "pair": pair_key(a.id, b.id),
-                "created_at": ObjectId().generation_time,
-            }
-        )
 
 
 def new_group(api: Api, lord: TestUser, **fields: Any) -> str:
@@ -41,7 +26,6 @@ def add(api: Api, group_id: str, by: TestUser, user: TestUser) -> Any:
 
 def make_group(
     api: Api,
-    sync_db: Database[dict[str, Any]],
     lord: TestUser,
     members: tuple[TestUser, ...] = (),
     admins: tuple[TestUser, ...] = (),
@@ -49,7 +33,7 @@ def make_group(
     """A group whose lord is `lord`, with `members` as plain users and `admins` promoted, all friends of the lord."""
     group_id = new_group(api, lord)
     for member in (*members, *admins):
-        befriend(sync_db, lord, member)
+        make_friends(api, lord, member)
         assert add(api, group_id, lord, member).status == 201
     for admin in admins:
         response = api.put(
@@ -60,13 +44,8 @@ def make_group(
 
 
 @pytest.fixture
-def befriended(sync_db: Database[dict[str, Any]]) -> Any:
-    return lambda a, b: befriend(sync_db, a, b)
-
-
-@pytest.fixture
-def group_of(api: Api, sync_db: Database[dict[str, Any]]) -> Any:
-    return lambda lord, members=(), admins=(): make_group(api, sync_db, lord, members, admins)
+def group_of(api: Api) -> Any:
+    return lambda lord, members=(), admins=(): make_group(api, lord, members, admins)
 
 
 def identities(api: Api, group_id: str, viewer: TestUser) -> dict[str, str]:
@@ -293,9 +272,9 @@ def test_list_members_is_for_members_only(api: Api) -> None:
     assert api.get(f"/api/groups/{group_id}/members?limit=0", headers=lord.headers).status == 400
 
 
-def test_lord_adds_a_friend_as_a_plain_member(api: Api, befriended: Any) -> None:
+def test_lord_adds_a_friend_as_a_plain_member(api: Api) -> None:
     lord, friend = create_user(api), create_user(api)
-    befriended(lord, friend)
+    make_friends(api, lord, friend)
     group_id = new_group(api, lord)
     response = add(api, group_id, lord, friend)
     assert response.status == 201, response.text
@@ -306,10 +285,10 @@ def test_lord_adds_a_friend_as_a_plain_member(api: Api, befriended: Any) -> None
     assert [g["id"] for g in api.get("/api/groups", headers=friend.headers).json] == [group_id]
 
 
-def test_admin_adds_a_friend_of_their_own(api: Api, group_of: Any, befriended: Any) -> None:
+def test_admin_adds_a_friend_of_their_own(api: Api, group_of: Any) -> None:
     lord, admin, friend_of_admin = create_user(api), create_user(api), create_user(api)
     group_id = group_of(lord, admins=(admin,))
-    befriended(admin, friend_of_admin)
+    make_friends(api, admin, friend_of_admin)
     assert add(api, group_id, admin, friend_of_admin).status == 201
 
 
@@ -322,10 +301,21 @@ def test_add_a_non_friend_is_forbidden(api: Api) -> None:
     assert api.get(f"/api/groups/{group_id}", headers=stranger.headers).status == 403
 
 
-def test_friendship_is_the_adders_not_the_lords(api: Api, group_of: Any, befriended: Any) -> None:
+def test_a_request_not_yet_agreed_or_an_ended_friendship_does_not_count(api: Api) -> None:
+    lord, asked, former = create_user(api), create_user(api), create_user(api)
+    group_id = new_group(api, lord)
+    sent = api.post("/api/user-requests", json={"to_id": asked.id, "verify_data": "hi"}, headers=lord.headers)
+    assert sent.status == 201
+    assert add(api, group_id, lord, asked).status == 403
+    make_friends(api, lord, former)
+    assert api.delete(f"/api/friends/{former.id}", headers=lord.headers).status == 204
+    assert add(api, group_id, lord, former).status == 403
+
+
+def test_friendship_is_the_adders_not_the_lords(api: Api, group_of: Any) -> None:
     lord, admin, friend_of_lord = create_user(api), create_user(api), create_user(api)
     group_id = group_of(lord, admins=(admin,))
-    befriended(lord, friend_of_lord)
+    make_friends(api, lord, friend_of_lord)
     assert add(api, group_id, admin, friend_of_lord).status == 403
 
 
@@ -337,9 +327,9 @@ def test_add_a_member_again_is_422(api: Api, group_of: Any) -> None:
     assert response.json["message"] == "This user is already a member of the group"
 
 
-def test_two_concurrent_adds_of_one_user_make_one_member(api: Api, befriended: Any) -> None:
+def test_two_concurrent_adds_of_one_user_make_one_member(api: Api) -> None:
     lord, friend = create_user(api), create_user(api)
-    befriended(lord, friend)
+    make_friends(api, lord, friend)
     group_id = new_group(api, lord)
     request = ("POST", f"/api/groups/{group_id}/members", {"json": {"user_id": friend.id}, "headers": lord.headers})
     statuses = sorted(r.status_code for r in api.concurrently([request] * 4))
@@ -355,16 +345,16 @@ def test_add_an_unknown_user_is_404(api: Api) -> None:
     assert response.json == {"message": "User not found"}
 
 
-def test_a_plain_member_adding_is_forbidden(api: Api, group_of: Any, befriended: Any) -> None:
+def test_a_plain_member_adding_is_forbidden(api: Api, group_of: Any) -> None:
     lord, member, friend_of_member = create_user(api), create_user(api), create_user(api)
     group_id = group_of(lord, members=(member,))
-    befriended(member, friend_of_member)
+    make_friends(api, member, friend_of_member)
     assert add(api, group_id, member, friend_of_member).status == 403
 
 
-def test_add_to_a_group_of_others_or_unknown(api: Api, befriended: Any) -> None:
+def test_add_to_a_group_of_others_or_unknown(api: Api) -> None:
     lord, stranger, friend = create_user(api), create_user(api), create_user(api)
-    befriended(stranger, friend)
+    make_friends(api, stranger, friend)
     group_id = new_group(api, lord)
     assert add(api, group_id, stranger, friend).status == 403
     assert add(api, UNKNOWN_ID, stranger, friend).status == 404
