@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -478,3 +479,23 @@ def test_changing_identity_with_invalid_body_is_400(api: Api, group_of: Any, bod
     lord, member = create_user(api), create_user(api)
     group_id = group_of(lord, members=(member,))
     assert api.put(f"/api/groups/{group_id}/members/{member.id}", json=body, headers=lord.headers).status == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "sort"),
+    [
+        ({"user_id": {"$eq": UNKNOWN_ID}}, "group_id"),  # my groups, and their count
+        ({"group_id": {"$eq": UNKNOWN_ID}}, "user_id"),  # a group's members, and their count
+        ({"group_id": {"$eq": UNKNOWN_ID}, "user_id": {"$eq": UNKNOWN_ID}}, None),  # one membership
+    ],
+)
+def test_membership_queries_are_served_by_an_index(
+    api: Api, sync_db: Database[dict[str, Any]], query: dict[str, Any], sort: str | None
+) -> None:
+    """The app created the indexes when it started (the `api` fixture starts it)."""
+    cursor = sync_db.group_members.find(query)
+    if sort is not None:
+        cursor = cursor.sort(sort, 1)
+    plan = json.dumps(cursor.explain(), default=str)
+    # nx-27017 answers with SQLite's plan, MongoDB with its own
+    assert "USING INDEX" in plan or "IXSCAN" in plan, plan

@@ -79,6 +79,17 @@ def parse_id(value: str) -> str | None:
     return None if oid is None else str(oid)
 
 
+async def count_members(query: Mapping[str, Any], field: str) -> int:
+    """How many memberships match `query`, whose first field is `field`.
+
+    Not `count_documents`: nx-27017 runs its `$match` in Python over the whole collection (5.4 s
+    at 100,000 memberships, for a count of 100), where this find uses the index (6 ms). Projected
+    to the indexed field alone, MongoDB answers it from the index without reading a document.
+    """
+    cursor = members().find(query, {"_id": 0, field: 1}).batch_size(MEMBER_BATCH)
+    return len(await cursor.to_list())
+
+
 def member_filter(group_id: str, user_id: str) -> dict[str, Any]:
     return {"group_id": {"$eq": group_id}, "user_id": {"$eq": user_id}}
 
@@ -163,7 +174,7 @@ async def my_groups(user_id: str, limit: int, offset: int) -> tuple[list[GroupPu
     mine = {"user_id": {"$eq": user_id}}
     page_cursor = members().find(mine, {"group_id": 1, "identity": 1, "_id": 0})
     page_cursor = page_cursor.sort("group_id", ASCENDING).skip(offset).limit(limit)
-    page, total = await asyncio.gather(page_cursor.to_list(), members().count_documents(mine))
+    page, total = await asyncio.gather(page_cursor.to_list(), count_members(mine, "user_id"))
     if not page:
         return [], total
     found = groups().find({"_id": {"$in": [ObjectId(m["group_id"]) for m in page]}})
@@ -202,7 +213,7 @@ async def list_members(group_id: str, limit: int, offset: int) -> tuple[list[Gro
     of_group = {"group_id": {"$eq": group_id}}
     cursor = members().find(of_group, {"user_id": 1, "identity": 1, "joined_at": 1, "_id": 0})
     cursor = cursor.sort("user_id", ASCENDING).skip(offset).limit(limit)
-    page, total = await asyncio.gather(cursor.to_list(), members().count_documents(of_group))
+    page, total = await asyncio.gather(cursor.to_list(), count_members(of_group, "group_id"))
     if not page:
         return [], total
     users = User.get_pymongo_collection().find(
