@@ -24,6 +24,7 @@ from chat_api.friends.models import Friendship
 from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity
 from chat_api.groups.schemas import GroupCreate, GroupMemberPublic, GroupMessagePublic, GroupPublic
 from chat_api.messages.schemas import MessageIn
+from chat_api.messages.service import summary
 from chat_api.users.models import User
 from chat_api.users.schemas import PUBLIC_PROJECTION, UserPublic
 from chat_api.users.service import parse_user_id, utc_now
@@ -403,18 +404,11 @@ async def _deliver(doc: Mapping[str, Any], recipients: list[str]) -> int:
     return seq
 
 
-async def _set_last_message(doc: Mapping[str, Any]) -> None:
+async def _set_last_message(doc: dict[str, Any]) -> None:
     """Point the group at this message unless a newer one got there first (concurrent senders)."""
-    summary = {
-        "id": str(doc["_id"]),
-        "from_id": doc["from_id"],
-        "msg": doc["msg"],
-        "msg_type": doc["msg_type"],
-        "created_at": doc["created_at"],
-    }
     older = {"$or": [{"last_key": None}, {"last_key": {"$lt": doc["key"]}}]}
     await groups().update_one(
-        {"_id": ObjectId(doc["group_id"]), **older}, {"$set": {"last_message": summary, "last_key": doc["key"]}}
+        {"_id": ObjectId(doc["group_id"]), **older}, {"$set": {"last_message": summary(doc), "last_key": doc["key"]}}
     )
 
 
