@@ -233,13 +233,18 @@ def test_a_deletion_cut_short_leaves_the_group_alive_with_its_lord_or_gone(
 ) -> None:
     lord, member = create_user(api), create_user(api)
     group_id = group_of(lord, members=(member,))
-    # Cut after the first step (the other members gone): still a group with its lord, who can delete it again.
+    said = api.post(f"/api/groups/{group_id}/messages", json={"msg": "kept"}, headers=lord.headers).json["id"]
+    # Cut after the first step (the other members gone): still a group with its lord and its history.
     sync_db.group_members.delete_many({"group_id": group_id, "user_id": {"$ne": lord.id}})
     assert api.get(f"/api/groups/{group_id}", headers=lord.headers).json["identity"] == "lord"
-    # Cut before the last step (group document gone, the lord's membership left): gone for every route.
+    shown = api.get(f"/api/groups/{group_id}/messages", headers=lord.headers).json
+    assert [m["id"] for m in shown] == [said]
+    # Cut after the second (the group document gone, messages and the lord's membership left): gone everywhere.
     sync_db.groups.delete_one({"_id": ObjectId(group_id)})
-    assert api.get(f"/api/groups/{group_id}", headers=lord.headers).status == 404
+    for path in ("", "/members", "/messages"):
+        assert api.get(f"/api/groups/{group_id}{path}", headers=lord.headers).status == 404
     assert api.post(f"/api/groups/{group_id}/messages", json={"msg": "x"}, headers=lord.headers).status == 404
+    assert api.delete(f"/api/groups/{group_id}", headers=lord.headers).status == 404
     listed = api.get("/api/groups", headers=lord.headers)
     assert listed.json == []
 

@@ -200,16 +200,17 @@ async def update_group(group_id: str, changes: dict[str, Any]) -> bool:
 async def delete_group(group_id: str, lord_id: str) -> None:
     """Delete a group with its members and messages.
 
-    The order makes every crash midway leave a state that is safe and can be finished: first the
-    members other than the lord, then the messages, then the group document, and the lord's own
-    membership last. Until the group document goes, the group is alive with its lord, who can
-    simply delete it again; once it is gone every route answers 404 (access checks the group
-    document too), and at worst the lord's membership of a missing group is left, which the list
-    of groups skips. At no point is there a group that looks alive without its lord.
+    The order makes every crash midway leave a state that is safe: first the members other than
+    the lord, then the group document, then the messages, and the remaining memberships (the
+    lord's, and any added by a request that was under way) last. Until the group document goes,
+    the group is alive with its lord and its whole history, and the lord simply deletes it again;
+    once it is gone every route answers 404 (`access` checks the group document too), and what a
+    crash could leave behind (messages, the lord's membership) is reachable by no route; the list
+    of groups skips such a membership. At no point is there a group that looks alive without its lord.
     """
     await members().delete_many({"group_id": {"$eq": group_id}, "user_id": {"$ne": lord_id}})
-    await messages().delete_many({"group_id": {"$eq": group_id}})
     await groups().delete_one({"_id": ObjectId(group_id)})
+    await messages().delete_many({"group_id": {"$eq": group_id}})
     await members().delete_many({"group_id": {"$eq": group_id}})
 
 
