@@ -93,6 +93,15 @@ def test_send_sets_the_groups_last_message(api: Api, group_of: Any, sync_db: Dat
     assert set(group["last_message"]) == {"id", "from_id", "msg", "msg_type", "created_at"}
 
 
+def test_a_message_moves_only_its_own_groups_last_message(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    lord = create_user(api)
+    older, newer = new_group(api, lord), new_group(api, lord)
+    kept = send(api, older, lord, "in the older group").json["id"]
+    last = send(api, newer, lord, "in the newer group").json["id"]
+    stored = {str(g["_id"]): g["last_key"] for g in sync_db.groups.find()}
+    assert stored == {older: kept, newer: last}
+
+
 def test_a_new_member_has_read_what_was_said_before_they_joined(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, friend = create_user(api), create_user(api)
     group_id = new_group(api, lord)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -406,10 +406,20 @@ async def _deliver(doc: Mapping[str, Any], recipients: list[str]) -> int:
 
 
 async def _set_last_message(doc: dict[str, Any]) -> None:
-    """Point the group at this message unless a newer one got there first (concurrent senders)."""
-    older = {"$or": [{"last_key": None}, {"last_key": {"$lt": doc["key"]}}]}
-    await groups().update_one(
-        {"_id": ObjectId(doc["group_id"]), **older}, {"$set": {"last_message": summary(doc), "last_key": doc["key"]}}
+    """Point the group at this message unless a newer one got there first (concurrent senders).
+
+    Two updates in one round trip rather than one filter with `$or` (no last key yet, or an older
+    one): nx-27017 joins `$or` to the other conditions without parentheses, and the `$or` form
+    updated another group whose last key was older (README, "The store").
+    """
+    gid = ObjectId(doc["group_id"])
+    last = {"$set": {"last_message": summary(doc), "last_key": doc["key"]}}
+    await groups().bulk_write(
+        [
+            UpdateOne({"_id": gid, "last_key": {"$eq": None}}, last),
+            UpdateOne({"_id": gid, "last_key": {"$lt": doc["key"]}}, last),
+        ],
+        ordered=False,
     )
 
 
