@@ -504,3 +504,12 @@ def test_membership_queries_are_served_by_an_index(
     plan = json.dumps(cursor.explain(), default=str)
     # nx-27017 answers with SQLite's plan, MongoDB with its own
     assert "USING INDEX" in plan or "IXSCAN" in plan, plan
+
+
+def test_openapi_operation_ids_are_unique(api: Api) -> None:
+    """Handlers are documented under their function's name: a group route once shared `send_message`
+    with the direct messages' route."""
+    document = api.get("/docs/openapi.json").json
+    ids = [op["operationId"] for path in document["paths"].values() for op in path.values() if "operationId" in op]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert {"send_group_message", "list_group_messages"} <= set(ids)

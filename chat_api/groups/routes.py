@@ -262,7 +262,7 @@ async def set_identity(request: Request, group_id: str, user_id: str, body: Iden
 )
 @protected
 @validate_body(MessageIn)
-async def send_message(request: Request, group_id: str, body: MessageIn) -> HTTPResponse:
+async def send_group_message(request: Request, group_id: str, body: MessageIn) -> HTTPResponse:
     """Send a message to a group (members only); `client_msg_id` makes retries safe."""
     with http_errors():
         sent = await service.send_message(group_id, me(request), body)
@@ -280,7 +280,7 @@ async def send_message(request: Request, group_id: str, body: MessageIn) -> HTTP
 )
 @protected
 @validate_query(MessageCursor)
-async def list_messages(request: Request, group_id: str, query: MessageCursor) -> HTTPResponse:
+async def list_group_messages(request: Request, group_id: str, query: MessageCursor) -> HTTPResponse:
     """A group's messages newest first (members only), `limit` (1-200, default 50) older than `before`."""
     group = await access(request, group_id)
     page = await service.history(group.group_id, query.before, query.limit)
