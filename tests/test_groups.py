@@ -99,8 +99,27 @@ def test_create_group_with_invalid_body_is_400(api: Api, body: dict[str, Any]) -
     assert "message" in response.json
 
 
-def test_create_group_without_token_is_401(api: Api) -> None:
-    assert api.post("/api/groups", json={"group_name": "x"}).status == 401
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/groups"),
+        ("get", "/api/groups"),
+        ("get", f"/api/groups/{UNKNOWN_ID}"),
+        ("put", f"/api/groups/{UNKNOWN_ID}"),
+        ("delete", f"/api/groups/{UNKNOWN_ID}"),
+        ("get", f"/api/groups/{UNKNOWN_ID}/members"),
+        ("post", f"/api/groups/{UNKNOWN_ID}/members"),
+        ("delete", f"/api/groups/{UNKNOWN_ID}/members/{UNKNOWN_ID}"),
+        ("put", f"/api/groups/{UNKNOWN_ID}/members/{UNKNOWN_ID}"),
+        ("post", f"/api/groups/{UNKNOWN_ID}/messages"),
+        ("get", f"/api/groups/{UNKNOWN_ID}/messages"),
+    ],
+)
+def test_every_group_route_without_token_is_401(api: Api, method: str, path: str) -> None:
+    # with an invalid body where there is one: the token is checked first
+    response = api.request(method, path, **({"json": {"bogus": True}} if method in ("post", "put") else {}))
+    assert response.status == 401
+    assert response.json == {"message": "Authorization not found!"}
 
 
 def test_get_group_is_for_members_only(api: Api) -> None:
