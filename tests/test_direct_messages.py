@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import pytest
@@ -185,23 +186,7 @@ def test_retry_after_a_crash_before_publishing_publishes_it(
     api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
 ) -> None:
     a, b = pair
-    # What a first attempt that died right after storing the message leaves behind.
-    oid = ObjectId()
-    sync_db.user_messages.insert_one(
-        {
-            "_id": oid,
-            "pair": pair_key(a.id, b.id),
-            "from_id": a.id,
-            "to_id": b.id,
-            "msg": "lost?",
-            "msg_type": "txt",
-            "key": str(oid),
-            "client_key": f"{a.id}:retry-1",
-            "client_msg_id": "retry-1",
-            "created_at": oid.generation_time,
-            "seq": None,
-        }
-    )
+    oid = stored_undelivered(sync_db, a, b, "retry-1", deliver_by_ms=int(time.time() * 1000) - 10_000)
     retry = send(api, a, b, "lost?", client_msg_id="retry-1")
     assert retry.status == 200
     assert retry.json["user_message_id"] == str(oid)
@@ -242,6 +227,56 @@ def test_concurrent_retries_store_one_message(api: Api, sync_db: Db, pair: tuple
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 201]
     assert len({r.json()["user_message_id"] for r in responses}) == 1
     assert sync_db.user_messages.count_documents({}) == 1
+    assert len(message_events(sync_db)) == 1
+    theirs = sync_db.friendships.find_one({"owner_id": b.id})
+    assert theirs is not None
+    assert theirs["unread"] == 1
+
+
+def stored_undelivered(sync_db: Db, a: TestUser, b: TestUser, client_msg_id: str, **extra: Any) -> ObjectId:
+    """What a first attempt that died right after storing the message leaves behind."""
+    oid = ObjectId()
+    sync_db.user_messages.insert_one(
+        {
+            "_id": oid,
+            "pair": pair_key(a.id, b.id),
+            "from_id": a.id,
+            "to_id": b.id,
+            "msg": "lost?",
+            "msg_type": "txt",
+            "key": str(oid),
+            "client_key": f"{a.id}:{client_msg_id}",
+            "client_msg_id": client_msg_id,
+            "created_at": oid.generation_time,
+            "seq": None,
+            **extra,
+        }
+    )
+    return oid
+
+
+def test_retry_while_the_first_attempt_may_still_deliver_does_not_publish(
+    api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
+) -> None:
+    a, b = pair
+    lease = int(time.time() * 1000) + 60_000
+    oid = stored_undelivered(sync_db, a, b, "in-flight", deliver_by_ms=lease)
+    retry = send(api, a, b, "lost?", client_msg_id="in-flight")
+    assert retry.status == 200
+    assert retry.json["user_message_id"] == str(oid)
+    assert retry.json["message"]["seq"] is None
+    assert message_events(sync_db) == []
+
+
+def test_concurrent_retries_after_the_lease_deliver_once(
+    api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
+) -> None:
+    a, b = pair
+    stored_undelivered(sync_db, a, b, "late", deliver_by_ms=int(time.time() * 1000) - 1)
+    body = {"to_id": b.id, "msg": "lost?", "client_msg_id": "late"}
+    responses = api.concurrently([("post", "/api/user-message", {"json": body, "headers": a.headers})] * 5)
+    assert [r.status_code for r in responses] == [200] * 5
+    assert len(message_events(sync_db)) == 1
 
 
 def test_messages_without_client_msg_id_are_never_merged(
@@ -384,3 +419,17 @@ def test_history_of_10000_messages_pages_without_gaps_or_duplicates(
         query = f"?limit=200&before={page.json[-1]['id']}"
     assert len(seen) == 10_000
     assert seen == expected
+
+
+def test_send_changes_only_this_pairs_conversations(api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]) -> None:
+    # nx-27017 once matched other pairs' documents for a `$or` beside the pair's condition.
+    a, b = pair
+    c = create_user(api)
+    make_friends(api, a, c)
+    to_c = send(api, a, c, "to c").json["message"]
+    send(api, a, b, "to b")
+    for owner, friend in ((a, c), (c, a)):
+        side = sync_db.friendships.find_one({"owner_id": owner.id, "friend_id": friend.id})
+        assert side is not None
+        assert side["last_key"] == to_c["id"]
+        assert side["last_message"]["msg"] == "to c"

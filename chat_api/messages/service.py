@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -16,6 +17,9 @@ from chat_api.friends.service import friendship, user_exists
 from chat_api.messages.models import DirectMessage
 from chat_api.messages.schemas import DirectMessageIn, MessagePublic
 from chat_api.users.service import parse_user_id, utc_now
+
+# How long the request that stored a message has to deliver it before a retry may take over.
+DELIVERY_LEASE_MS = 10_000
 
 
 class MessageError(Exception):
@@ -63,6 +67,7 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
             raise MessageError("no_file", f"A {body.msg_type} message must be the /api/files/<id> URL of an upload")
     oid = ObjectId()
     key = str(oid)
+    now = utc_now()
     doc: dict[str, Any] = {
         "_id": oid,
         "pair": pair_key(from_id, to_id),
@@ -73,8 +78,9 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
         "key": key,
         "client_key": f"{from_id}:{body.client_msg_id}" if body.client_msg_id is not None else key,
         "client_msg_id": body.client_msg_id,
-        "created_at": utc_now(),
+        "created_at": now,
         "seq": None,
+        "deliver_by_ms": epoch_ms(now) + DELIVERY_LEASE_MS,
     }
     collection = DirectMessage.get_pymongo_collection()
     try:
@@ -87,7 +93,7 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
             raise
         if (original["to_id"], original["msg"], original["msg_type"]) != (to_id, body.msg, body.msg_type):
             raise MessageError("reused_id", "This client_msg_id was already used for another message") from None
-        if original.get("seq") is None:
+        if original.get("seq") is None and await take_over_delivery(original):
             # The first attempt stopped before it was delivered: deliver it now.
             original["seq"] = await deliver(original)
         return MessagePublic.from_stored(original), False
@@ -95,24 +101,43 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
     return MessagePublic.from_stored(doc), True
 
 
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+async def take_over_delivery(original: dict[str, Any]) -> bool:
+    """Whether this retry now delivers a stored, undelivered message: only once the storing request's
+    lease has run out (it may still be delivering), and only one of several concurrent retries."""
+    lease = original.get("deliver_by_ms")
+    now = epoch_ms(utc_now())
+    if lease is not None and lease > now:
+        return False
+    claim = {"_id": original["_id"], "seq": None, "deliver_by_ms": lease}
+    result = await DirectMessage.get_pymongo_collection().update_one(
+        claim, {"$set": {"deliver_by_ms": now + DELIVERY_LEASE_MS}}
+    )
+    return result.modified_count == 1
+
+
 async def deliver(doc: dict[str, Any]) -> int:
     """Publish a stored message, update both sides' conversation, then mark it delivered.
 
-    Each step is safe to repeat after a crash, and `seq` is written last, so a message without
-    one is redone by a retry: the event may then go out twice (same message id; clients drop
-    the copy) and the recipient's unread count may count it twice. Nothing is lost.
+    `seq` is written last, so a message without one is redone by a retry once the lease of the
+    request that stored it has run out: after a crash between publishing and `seq`, the event
+    goes out twice (same message id; clients drop the copy) and the recipient's unread count
+    counts it twice. Nothing is lost.
     """
-    seq = await publish(
-        "message", [doc["from_id"], doc["to_id"]], {"message": MessagePublic.from_stored(doc).model_dump(mode="json")}
-    )
+    data = {"message": MessagePublic.from_stored(doc).model_dump(mode="json")}
+    seq = await publish("message", [doc["from_id"], doc["to_id"]], data)
     key = doc["key"]
+    last = {"$set": {"last_message": summary(doc), "last_key": key}}
     await Friendship.get_pymongo_collection().bulk_write(
         [
             # Only ever forwards: of two messages sent at once, the later key stays the summary.
-            UpdateMany(
-                {"pair": {"$eq": doc["pair"]}, "$or": [{"last_key": None}, {"last_key": {"$lt": key}}]},
-                {"$set": {"last_message": summary(doc), "last_key": key}},
-            ),
+            # Two updates rather than one `$or` (no last_key yet, or an older one): nx-27017
+            # answers `$or` beside other conditions wrongly (README, "The store").
+            UpdateMany({"pair": {"$eq": doc["pair"]}, "last_key": {"$eq": None}}, last),
+            UpdateMany({"pair": {"$eq": doc["pair"]}, "last_key": {"$lt": key}}, last),
             UpdateOne(
                 {"owner_id": {"$eq": doc["to_id"]}, "friend_id": {"$eq": doc["from_id"]}}, {"$inc": {"unread": 1}}
             ),
