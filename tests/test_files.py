@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -258,3 +259,31 @@ def test_a_download_fetches_one_chunk_per_round_trip(
     assert response.content == content
     chunks = -(-len(content) // (255 * 1024))
     assert counter.commands == [("find", "fs.files")] + [("find", "fs.chunks")] * chunks
+
+
+def test_an_upload_without_token_is_401_even_when_large(api: Api) -> None:
+    """Refused before its body is read, and answered after it: the client reads the 401, not a reset."""
+    response = api.post("/api/upload/image", files={"file": ("a.png", PNG + os.urandom(12 * MiB), "image/png")})
+    assert response.status == 401
+
+
+def test_a_declared_length_past_the_hard_cap_is_413_at_once(api: Api, user: TestUser) -> None:
+    """Past 64 MiB nothing is read: the 413 goes out at once and the connection is closed."""
+
+    async def send_headers_only() -> bytes:
+        reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
+        head = (
+            "POST /api/upload/image HTTP/1.1\r\nHost: test\r\n"
+            f"Authorization: {user.token}\r\n"
+            "Content-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {65 * MiB}\r\n\r\n"
+        )
+        writer.write(head.encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+        return answer
+
+    answer = api.client._loop.run_until_complete(send_headers_only())
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"The file is over 5 MiB" in answer

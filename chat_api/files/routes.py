@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import wraps
 from typing import cast
 
 from sanic import Blueprint, Request
@@ -21,6 +22,7 @@ from chat_api.openapi import _headers, document
 bp = Blueprint("files", url_prefix="/api", strict_slashes=False)
 SCHEMA_MODELS = [Uploaded]
 log = logging.getLogger("chat_api.files")
+Handler = Callable[[Request], Awaitable[HTTPResponse]]
 
 # The file plus what the form wraps it in (boundaries, part headers, a field or two).
 BODY_LIMIT = MAX_FILE_SIZE + 64 * 1024
@@ -47,20 +49,56 @@ FILE_HEADERS = {
 }
 
 
+def body_stream(request: Request) -> Http | None:
+    """The request's body stream, or None if the declared length is past DISCARD_LIMIT: Sanic then
+    closes the connection after the answer instead of reading that much."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > DISCARD_LIMIT:
+        return None
+    return cast(Http | None, request.stream)  # HTTP/1.1: the app serves no HTTP/3
+
+
 async def read_limited_body(request: Request) -> bytearray:
     """The body, or 413 once it is past BODY_LIMIT (after reading the rest, up to DISCARD_LIMIT)."""
+    stream = body_stream(request)
+    if stream is None:
+        raise PayloadTooLarge(TOO_LARGE)
     body = bytearray()
     received = 0
-    stream = cast(Http | None, request.stream)  # HTTP/1.1: the app serves no HTTP/3
-    while stream is not None and (chunk := await stream.read()) is not None:
+    while (chunk := await stream.read()) is not None:
         received += len(chunk)
         if received > DISCARD_LIMIT:
+            request.ctx.body_abandoned = True
             raise PayloadTooLarge(TOO_LARGE)  # Sanic then closes the connection
         if received <= BODY_LIMIT:
             body += chunk
     if received > BODY_LIMIT:
         raise PayloadTooLarge(TOO_LARGE)
     return body
+
+
+async def discard_body(request: Request) -> None:
+    """Read what is left of the body (up to DISCARD_LIMIT) and drop it."""
+    stream = None if getattr(request.ctx, "body_abandoned", False) else body_stream(request)
+    received = 0
+    while stream is not None and received <= DISCARD_LIMIT and (chunk := await stream.read()) is not None:
+        received += len(chunk)
+
+
+def answered_after_the_body(handler: Handler) -> Handler:
+    """An error raised before the body was read (a 401 from `@protected`) is answered once the body
+    has been read, as every other answer of the route: Sanic itself would read at most 1 MiB of it
+    and then close the connection, and a client still sending would see a reset, not the answer."""
+
+    @wraps(handler)
+    async def wrapper(request: Request) -> HTTPResponse:
+        try:
+            return await handler(request)
+        except Exception:
+            await discard_body(request)
+            raise
+
+    return wrapper
 
 
 async def upload(request: Request, kind: FileKind) -> HTTPResponse:
@@ -88,14 +126,13 @@ async def upload(request: Request, kind: FileKind) -> HTTPResponse:
     return json(Uploaded(url=url).model_dump(), status=201, headers={"Location": url})
 
 
-Handler = Callable[[Request], Awaitable[HTTPResponse]]
-
-
 def upload_route(kind: FileKind) -> Callable[[Handler], Handler]:
     """`@protected` and the OpenAPI document as on the other routes, on a streamed route."""
 
     def decorate(handler: Handler) -> Handler:
-        handler = openapi.body(MULTIPART_BODY, required=True)(protected(handler))
+        handler = openapi.body(MULTIPART_BODY, required=True)(answered_after_the_body(protected(handler)))
+        # Declared again: `@protected` declares it on its own wrapper, which is one layer further in.
+        openapi.secured("bearerAuth")(handler)
         handler = document(
             tag="files",
             responses={201: (Uploaded, "Stored")},
