@@ -65,6 +65,16 @@ class Unprocessable(ApiError):
     message = "Unprocessable"
 
 
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    message = "Request body too large"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    message = "Unsupported media type"
+
+
 class TooManyRequests(ApiError):
     """A rate limit is used up: `Retry-After` in seconds, and the same wait in the body in ms."""
 

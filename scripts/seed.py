@@ -1,4 +1,5 @@
-"""`python -m scripts.seed --users N`: insert N demo users who can log in with the demo password."""
+"""`python -m scripts.seed --users N`: insert N demo users who can log in with the demo password, and
+friendships, conversations and groups with messages among the first of them (`--chat-users`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from beanie import PydanticObjectId
 from pydantic import TypeAdapter, ValidationError
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -20,10 +22,12 @@ from chat_api.users.models import User
 from chat_api.users.schemas import UserCreate
 from chat_api.users.service import new_user, utc_now
 from chat_api.validation import MAX_INT64, Password
+from scripts._chat_seed import ChatCounts, ChatPlan, seed_chat
 from scripts._store import database
 
 DEMO_PASSWORD = "demo-password"
 BATCH = 5000
+CHAT_USERS = 1000
 
 
 class SeedError(Exception):
@@ -38,8 +42,11 @@ def progress(done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
-async def seed(db: AsyncDatabase[Any], count: int, password: str, rounds: int, batch: int = BATCH) -> range:
-    """Insert `count` users with consecutive chat_ids after the highest one; return those chat_ids."""
+async def seed(
+    db: AsyncDatabase[Any], count: int, password: str, rounds: int, batch: int = BATCH
+) -> tuple[range, list[str]]:
+    """Insert `count` users with consecutive chat_ids after the highest one; return those chat_ids
+    and the users' ids (hex), in chat_id order."""
     await create_indexes(db)  # so that the demo users obey the same uniqueness as registrations
     highest = await User.get_pymongo_collection().find_one({}, {"chat_id": 1}, sort=[("chat_id", DESCENDING)])
     first = (highest["chat_id"] if highest else 10_000) + 1
@@ -53,6 +60,8 @@ async def seed(db: AsyncDatabase[Any], count: int, password: str, rounds: int, b
     password_hash = hash_password(password, rounds)
     now = utc_now()
     started = time.monotonic()
+    # Chosen here rather than by the store, so that the chat data can refer to the users.
+    user_ids = [PydanticObjectId() for _ in chat_ids]
     for start in range(0, count, batch):
         users = [
             new_user(
@@ -67,6 +76,8 @@ async def seed(db: AsyncDatabase[Any], count: int, password: str, rounds: int, b
             )
             for chat_id in chat_ids[start : start + batch]
         ]
+        for user, user_id in zip(users, user_ids[start : start + batch], strict=True):
+            user.id = user_id
         try:
             await User.insert_many(users)
         except BulkWriteError as error:
@@ -77,13 +88,40 @@ async def seed(db: AsyncDatabase[Any], count: int, password: str, rounds: int, b
             ) from None
         progress(start + len(users), count, started)
     sys.stderr.write("\n")
-    return chat_ids
+    return chat_ids, [str(user_id) for user_id in user_ids]
+
+
+def non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.seed", description=__doc__)
     parser.add_argument("--users", type=int, required=True, help="how many demo users to insert")
     parser.add_argument("--password", default=DEMO_PASSWORD, help=f"their password (default: {DEMO_PASSWORD})")
+    chat = parser.add_argument_group("chat data, among the first --chat-users new users")
+    chat.add_argument(
+        "--chat-users",
+        type=non_negative,
+        default=CHAT_USERS,
+        help=f"how many of the new users get friends, conversations and groups (default {CHAT_USERS:,})",
+    )
+    chat.add_argument("--no-chat", action="store_true", help="users only (same as --chat-users 0)")
+    chat.add_argument(
+        "--friends", type=non_negative, default=ChatPlan.friends, help="each befriends the next N (default %(default)s)"
+    )
+    chat.add_argument(
+        "--messages",
+        type=non_negative,
+        default=ChatPlan.messages,
+        help="messages per conversation and per group (default %(default)s)",
+    )
+    chat.add_argument(
+        "--group-size", type=non_negative, default=ChatPlan.group_size, help="members per group (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.users < 1:
         parser.error("--users must be at least 1")
@@ -92,14 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         parser.error(f"--password {error.errors()[0]['msg'].removeprefix('Value error, ')}")
     settings = settings_or_exit("scripts.seed")
+    chat_users = 0 if args.no_chat else min(args.chat_users, args.users)
+    plan = ChatPlan(friends=args.friends, messages=args.messages, group_size=args.group_size)
 
-    async def run() -> range:
+    chat_took = 0.0
+
+    async def run() -> tuple[range, ChatCounts | None]:
+        nonlocal chat_took
         async with database(settings) as db:
-            return await seed(db, args.users, args.password, settings.bcrypt_rounds)
+            chat_ids, user_ids = await seed(db, args.users, args.password, settings.bcrypt_rounds)
+            if not chat_users:
+                return chat_ids, None
+            chat_started = time.monotonic()
+            counts = await seed_chat(db, user_ids[:chat_users], plan, utc_now(), BATCH)
+            chat_took = time.monotonic() - chat_started
+            return chat_ids, counts
 
     started = time.monotonic()
     try:
-        chat_ids = asyncio.run(run())
+        chat_ids, counts = asyncio.run(run())
     except SeedError as error:
         print(f"scripts.seed: {error}", file=sys.stderr)
         return 1
@@ -108,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         f"chat_id {chat_ids[0]}..{chat_ids[-1]}, "
         f"email demo<chat_id>@example.com, password {args.password!r}"
     )
+    if counts is not None:
+        print(f"and, among chat_id {chat_ids[0]}..{chat_ids[chat_users - 1]}, in {chat_took:.1f} s of it: {counts}")
     return 0
 
 

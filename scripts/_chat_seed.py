@@ -1,0 +1,182 @@
+"""The seed's chat data: friendships, direct conversations, groups and their messages among demo users.
+
+Plain documents in bulk, shaped exactly as the chat routes write them (the Beanie models are the
+reference, checked by tests/test_scripts.py); no events, since seeded history has nobody to deliver to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
+
+from chat_api.friends.models import Friendship, pair_key
+from chat_api.groups.models import Group, GroupMember, GroupMessage
+from chat_api.messages.models import DirectMessage
+
+LINES = (
+    "Hi! How are you?",
+    "Fine, thanks. And you?",
+    "Busy week, but good.",
+    "Lunch tomorrow?",
+    "Sure, 12:30 at the usual place.",
+    "See you there!",
+)
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    friends: int = 2  # each chat user befriends the next `friends` ones (so has twice as many friends)
+    messages: int = 6  # per direct conversation and per group
+    group_size: int = 8  # consecutive chat users per group: a lord, an admin, the rest plain users
+
+
+@dataclass
+class ChatCounts:
+    friendships: int = 0  # pairs (two documents each)
+    direct_messages: int = 0
+    groups: int = 0
+    members: int = 0
+    group_messages: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.friendships:,} friendships, {self.direct_messages:,} direct messages, "
+            f"{self.groups:,} groups with {self.members:,} members and {self.group_messages:,} messages"
+        )
+
+
+class Clock:
+    """Message times one millisecond apart, in the order the messages' ids (their keys) are made,
+    ending now: history and keys agree, and nothing is dated in the future."""
+
+    def __init__(self, now: datetime, total: int):
+        self.next = now - timedelta(milliseconds=total)
+
+    def tick(self) -> datetime:
+        self.next += timedelta(milliseconds=1)
+        return self.next
+
+
+def summary(message: dict[str, Any]) -> dict[str, Any]:
+    """What Friendship/Group keep of their newest message."""
+    return {key: message[key] for key in ("from_id", "msg", "msg_type", "created_at")} | {"id": message["key"]}
+
+
+def new_message(clock: Clock, from_id: str, msg: str, **where: str) -> dict[str, Any]:
+    key = str(oid := ObjectId())
+    created = clock.tick()
+    return {"_id": oid, **where, "from_id": from_id, "msg": msg, "msg_type": "txt", "key": key, "client_key": key,
+            "client_msg_id": None, "created_at": created, "seq": None}  # fmt: skip
+
+
+def friend_pairs(user_ids: list[str], friends: int) -> Iterator[tuple[str, str]]:
+    """Each user with the next `friends` ones around a ring, each pair once."""
+    seen: set[str] = set()
+    count = len(user_ids)
+    for i in range(count):
+        for step in range(1, min(friends, count - 1) + 1):
+            a, b = user_ids[i], user_ids[(i + step) % count]
+            if (key := pair_key(a, b)) not in seen:
+                seen.add(key)
+                yield a, b
+
+
+def conversation(
+    clock: Clock, a: str, b: str, count: int, now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`count` messages between a and b, and their two Friendship documents: each side has read all
+    but the last message, which is unread by its recipient."""
+    pair = pair_key(a, b)
+    messages = []
+    for n in range(count):
+        sender, recipient = (a, b) if n % 2 == 0 else (b, a)
+        messages.append(new_message(clock, sender, LINES[n % len(LINES)], pair=pair, to_id=recipient))
+    friendships = []
+    for owner, friend in ((a, b), (b, a)):
+        doc: dict[str, Any] = {"owner_id": owner, "friend_id": friend, "pair": pair, "created_at": now,
+                               "last_message": None, "last_key": None, "unread": 0, "read_key": ""}  # fmt: skip
+        if messages:
+            last = messages[-1]
+            unread = last["to_id"] == owner
+            read = messages[-2]["key"] if unread and len(messages) > 1 else "" if unread else last["key"]
+            doc.update(last_message=summary(last), last_key=last["key"], unread=int(unread), read_key=read)
+        friendships.append(doc)
+    return messages, friendships
+
+
+def group(
+    clock: Clock, members: list[str], number: int, count: int, now: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A group of `members` (the first its lord, the second an admin) with `count` messages, read by
+    every member but the newest, which only its sender has read."""
+    group_id = str(gid := ObjectId())
+    messages = [
+        new_message(clock, members[n % len(members)], LINES[n % len(LINES)], group_id=group_id) for n in range(count)
+    ]
+    last = messages[-1] if messages else None
+    doc = {"_id": gid, "group_name": f"Demo group {number}", "group_desc": "Seeded by scripts.seed",
+           "group_avatar": None, "group_placard": None, "lord_id": members[0], "created_at": now,
+           "last_message": summary(last) if last else None, "last_key": last["key"] if last else None}  # fmt: skip
+    identities = ["lord", "admin"]
+    member_docs = []
+    for index, user_id in enumerate(members):
+        read_key = ""
+        if last is not None:
+            read_key = last["key"] if last["from_id"] == user_id else messages[-2]["key"] if len(messages) > 1 else ""
+        member_docs.append({"group_id": group_id, "user_id": user_id, "joined_at": now, "read_key": read_key,
+                            "identity": identities[index] if index < 2 else "user"})  # fmt: skip
+    return doc, member_docs, messages
+
+
+class Batches:
+    """Documents per collection, inserted in batches as they accumulate."""
+
+    def __init__(self, db: AsyncDatabase[Any], batch: int):
+        self.db, self.batch = db, batch
+        self.pending: dict[str, list[dict[str, Any]]] = {}
+
+    async def add(self, collection: str, documents: list[dict[str, Any]]) -> None:
+        pending = self.pending.setdefault(collection, [])
+        pending.extend(documents)
+        if len(pending) >= self.batch:
+            await self.flush(collection)
+
+    async def flush(self, collection: str | None = None) -> None:
+        for name in [collection] if collection else list(self.pending):
+            if self.pending.get(name):
+                await self.db[name].insert_many(self.pending[name], ordered=False)
+                self.pending[name] = []
+
+
+async def seed_chat(
+    db: AsyncDatabase[Any], user_ids: list[str], plan: ChatPlan, now: datetime, batch: int
+) -> ChatCounts:
+    counts = ChatCounts()
+    pairs = list(friend_pairs(user_ids, plan.friends))
+    size = plan.group_size
+    blocks = [user_ids[i : i + size] for i in range(0, len(user_ids), size)] if size >= 2 else []
+    groups = [members for members in blocks if len(members) >= 2]  # a group of one is no chat
+    clock = Clock(now, (len(pairs) + len(groups)) * plan.messages)
+    out = Batches(db, batch)
+    names = {model: model.Settings.name for model in (Friendship, DirectMessage, Group, GroupMember, GroupMessage)}
+    for a, b in pairs:
+        messages, friendships = conversation(clock, a, b, plan.messages, now)
+        await out.add(names[DirectMessage], messages)
+        await out.add(names[Friendship], friendships)
+        counts.friendships += 1
+        counts.direct_messages += len(messages)
+    for number, members in enumerate(groups, start=1):
+        doc, member_docs, messages = group(clock, members, number, plan.messages, now)
+        await out.add(names[Group], [doc])
+        await out.add(names[GroupMember], member_docs)
+        await out.add(names[GroupMessage], messages)
+        counts.groups += 1
+        counts.members += len(member_docs)
+        counts.group_messages += len(messages)
+    await out.flush()
+    return counts
