@@ -50,6 +50,13 @@ def test_list_users_bad_paging_is_400(api: Api, query: str) -> None:
     assert response.json["errors"][0]["field"].startswith("query.")
 
 
+def test_list_users_with_an_unknown_query_parameter_is_400(api: Api) -> None:
+    me = create_user(api)
+    response = api.get("/api/users?limt=10", headers=me.headers)
+    assert response.status == 400
+    assert [error["field"] for error in response.json["errors"]] == ["query.limt"]
+
+
 def test_list_users_requires_token(api: Api) -> None:
     assert api.get("/api/users").status == 401
 
