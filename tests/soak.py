@@ -45,6 +45,11 @@ EXPECTED_STATUS = {
     "checkEmail": 422,
     "update": 204,
     "password": 204,
+    "befriend": 201,
+    "agree": 204,
+    "sendMessage": 201,
+    "history": 200,
+    "conversations": 200,
 }
 
 
@@ -58,6 +63,17 @@ class SoakUser:
     token: str = ""
     # A write that got no answer may or may not have happened: such a user's final state is not checked.
     uncertain: bool = False
+    friends: list[SoakUser] = field(default_factory=list)
+
+
+@dataclass
+class Conversation:
+    """The direct messages between two soak users that the API acknowledged, by id, and those unanswered."""
+
+    a: SoakUser
+    b: SoakUser
+    acknowledged: dict[str, str] = field(default_factory=dict)  # message id -> text
+    unanswered: int = 0
 
 
 @dataclass
@@ -76,6 +92,7 @@ class Soak:
     samples: list[Sample] = field(default_factory=list)
     users: list[SoakUser] = field(default_factory=list)
     lost_registrations: int = 0
+    conversations: dict[tuple[str, str], Conversation] = field(default_factory=dict)
     chat_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(7_000_000_000 + os.getpid() * 1000))
 
     async def call(
@@ -124,6 +141,8 @@ class Soak:
                     user = await self.register(client)
                     if user is not None:
                         await self.log_in(client, user)
+                        if own and user.token and own[-1].token:
+                            await self.befriend(client, user, own[-1])
                         own.append(user)
                     continue
                 me = rng.choice(own)
@@ -147,10 +166,46 @@ class Soak:
                 elif roll < 0.70:
                     other = rng.choice(self.users)
                     await self.call(client, "checkEmail", "GET", f"/api/users/checkEmail/{other.email}")
-                elif roll < 0.95:
+                elif roll < 0.80:
                     await self.update_personality(client, me, auth, rng)
-                else:
+                elif roll < 0.85:
                     await self.change_password(client, me, auth)
+                elif roll < 0.93 and me.friends:
+                    await self.send_message(client, me, rng.choice(me.friends), auth, rng)
+                elif roll < 0.97 and me.friends:
+                    friend = rng.choice(me.friends)
+                    url = f"/api/user-message/{me.id}/{friend.id}?limit=20"
+                    await self.call(client, "history", "GET", url, headers=auth)
+                else:
+                    await self.call(client, "conversations", "GET", "/api/conversations?limit=20", headers=auth)
+
+    async def befriend(self, client: httpx.AsyncClient, me: SoakUser, other: SoakUser) -> None:
+        body = {"to_id": other.id, "verify_data": "soak"}
+        asked = await self.call(
+            client, "befriend", "POST", "/api/user-requests", headers={"Authorization": me.token}, json=body
+        )
+        if asked is None or asked.status_code != 201:
+            return
+        url = f"/api/user-requests/{asked.json()['user_request_id']}"
+        agreed = await self.call(
+            client, "agree", "PUT", url, headers={"Authorization": other.token}, json={"status": "agree"}
+        )
+        if agreed is not None and agreed.status_code == 204:
+            me.friends.append(other)
+            other.friends.append(me)
+            self.conversations[conversation_key(me, other)] = Conversation(me, other)
+
+    async def send_message(
+        self, client: httpx.AsyncClient, me: SoakUser, friend: SoakUser, auth: dict[str, str], rng: random.Random
+    ) -> None:
+        conversation = self.conversations[conversation_key(me, friend)]
+        text = f"soak {rng.randrange(1_000_000_000)}"
+        body = {"to_id": friend.id, "msg": text, "client_msg_id": secrets.token_hex(8)}
+        response = await self.call(client, "sendMessage", "POST", "/api/user-message", headers=auth, json=body)
+        if response is None:
+            conversation.unanswered += 1
+        elif response.status_code == 201:
+            conversation.acknowledged[response.json()["user_message_id"]] = text
 
     async def update_personality(
         self, client: httpx.AsyncClient, me: SoakUser, auth: dict[str, str], rng: random.Random
@@ -200,6 +255,9 @@ class Soak:
                         )
 
             await asyncio.gather(*(check(user) for user in checked))
+            await asyncio.gather(
+                *(self.check_history(client, c, semaphore, problems) for c in self.conversations.values())
+            )
             listed = await client.get("/api/users?limit=1", headers={"Authorization": reader.token})
             total = int(listed.headers.get("X-Total-Count", "-1"))
             # Exactly once: no acknowledged registration missing or doubled. Registrations that got no answer may
@@ -207,6 +265,41 @@ class Soak:
             if not len(self.users) <= total <= len(self.users) + self.lost_registrations:
                 problems.append(f"{total} users stored for {len(self.users)} acknowledged registrations")
         return problems
+
+    async def check_history(
+        self, client: httpx.AsyncClient, conversation: Conversation, semaphore: asyncio.Semaphore, problems: list[str]
+    ) -> None:
+        """The whole history of a pair, paged through: every acknowledged message once, nothing unexplained."""
+        reader = conversation.a if conversation.a.token else conversation.b
+        auth = {"Authorization": reader.token}
+        url = f"/api/user-message/{conversation.a.id}/{conversation.b.id}?limit=200"
+        found: list[tuple[str, str]] = []
+        async with semaphore:
+            before = ""
+            while True:
+                page = await client.get(url + before, headers=auth)
+                if page.status_code != 200:
+                    problems.append(f"history {conversation.a.id}/{conversation.b.id}: {page.status_code}")
+                    return
+                messages = page.json()
+                found.extend((m["id"], m["msg"]) for m in messages)
+                if len(messages) < 200:
+                    break
+                before = f"&before={messages[-1]['id']}"
+        ids = [message_id for message_id, _ in found]
+        pair = f"{conversation.a.id}/{conversation.b.id}"
+        if len(ids) != len(set(ids)):
+            problems.append(f"history {pair}: a message listed twice")
+        texts = dict(found)
+        for message_id, text in conversation.acknowledged.items():
+            if texts.get(message_id) != text:
+                problems.append(f"history {pair}: acknowledged message {message_id} missing or changed")
+        if len(ids) > len(conversation.acknowledged) + conversation.unanswered:
+            problems.append(f"history {pair}: {len(ids)} messages for {len(conversation.acknowledged)} acknowledged")
+
+
+def conversation_key(a: SoakUser, b: SoakUser) -> tuple[str, str]:
+    return (a.id, b.id) if a.id < b.id else (b.id, a.id)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -306,6 +399,7 @@ def report(soak: Soak, memory: list[tuple[float, int]], problems: list[str]) -> 
         "requests_per_s": round(len(soak.samples) / soak.duration, 1),
         "operations": operations,
         "acknowledged_users": len(soak.users),
+        "acknowledged_messages": sum(len(c.acknowledged) for c in soak.conversations.values()),
         "unanswered_registrations": soak.lost_registrations,
         "problems": problems[:20],
         "p99_ms": {"first": round(p99_first * 1000, 1), "last": round(p99_last * 1000, 1)},

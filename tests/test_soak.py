@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, Api, TestUser, auth_headers, create_user
-from tests.soak import Soak, SoakUser
+from tests.helpers import REPO, Api, TestUser, auth_headers, create_user, make_friends
+from tests.soak import Conversation, Soak, SoakUser
 
 
 @pytest.mark.slow
@@ -65,3 +65,40 @@ def test_soak_read_back_reports_every_lost_or_wrong_write(api: Api) -> None:
     assert any(f"user {stale.id}: expected" in problem and "'new'" in problem for problem in problems)
     assert any(f"user {reset.id}: login" in problem for problem in problems)
     assert any(problem.startswith("3 users stored for 4 acknowledged") for problem in problems)
+
+
+def test_soak_read_back_reports_a_lost_changed_or_doubled_message(api: Api) -> None:
+    """The read-back of direct messages: an acknowledged message that is missing or whose text changed, and more
+    messages stored than were sent, are each reported; a history that matches is not."""
+    a, b, c = (create_user(api) for _ in range(3))
+    make_friends(api, a, b)
+    make_friends(api, a, c)
+    sent = {}
+    for text in ("one", "two"):
+        response = api.post("/api/user-message", headers=a.headers, json={"to_id": b.id, "msg": text})
+        assert response.status == 201
+        sent[response.json["user_message_id"]] = text
+    extra = api.post("/api/user-message", headers=a.headers, json={"to_id": c.id, "msg": "unreported"})
+    assert extra.status == 201
+    soak = Soak(f"http://127.0.0.1:{api.client.port}", duration=0)
+
+    def soak_user(user: TestUser) -> SoakUser:
+        return SoakUser(user.id, user.chat_id, user.email, user.password, token=user.token)
+
+    first_id, second_id = sent
+    faithful = Conversation(soak_user(a), soak_user(b), acknowledged=dict(sent))
+    lost = "6b04b2e4222101c7f558afa1"
+    lossy = Conversation(soak_user(a), soak_user(b), acknowledged={first_id: "one", second_id: "changed", lost: "x"})
+    doubled = Conversation(soak_user(a), soak_user(c), acknowledged={})
+
+    def problems_of(conversation: Conversation) -> list[str]:
+        soak.users, soak.conversations = [], {("a", "b"): conversation}
+        soak.users = [soak_user(a)]
+        return [p for p in api.client._run(soak.read_back()) if p.startswith("history")]
+
+    assert problems_of(faithful) == []
+    lossy_problems = problems_of(lossy)
+    assert len(lossy_problems) == 2, lossy_problems
+    assert any(second_id in p for p in lossy_problems)
+    assert any(lost in p for p in lossy_problems)
+    assert problems_of(doubled) == [f"history {a.id}/{c.id}: 1 messages for 0 acknowledged"]
