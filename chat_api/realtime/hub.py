@@ -1,0 +1,263 @@
+"""One hub per worker: the delivery loop tailing the event log, the local sockets, and presence upkeep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.errors import PyMongoError
+from sanic.server.websockets.impl import WebsocketImplProtocol
+
+from chat_api.config import Settings
+from chat_api.events.models import Event
+from chat_api.events.service import encode, frame, oldest_seq
+from chat_api.realtime import presence
+
+log = logging.getLogger("chat_api.realtime")
+
+TAIL_BATCH = 500
+RETRY_AFTER_ERROR = 0.5  # the store is down or slow: look again soon, without hammering it
+REAP_INTERVAL = 0.5
+RESET_CHECK_INTERVAL = 0.25  # how often the tail checks that the log did not start again
+CLOSE_TIMEOUT = 2.0
+BACKLOG_SEND_TIMEOUT = 10.0  # a client that reads nothing of its backlog for this long is dropped
+# Close codes (4000-4999 are the application's own).
+UNAUTHORIZED = 4401
+TOO_SLOW = 4408
+GOING_AWAY = 1001
+
+
+class Connection:
+    """One authenticated socket: a bounded queue of frames and the one task that writes them.
+
+    Nothing but the sender ever waits on the client; when the queue is full the client is not
+    reading, and it is dropped (it can resume with its last seq).
+    """
+
+    def __init__(self, ws: WebsocketImplProtocol, user_id: str, token_version: int, record_id: str, queue_size: int):
+        self.ws = ws
+        self.user_id = user_id
+        self.token_version = token_version
+        self.record_id = record_id
+        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        # Live events that arrive while the backlog is being sent; None once live.
+        self.pending: list[tuple[int, str]] | None = []
+        self.pending_limit = queue_size * 4
+        self.last_seq = 0  # the newest seq sent, or known to be covered
+        self.sender: asyncio.Task[None] | None = None
+        self.closing = False
+
+    def start(self) -> None:
+        self.sender = asyncio.create_task(self._send_loop())
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self.ws.send(await self.queue.get())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the connection went away: the handler's recv notices too
+            log.debug("socket of user %s: send failed", self.user_id)
+
+    def deliver(self, seq: int, text: str) -> None:
+        """Called by the delivery loop: never waits."""
+        if self.pending is not None:
+            self.pending.append((seq, text))
+            if len(self.pending) > self.pending_limit:
+                self.drop()
+            return
+        if seq > self.last_seq:
+            self.last_seq = seq
+            self.push(text)
+
+    def push(self, text: str) -> None:
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.drop()
+
+    async def push_waiting(self, text: str) -> None:
+        """For the backlog, sent by the socket's own handler: waits for room, up to BACKLOG_SEND_TIMEOUT."""
+        try:
+            await asyncio.wait_for(self.queue.put(text), BACKLOG_SEND_TIMEOUT)
+        except TimeoutError:
+            self.drop()
+
+    def go_live(self, covered: int) -> None:
+        """Everything up to `covered` was sent (or is not wanted): flush what came meanwhile, then go live."""
+        pending, self.pending = self.pending or [], None
+        self.last_seq = max(self.last_seq, covered)
+        for seq, text in pending:
+            self.deliver(seq, text)
+
+    def drop(self) -> None:
+        if self.closing:
+            return
+        log.info("socket of user %s dropped: its client does not read", self.user_id)
+        self.closing = True
+        if self.sender is not None:
+            self.sender.cancel()
+        # Not close(): its handshake would wait behind the data the client is not reading.
+        self.ws.fail_connection(TOO_SLOW, "send buffer full: reconnect with last_seq")
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.sender is not None:
+            self.sender.cancel()
+        _spawn(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self.ws.close(code, reason), CLOSE_TIMEOUT)
+        except Exception:
+            self.ws.fail_connection(code, reason)
+
+    async def stop(self) -> None:
+        if self.sender is not None:
+            self.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sender
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+    # asyncio keeps only weak references to tasks: hold them until they finish.
+    task = asyncio.create_task(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+class Hub:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.sockets: dict[str, set[Connection]] = {}
+        self.last_seq = 0
+        self.last_id: object = None  # the `_id` of the event at last_seq, to notice a log that restarted
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        newest = await Event.get_pymongo_collection().find_one({}, {"seq": 1}, sort=[("seq", -1)])
+        if newest is not None:
+            self.last_seq, self.last_id = newest["seq"], newest["_id"]
+        self.tasks = [
+            asyncio.create_task(self._forever(self._tail, 0), name="delivery-loop"),
+            asyncio.create_task(self._forever(self._refresh, presence.RECORD_REFRESH), name="presence-refresh"),
+            asyncio.create_task(self._forever(self._reap, REAP_INTERVAL), name="presence-reaper"),
+        ]
+        log.info("delivery loop started after seq %s", self.last_seq)
+
+    async def stop(self) -> None:
+        """Before the server stops: clients reconnect (to another worker) and resume."""
+        for connections in list(self.sockets.values()):
+            for connection in list(connections):
+                connection.close(GOING_AWAY, "server restarting: reconnect with last_seq")
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks = []
+
+    def register(self, connection: Connection) -> None:
+        self.sockets.setdefault(connection.user_id, set()).add(connection)
+
+    def unregister(self, connection: Connection) -> None:
+        connections = self.sockets.get(connection.user_id)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self.sockets[connection.user_id]
+
+    def record_ids(self) -> list[str]:
+        return [c.record_id for connections in self.sockets.values() for c in connections if not c.closing]
+
+    async def _forever(self, step: Any, interval: float) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except PyMongoError as error:
+                log.warning("%s: store error, retrying: %s", asyncio.current_task().get_name(), error)  # type: ignore[union-attr]
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+            except Exception:
+                log.exception("%s failed, restarting it", asyncio.current_task().get_name())  # type: ignore[union-attr]
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+            if interval:
+                await asyncio.sleep(interval)
+
+    async def _tail(self) -> None:
+        """Every event after the last one seen, in seq order (`seq_1`); a short sleep when there is none."""
+        checked = time.monotonic()
+        while True:
+            cursor = (
+                Event.get_pymongo_collection()
+                .find({"seq": {"$gt": self.last_seq}}, {"seq": 1, "type": 1, "recipients": 1, "data": 1})
+                .sort("seq", ASCENDING)
+                .limit(TAIL_BATCH)
+                .batch_size(TAIL_BATCH)
+            )
+            docs = await cursor.to_list()
+            for doc in docs:
+                self.last_seq, self.last_id = doc["seq"], doc["_id"]
+                try:
+                    self.dispatch(doc)
+                except Exception:
+                    log.exception("could not dispatch event %s", doc.get("seq"))
+            if len(docs) < TAIL_BATCH:
+                await asyncio.sleep(self.settings.event_poll_interval)
+            if time.monotonic() - checked > RESET_CHECK_INTERVAL:
+                checked = time.monotonic()
+                await self._check_reset()
+
+    async def _check_reset(self) -> None:
+        """The event we saw last is gone or replaced: the log was emptied (every event expired, or
+        a wipe) and its numbers started again at 1, so the tail starts again from its beginning."""
+        if not self.last_seq:
+            return
+        doc = await Event.get_pymongo_collection().find_one({"seq": self.last_seq}, {"_id": 1})
+        if doc is not None and doc["_id"] == self.last_id:
+            return
+        if doc is None and ((oldest := await oldest_seq()) is None or oldest > self.last_seq):
+            return  # it expired (the oldest go first), and what follows it is read by the tail
+        log.warning("the event log started again below seq %s: tailing it from its start", self.last_seq)
+        self.last_seq, self.last_id = 0, None
+
+    def dispatch(self, doc: dict[str, Any]) -> None:
+        seq: int = doc["seq"]
+        if doc["type"] == "logout":
+            version = int(doc["data"].get("token_version", 0))
+            for user_id in doc["recipients"]:
+                for connection in list(self.sockets.get(user_id, ())):
+                    if connection.token_version < version:
+                        connection.close(UNAUTHORIZED, "logged out")
+            return
+        text: str | None = None
+        for user_id in doc["recipients"]:
+            connections = self.sockets.get(user_id)
+            if not connections:
+                continue
+            if text is None:  # encoded once, only when someone here receives it
+                text = encode(frame(doc))
+            for connection in list(connections):
+                connection.deliver(seq, text)
+
+    async def _refresh(self) -> None:
+        await presence.refresh(self.record_ids())
+
+    async def _reap(self) -> None:
+        await presence.reap()
