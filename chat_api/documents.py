@@ -3,6 +3,7 @@
 from beanie import Document
 
 from chat_api.events.models import Event
+from chat_api.files.models import FileChunk, StoredFile
 from chat_api.friends.models import Friendship, UserRequest
 from chat_api.groups.models import Group, GroupMember, GroupMessage
 from chat_api.messages.models import DirectMessage
@@ -21,5 +22,8 @@ DOCUMENT_MODELS: list[type[Document]] = [
     GroupMessage,
     Event,
     PresenceRecord,
-    # GridFS (chat_api/files/models.py): see issue 3's uploads work.
+    # GridFS's collections, written by PyMongo's bucket; on nx-27017 their indexes are the
+    # store's own (chat_api.indexes, GRIDFS_COLLECTIONS).
+    StoredFile,
+    FileChunk,
 ]

@@ -151,7 +151,9 @@ def validate_query(model: type[BaseModel]) -> Callable[[Handler], Handler]:
         @wraps(handler)
         async def wrapper(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
             known = model.model_fields
-            data = {name: request.args.get(name) for name in known if name in request.args}
+            # Blank values kept: `?limit=` is invalid input (400), not a request for the default.
+            given = request.get_args(keep_blank_values=True)
+            data = {name: given.get(name) for name in known if name in given}
             kwargs["query"] = parse_model(model, data, prefix=("query",))
             return await handler(request, *args, **kwargs)
 

@@ -32,6 +32,8 @@ async def run(action: str, settings: Settings) -> int:
             print(f"missing  {spec}")
         for spec in status.extra:
             print(f"extra    {spec}")
+        for spec in status.fixed:
+            print(f"fixed    {spec} (built into the store, which create and drop cannot change)")
         if status.drift:
             print("drift: `create` adds what is missing; `drop` then `create` also removes what is extra")
             return 1

@@ -211,3 +211,12 @@ def stop_server(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def make_friends(api: Api, a: TestUser, b: TestUser) -> None:
+    """`a` asks `b` to be friends and `b` agrees, through the API."""
+    sent = api.post("/api/user-requests", json={"to_id": b.id, "verify_data": "hi"}, headers=a.headers)
+    assert sent.status == 201, sent.text
+    path = f"/api/user-requests/{sent.json['user_request_id']}"
+    answered = api.put(path, json={"status": "agree"}, headers=b.headers)
+    assert answered.status == 204, answered.text

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import gridfs
 import pytest
 from pymongo import MongoClient
 
@@ -15,6 +16,9 @@ from tests.conftest import OtherApp
 from tests.helpers import Api, run_script, subprocess_env
 
 DECLARED = len(declared_indexes())
+# nx-27017 keeps GridFS in tables with fixed indexes: `create` only makes the tables (which bring
+# the (files_id, n) unique index, not fs.files' (filename, uploadDate)), and `drop` leaves them.
+GRIDFS_DECLARED = len([spec for spec in declared_indexes() if spec.collection.startswith("fs.")])
 
 
 def test_indexes_create_drop_status_round_trip(tmp_path: Path) -> None:
@@ -28,7 +32,8 @@ def test_indexes_create_drop_status_round_trip(tmp_path: Path) -> None:
 
     created = run_script("scripts.indexes", "create", cwd=tmp_path, env=env)
     assert created.returncode == 0, created.stderr
-    assert f"{DECLARED} index(es) created" in created.stdout
+    assert f"{DECLARED - 1} index(es) created" in created.stdout
+    assert "created  fs.chunks.files_id_1_n_1 {files_id: 1, n: 1} unique=True" in created.stdout
     assert "rate_limits.expires_at_ttl {expires_at: 1} expireAfterSeconds=0" in created.stdout
 
     again = run_script("scripts.indexes", "create", cwd=tmp_path, env=env)
@@ -37,11 +42,13 @@ def test_indexes_create_drop_status_round_trip(tmp_path: Path) -> None:
     status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
     assert status.returncode == 0
     assert "present  users.email_1 {email: 1} unique" in status.stdout
+    assert "present  fs.chunks.files_id_1_n_1" in status.stdout
+    assert "fixed    fs.files.filename_1_uploadDate_1" in status.stdout
     assert "in sync" in status.stdout
 
     dropped = run_script("scripts.indexes", "drop", cwd=tmp_path, env=env)
     assert dropped.returncode == 0
-    assert f"{DECLARED} index(es) dropped" in dropped.stdout
+    assert f"{DECLARED - GRIDFS_DECLARED} index(es) dropped" in dropped.stdout
 
     status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
     assert status.returncode == 1
@@ -61,10 +68,10 @@ def test_indexes_status_reports_extra_index(tmp_path: Path) -> None:
     assert "extra    users.idx_users_username" in status.stdout or "extra    users.username_1" in status.stdout
 
     dropped = run_script("scripts.indexes", "drop", cwd=tmp_path, env=env)
-    assert f"{DECLARED + 1} index(es) dropped" in dropped.stdout
+    assert f"{DECLARED - GRIDFS_DECLARED + 1} index(es) dropped" in dropped.stdout
     status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
     assert "extra    " not in status.stdout
-    assert status.stdout.count("missing  ") == DECLARED
+    assert status.stdout.count("missing  ") == DECLARED - GRIDFS_DECLARED
 
 
 def test_seed_inserts_loginable_demo_users(tmp_path: Path, other_app: OtherApp) -> None:
@@ -168,3 +175,21 @@ def test_a_ttl_of_zero_is_an_option_of_its_own() -> None:
     plain = IndexSpec.of("rate_limits", "expires_at_1", [("expires_at", 1)], {"v": 2})
     assert ttl.same_index(declared["expires_at_ttl"])
     assert not plain.same_index(declared["expires_at_ttl"])
+
+
+def test_indexes_status_on_a_fresh_store_leaves_gridfs_working(tmp_path: Path) -> None:
+    """On nx-27017, listing the indexes of `fs.chunks` before its table exists would create a
+    document table under its name, and every upload would fail from then on."""
+    env = subprocess_env(tmp_path / "data")
+    status = run_script("scripts.indexes", "status", cwd=tmp_path, env=env)
+    assert "missing  fs.chunks.files_id_1_n_1" in status.stdout
+    store = EmbeddedStore(tmp_path / "data").start()
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(store.uri)
+        file_id = gridfs.GridFSBucket(client.chat).upload_from_stream("a", b"\x89PNG\r\n\x1a\n" * 1000)
+        assert gridfs.GridFSBucket(client.chat).open_download_stream(file_id).read() == b"\x89PNG\r\n\x1a\n" * 1000
+        client.close()
+    finally:
+        store.stop()
+    status = run_script("scripts.indexes", "create", cwd=tmp_path, env=env)
+    assert status.returncode == 0, status.stderr

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, field_validator
 
 from chat_api.messages.models import MsgType
+from chat_api.users.models import as_utc
 from chat_api.users.schemas import Pagination  # noqa: F401  (re-exported for the other lists)
 from chat_api.validation import StrictModel, whole_number
 
@@ -35,3 +38,46 @@ class MessageCursor(StrictModel):
     @classmethod
     def digits(cls, value: object) -> int:
         return whole_number(value, minimum=0)
+
+
+class DirectMessageIn(MessageIn):
+    to_id: Annotated[str, StringConstraints(max_length=64), Field(description="The friend to send to")]
+
+
+class MessagePublic(BaseModel):
+    """A direct message as the API shows it, in the history and in `message` events."""
+
+    id: str
+    from_id: str
+    to_id: str
+    msg: str
+    msg_type: MsgType
+    client_msg_id: str | None
+    created_at: datetime
+    seq: Annotated[int | None, Field(description="The event that delivered it (null inside the event itself)")]
+
+    @field_validator("created_at", mode="after")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @classmethod
+    def from_stored(cls, doc: Mapping[str, Any]) -> MessagePublic:
+        return cls(
+            id=doc["key"],
+            from_id=doc["from_id"],
+            to_id=doc["to_id"],
+            msg=doc["msg"],
+            msg_type=doc.get("msg_type", "txt"),
+            client_msg_id=doc.get("client_msg_id"),
+            created_at=doc["created_at"],
+            seq=doc.get("seq"),
+        )
+
+
+class DirectMessageSent(BaseModel):
+    user_message_id: str
+    message: MessagePublic
+
+
+MESSAGE_LIST: TypeAdapter[list[MessagePublic]] = TypeAdapter(list[MessagePublic])

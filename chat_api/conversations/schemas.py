@@ -1,0 +1,44 @@
+"""Response models of the conversation list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
+
+from chat_api.messages.models import MsgType
+from chat_api.users.models import as_utc
+
+
+class LastMessage(BaseModel):
+    """The newest message of a conversation, as summarised on Friendship and Group."""
+
+    id: str
+    from_id: str
+    msg: str
+    msg_type: MsgType
+    created_at: datetime
+
+    @field_validator("created_at", mode="after")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+
+class Conversation(BaseModel):
+    type: Literal["user", "group"]
+    id: str = Field(description="The friend's user id, or the group's id")
+    name: str = Field(description="The friend's username, or the group's name")
+    avatar: str | None
+    last_message: LastMessage | None
+    unread: int = Field(description="Messages from others not read yet; for a group, at most 999")
+    updated_at: datetime = Field(description="When the last message was sent (a group without any: its creation)")
+
+    @field_validator("updated_at", mode="after")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+
+CONVERSATION_LIST: TypeAdapter[list[Conversation]] = TypeAdapter(list[Conversation])

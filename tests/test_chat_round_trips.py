@@ -1,0 +1,128 @@
+"""Store commands per request of the friends, direct-message and conversation routes, counted exactly.
+
+Held like tests/test_round_trips.py: a new command fails here, so a change of cost is a decision.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from gridfs import GridFSBucket
+from pymongo.database import Database
+
+from bench.round_trips import CommandCounter, RoundTrips
+from chat_api import store
+from tests.conftest import OtherApp
+from tests.helpers import Api, create_user, make_friends
+
+# route -> commands, in the order sent (those gathered together may come in either order).
+# Every route starts with the token's user (find users).
+EXPECTED: dict[str, int] = {
+    # token, recipient exists + already friends (together), insert, publish (newest seq, insert)
+    "POST /api/user-requests": 6,
+    # token, both directions' pages and counts (together), the profiles
+    "GET /api/user-requests": 6,
+    # token, request, both friendships (one insert), conditional status, publish (2)
+    "PUT /api/user-requests/<id> agree": 6,
+    "PUT /api/user-requests/<id> refuse": 5,
+    # token, page + count (together), profiles
+    "GET /api/friends": 4,
+    # token, delete both sides
+    "DELETE /api/friends/<user_id>": 2,
+    # token, friendship, insert, publish (2), both summaries + unread (one bulk), seq
+    "POST /api/user-message": 7,
+    # the same with the file's existence checked beside the friendship
+    "POST /api/user-message img": 8,
+    # token, friendship, the insert the unique client_key refuses, the original
+    "POST /api/user-message retry": 4,
+    # token, the page
+    "GET /api/user-message/<from_id>/<to_id>": 2,
+    # token, friendships + memberships (together), groups, profiles + one count per group on the page (together)
+    "GET /api/conversations": 6,
+    # token, friendship, conditional update
+    "PUT /api/conversations/user/<id>/read": 3,
+    # token, group + membership (together), update
+    "PUT /api/conversations/group/<id>/read": 4,
+}
+
+
+@pytest.fixture
+def measure(other_app: OtherApp, monkeypatch: pytest.MonkeyPatch, sync_db: Database[dict[str, Any]]) -> Any:
+    counter = CommandCounter()
+    monkeypatch.setitem(store.CLIENT_OPTIONS, "event_listeners", [counter])
+    with other_app() as client:
+        api = Api(client)
+        measured: dict[str, RoundTrips] = {}
+
+        def call(route: str, expect: int, send: Callable[[], Any]) -> Any:
+            counter.commands.clear()
+            counter.recording = True
+            try:
+                response = send()
+            finally:
+                counter.recording = False
+            assert response.status == expect, (route, response.text)
+            measured[route] = RoundTrips(tuple(counter.commands))
+            return response
+
+        yield api, call, measured
+
+
+def test_chat_routes_take_their_measured_store_round_trips(measure: Any, sync_db: Database[dict[str, Any]]) -> None:
+    api, call, measured = measure
+    me, friend, asker, refused = (create_user(api) for _ in range(4))
+    make_friends(api, me, friend)
+    sent = call(
+        "POST /api/user-requests",
+        201,
+        lambda: api.post("/api/user-requests", json={"to_id": me.id}, headers=asker.headers),
+    )
+    api.post("/api/user-requests", json={"to_id": me.id}, headers=refused.headers)
+    call("GET /api/user-requests", 200, lambda: api.get("/api/user-requests", headers=me.headers))
+    request_id = sent.json["user_request_id"]
+    call(
+        "PUT /api/user-requests/<id> agree",
+        204,
+        lambda: api.put(f"/api/user-requests/{request_id}", json={"status": "agree"}, headers=me.headers),
+    )
+    other_request = api.get("/api/user-requests", headers=me.headers).json[0]["user_request_id"]
+    call(
+        "PUT /api/user-requests/<id> refuse",
+        204,
+        lambda: api.put(f"/api/user-requests/{other_request}", json={"status": "refuse"}, headers=me.headers),
+    )
+    call("GET /api/friends", 200, lambda: api.get("/api/friends", headers=me.headers))
+    call("DELETE /api/friends/<user_id>", 204, lambda: api.delete(f"/api/friends/{asker.id}", headers=me.headers))
+    body = {"to_id": friend.id, "msg": "hello", "client_msg_id": "rt-1"}
+    call("POST /api/user-message", 201, lambda: api.post("/api/user-message", json=body, headers=me.headers))
+    call("POST /api/user-message retry", 200, lambda: api.post("/api/user-message", json=body, headers=me.headers))
+    file_id = GridFSBucket(sync_db).upload_from_stream("a.png", io.BytesIO(b"\x89PNG\r\n\x1a\n"))
+    image = {"to_id": friend.id, "msg": f"/api/files/{file_id}", "msg_type": "img"}
+    call("POST /api/user-message img", 201, lambda: api.post("/api/user-message", json=image, headers=me.headers))
+    call(
+        "GET /api/user-message/<from_id>/<to_id>",
+        200,
+        lambda: api.get(f"/api/user-message/{me.id}/{friend.id}", headers=me.headers),
+    )
+    group = sync_db.groups.insert_one(
+        {"group_name": "g", "lord_id": me.id, "created_at": "2026-01-01T00:00:00", "last_key": "f" * 24}
+    )
+    group_id = str(group.inserted_id)
+    sync_db.group_members.insert_one({"group_id": group_id, "user_id": me.id, "identity": "lord", "read_key": ""})
+    call("GET /api/conversations", 200, lambda: api.get("/api/conversations", headers=friend.headers))
+    call("GET /api/conversations", 200, lambda: api.get("/api/conversations", headers=me.headers))
+    call(
+        "PUT /api/conversations/user/<id>/read",
+        204,
+        lambda: api.put(f"/api/conversations/user/{me.id}/read", headers=friend.headers),
+    )
+    call(
+        "PUT /api/conversations/group/<id>/read",
+        204,
+        lambda: api.put(f"/api/conversations/group/{group_id}/read", headers=me.headers),
+    )
+    details = "\n".join(f"{route}: {trips}" for route, trips in measured.items())
+    assert {route: trips.data for route, trips in measured.items()} == EXPECTED, details
