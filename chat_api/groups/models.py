@@ -53,6 +53,10 @@ class GroupMessage(Document):
     client_msg_id: str | None = None
     created_at: datetime
     seq: int | None = None
+    # While `seq` is None, the request that stored the message is delivering it until this time
+    # (epoch ms); after it, a retry with the same client_msg_id takes the delivery over. An int:
+    # nx-27017 turns dates written by $set into strings, which equality filters would then miss.
+    deliver_by_ms: int | None = None
 
     class Settings:
         name = "group_messages"

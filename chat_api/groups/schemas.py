@@ -1,0 +1,117 @@
+"""Request and response models for groups, their members and their messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+
+from chat_api.groups.models import Identity
+from chat_api.messages.models import MsgType
+from chat_api.messages.schemas import ObjectIdString
+from chat_api.users.schemas import UserPublic
+from chat_api.validation import StrictModel
+
+MAX_NAME_LENGTH = 64
+MAX_DESC_LENGTH = 500
+MAX_AVATAR_LENGTH = 2048
+MAX_PLACARD_LENGTH = 2000
+
+
+def _not_blank(value: str) -> str:
+    # Stripped after the length check, so what the schema documents (length of the raw string)
+    # is exactly what is enforced.
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("must not be blank")
+    return stripped
+
+
+GroupName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_not_blank)]
+GroupDesc = Annotated[str, StringConstraints(max_length=MAX_DESC_LENGTH)]
+GroupAvatar = Annotated[str, StringConstraints(max_length=MAX_AVATAR_LENGTH)]
+GroupPlacard = Annotated[str, StringConstraints(max_length=MAX_PLACARD_LENGTH)]
+
+
+class GroupCreate(StrictModel):
+    group_name: GroupName
+    group_desc: GroupDesc | None = None
+    group_avatar: GroupAvatar | None = None
+    group_placard: GroupPlacard | None = None
+
+
+def _document_refused_null(schema: dict[str, Any]) -> None:
+    """`group_name` may be left out but not set to null: documented without the null branch."""
+    field = schema["properties"]["group_name"]
+    branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+    field.pop("default", None)
+    field.update(branches[0])
+
+
+class GroupUpdate(StrictModel):
+    """Any subset of the fields; only those present change. null clears the optional ones."""
+
+    model_config = ConfigDict(json_schema_extra=_document_refused_null)
+
+    group_name: GroupName | None = None
+    group_desc: GroupDesc | None = None
+    group_avatar: GroupAvatar | None = None
+    group_placard: GroupPlacard | None = None
+
+    @field_validator("group_name", mode="before")
+    @classmethod
+    def not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be changed but not set to null")
+        return value
+
+
+class GroupCreated(BaseModel):
+    group_id: str
+
+
+class GroupPublic(BaseModel):
+    """A group as its members see it, with the caller's own identity in it."""
+
+    id: str
+    group_name: str
+    group_desc: str | None
+    group_avatar: str | None
+    group_placard: str | None
+    lord_id: str
+    created_at: datetime
+    identity: Identity
+
+
+class MemberAdd(StrictModel):
+    user_id: ObjectIdString
+
+
+class IdentityChange(StrictModel):
+    identity: Literal["admin", "user"]
+
+
+class GroupMemberPublic(UserPublic):
+    """A member's public profile, with their identity in the group and when they joined."""
+
+    identity: Identity
+    joined_at: datetime
+
+
+class GroupMessagePublic(BaseModel):
+    id: str
+    group_id: str
+    from_id: str
+    msg: str
+    msg_type: MsgType
+    client_msg_id: str | None
+    created_at: datetime
+    # The event that delivered the message; null inside that event itself (the frame carries it).
+    seq: int | None
+
+
+class GroupMessageSent(GroupMessagePublic):
+    """The stored message (the original one on a retry with the same client_msg_id)."""
+
+    group_message_id: str

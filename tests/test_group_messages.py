@@ -1,0 +1,460 @@
+"""Group messages over real HTTP: sending, validation, idempotent retries, the one event per message, the
+history by cursor and its index, and the store round trips of every group route."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo.database import Database
+
+from bench.round_trips import CommandCounter, RoundTrips
+from chat_api import store
+from chat_api.groups.service import history_query
+from tests.conftest import OtherApp
+from tests.helpers import Api, TestUser, create_user, make_friends
+from tests.test_groups import UNKNOWN_ID, add, make_group, new_group
+
+
+def send(api: Api, group_id: str, user: TestUser, msg: str = "hello", **fields: Any) -> Any:
+    return api.post(f"/api/groups/{group_id}/messages", json={"msg": msg, **fields}, headers=user.headers)
+
+
+def history(api: Api, group_id: str, user: TestUser, query: str = "") -> Any:
+    return api.get(f"/api/groups/{group_id}/messages{query}", headers=user.headers)
+
+
+def group_events(sync_db: Database[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(sync_db.events.find({"type": "group_message"}).sort("seq", 1))
+
+
+def stored_file(sync_db: Database[dict[str, Any]]) -> str:
+    """A GridFS file entry, as an upload leaves it (its bytes do not matter here)."""
+    file_id = ObjectId()
+    sync_db["fs.files"].insert_one(
+        {"_id": file_id, "length": 3, "chunkSize": 261120, "uploadDate": file_id.generation_time, "filename": "a.png"}
+    )
+    return f"/api/files/{file_id}"
+
+
+@pytest.fixture
+def group_of(api: Api) -> Any:
+    return lambda lord, members=(), admins=(): make_group(api, lord, members, admins)
+
+
+# Sending
+
+
+def test_a_member_sends_a_message(api: Api, group_of: Any, sync_db: Database[dict[str, Any]]) -> None:
+    lord, member = create_user(api), create_user(api)
+    group_id = group_of(lord, members=(member,))
+    response = send(api, group_id, member, "hi all")
+    assert response.status == 201, response.text
+    body = response.json
+    assert body["group_message_id"] == body["id"]
+    assert (body["group_id"], body["from_id"], body["msg"], body["msg_type"]) == (group_id, member.id, "hi all", "txt")
+    assert body["client_msg_id"] is None
+    assert isinstance(body["seq"], int)
+    shown = history(api, group_id, lord).json
+    assert [m["id"] for m in shown] == [body["id"]]
+    assert shown[0]["seq"] == body["seq"]
+
+
+def test_send_publishes_one_event_to_every_member(api: Api, group_of: Any, sync_db: Database[dict[str, Any]]) -> None:
+    lord, admin, member = create_user(api), create_user(api), create_user(api)
+    group_id = group_of(lord, members=(member,), admins=(admin,))
+    body = send(api, group_id, member, "to everyone").json
+    events = group_events(sync_db)
+    assert len(events) == 1
+    event = events[0]
+    assert event["seq"] == body["seq"]
+    assert sorted(event["recipients"]) == sorted([lord.id, admin.id, member.id])
+    assert event["data"]["group_id"] == group_id
+    assert event["data"]["message"]["id"] == body["id"]
+    assert event["data"]["message"]["msg"] == "to everyone"
+    assert event["transient"] is False
+
+
+def test_send_sets_the_groups_last_message(api: Api, group_of: Any, sync_db: Database[dict[str, Any]]) -> None:
+    lord, member = create_user(api), create_user(api)
+    group_id = group_of(lord, members=(member,))
+    send(api, group_id, lord, "first")
+    last = send(api, group_id, member, "second").json
+    group = sync_db.groups.find_one({"_id": ObjectId(group_id)})
+    assert group is not None
+    assert group["last_key"] == last["id"]
+    assert group["last_message"]["id"] == last["id"]
+    assert group["last_message"]["msg"] == "second"
+    assert group["last_message"]["from_id"] == member.id
+    assert set(group["last_message"]) == {"id", "from_id", "msg", "msg_type", "created_at"}
+
+
+def test_a_message_moves_only_its_own_groups_last_message(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    lord = create_user(api)
+    older, newer = new_group(api, lord), new_group(api, lord)
+    kept = send(api, older, lord, "in the older group").json["id"]
+    last = send(api, newer, lord, "in the newer group").json["id"]
+    stored = {str(g["_id"]): g["last_key"] for g in sync_db.groups.find()}
+    assert stored == {older: kept, newer: last}
+
+
+def test_a_new_member_has_read_what_was_said_before_they_joined(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    lord, friend = create_user(api), create_user(api)
+    group_id = new_group(api, lord)
+    before = send(api, group_id, lord, "before you came").json["id"]
+    make_friends(api, lord, friend)
+    assert add(api, group_id, lord, friend).status == 201
+    joined = sync_db.group_members.find_one({"group_id": group_id, "user_id": friend.id})
+    assert joined is not None
+    assert joined["read_key"] == before
+    lord_membership = sync_db.group_members.find_one({"group_id": group_id, "user_id": lord.id})
+    assert lord_membership is not None
+    assert lord_membership["read_key"] == ""
+
+
+def test_a_former_member_no_longer_receives_the_event(
+    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
+) -> None:
+    lord, member = create_user(api), create_user(api)
+    group_id = group_of(lord, members=(member,))
+    assert api.delete(f"/api/groups/{group_id}/members/{member.id}", headers=member.headers).status == 204
+    send(api, group_id, lord)
+    assert group_events(sync_db)[0]["recipients"] == [lord.id]
+
+
+def test_send_to_a_group_by_a_non_member_is_forbidden(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    lord, stranger = create_user(api), create_user(api)
+    group_id = new_group(api, lord)
+    response = send(api, group_id, stranger)
+    assert response.status == 403
+    assert response.json["message"]
+    assert sync_db.group_messages.count_documents({}) == 0
+    assert group_events(sync_db) == []
+
+
+@pytest.mark.parametrize("group_id", [UNKNOWN_ID, "bad"])
+def test_send_to_an_unknown_group_is_404(api: Api, group_id: str) -> None:
+    user = create_user(api)
+    assert send(api, group_id, user).status == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"msg": ""},
+        {"msg": "x" * 4001},
+        {"msg": 5},
+        {"msg": "hi", "msg_type": "video"},
+        {"msg": "hi", "client_msg_id": ""},
+        {"msg": "hi", "client_msg_id": "x" * 65},
+        {"msg": "hi", "group_id": UNKNOWN_ID},
+    ],
+)
+def test_send_with_invalid_body_is_400(api: Api, body: dict[str, Any], sync_db: Database[dict[str, Any]]) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    response = api.post(f"/api/groups/{group_id}/messages", json=body, headers=lord.headers)
+    assert response.status == 400, response.text
+    assert sync_db.group_messages.count_documents({}) == 0
+
+
+def test_a_message_of_4000_characters_is_accepted(api: Api) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    assert send(api, group_id, lord, "é" * 4000).status == 201
+
+
+@pytest.mark.parametrize(
+    "msg",
+    ["https://example.com/a.png", f"/api/files/{UNKNOWN_ID}", "/api/files/xyz", "hello", f"x/api/files/{UNKNOWN_ID}"],
+)
+@pytest.mark.parametrize("msg_type", ["img", "voice"])
+def test_img_or_voice_without_a_stored_file_url_is_400(api: Api, msg: str, msg_type: str) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    response = send(api, group_id, lord, msg, msg_type=msg_type)
+    assert response.status == 400, response.text
+    assert response.json["errors"][0]["field"] == "msg"
+
+
+def test_img_with_a_stored_file_url_is_sent(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    url = stored_file(sync_db)
+    response = send(api, group_id, lord, url, msg_type="img")
+    assert response.status == 201, response.text
+    assert (response.json["msg"], response.json["msg_type"]) == (url, "img")
+
+
+# Idempotent retries
+
+
+def test_a_retry_with_the_same_client_msg_id_returns_the_original(
+    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
+) -> None:
+    lord, member = create_user(api), create_user(api)
+    group_id = group_of(lord, members=(member,))
+    first = send(api, group_id, member, "once", client_msg_id="c-1")
+    assert first.status == 201
+    again = send(api, group_id, member, "once", client_msg_id="c-1")
+    assert again.status == 200
+    assert again.json == first.json
+    assert again.json["client_msg_id"] == "c-1"
+    assert sync_db.group_messages.count_documents({}) == 1
+    assert len(group_events(sync_db)) == 1
+    assert group_events(sync_db)[0]["data"]["message"]["client_msg_id"] == "c-1"
+
+
+def test_concurrent_retries_store_one_message(api: Api, group_of: Any, sync_db: Database[dict[str, Any]]) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    request = (
+        "POST",
+        f"/api/groups/{group_id}/messages",
+        {"json": {"msg": "x", "client_msg_id": "c"}, "headers": lord.headers},
+    )
+    responses = api.concurrently([request] * 4)
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert sync_db.group_messages.count_documents({}) == 1
+    # delivered once: the retries found its first request still delivering it
+    assert len(group_events(sync_db)) == 1
+
+
+def test_the_same_client_msg_id_from_two_senders_is_two_messages(api: Api, group_of: Any) -> None:
+    lord, member = create_user(api), create_user(api)
+    group_id = group_of(lord, members=(member,))
+    assert send(api, group_id, lord, "a", client_msg_id="same").status == 201
+    assert send(api, group_id, member, "b", client_msg_id="same").status == 201
+
+
+def store_undelivered(
+    sync_db: Database[dict[str, Any]], group_id: str, sender: TestUser, deliver_by_ms: int
+) -> ObjectId:
+    """What a first attempt leaves when its process dies right after storing the message."""
+    oid = ObjectId()
+    sync_db.group_messages.insert_one(
+        {
+            "_id": oid,
+            "group_id": group_id,
+            "from_id": sender.id,
+            "msg": "lost?",
+            "msg_type": "txt",
+            "key": str(oid),
+            "client_key": f"{sender.id}:c-9",
+            "client_msg_id": "c-9",
+            "created_at": oid.generation_time,
+            "seq": None,
+            "deliver_by_ms": deliver_by_ms,
+        }
+    )
+    return oid
+
+
+def test_a_retry_of_a_message_stored_but_never_published_publishes_it(
+    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
+) -> None:
+    lord, member = create_user(api), create_user(api)
+    group_id = group_of(lord, members=(member,))
+    oid = store_undelivered(sync_db, group_id, member, deliver_by_ms=int(time.time() * 1000) - 1)
+    retry = send(api, group_id, member, "lost?", client_msg_id="c-9")
+    assert retry.status == 200
+    assert retry.json["id"] == str(oid)
+    events = group_events(sync_db)
+    assert [e["seq"] for e in events] == [retry.json["seq"]]
+    assert sorted(events[0]["recipients"]) == sorted([lord.id, member.id])
+    stored = sync_db.group_messages.find_one({"_id": oid})
+    assert stored is not None
+    assert stored["seq"] == retry.json["seq"]
+    group = sync_db.groups.find_one({"_id": ObjectId(group_id)})
+    assert group is not None
+    assert group["last_key"] == str(oid)
+    # and a further retry publishes nothing more
+    assert send(api, group_id, member, "lost?", client_msg_id="c-9").json == retry.json
+    assert len(group_events(sync_db)) == 1
+
+
+def test_a_retry_while_the_first_request_is_still_delivering_leaves_it_to_that_request(
+    api: Api, sync_db: Database[dict[str, Any]]
+) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    oid = store_undelivered(sync_db, group_id, lord, deliver_by_ms=int(time.time() * 1000) + 60_000)
+    retry = send(api, group_id, lord, "lost?", client_msg_id="c-9")
+    assert retry.status == 200
+    assert (retry.json["id"], retry.json["seq"]) == (str(oid), None)
+    assert group_events(sync_db) == []
+
+
+@pytest.mark.parametrize("change", [{"msg": "other text"}, {"msg_type": "img"}, {"group": "other"}])
+def test_a_client_msg_id_reused_for_another_message_is_422(
+    api: Api, change: dict[str, str], sync_db: Database[dict[str, Any]]
+) -> None:
+    lord = create_user(api)
+    group_id, other_group = new_group(api, lord), new_group(api, lord)
+    assert send(api, group_id, lord, "/api/files/x", client_msg_id="c").status == 201
+    target = other_group if change.pop("group", None) else group_id
+    if change.get("msg_type") == "img":
+        change["msg"] = stored_file(sync_db)
+    fields = {"msg": "/api/files/x", "client_msg_id": "c", **change}
+    response = api.post(f"/api/groups/{target}/messages", json=fields, headers=lord.headers)
+    assert response.status == 422, response.text
+    assert "client_msg_id" in response.json["message"]
+
+
+# History
+
+
+def test_history_is_newest_first_and_pages_by_cursor(api: Api) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    sent = [send(api, group_id, lord, f"m{i}").json["id"] for i in range(7)]
+    first = history(api, group_id, lord, "?limit=3").json
+    assert [m["id"] for m in first] == sent[::-1][:3]
+    second = history(api, group_id, lord, f"?limit=3&before={first[-1]['id']}").json
+    assert [m["id"] for m in second] == sent[::-1][3:6]
+    third = history(api, group_id, lord, f"?limit=3&before={second[-1]['id'].upper()}").json
+    assert [m["id"] for m in third] == sent[:1]
+    assert history(api, group_id, lord, f"?before={sent[0]}").json == []
+    assert [m["id"] for m in history(api, group_id, lord).json] == sent[::-1]
+
+
+def test_history_shows_only_this_groups_messages(api: Api) -> None:
+    lord = create_user(api)
+    group_id, other = new_group(api, lord), new_group(api, lord)
+    mine = send(api, group_id, lord, "here").json["id"]
+    send(api, other, lord, "there")
+    assert [m["id"] for m in history(api, group_id, lord).json] == [mine]
+
+
+def test_history_is_for_members_only(api: Api) -> None:
+    lord, stranger = create_user(api), create_user(api)
+    group_id = new_group(api, lord)
+    send(api, group_id, lord)
+    assert history(api, group_id, stranger).status == 403
+    assert history(api, UNKNOWN_ID, stranger).status == 404
+    assert history(api, "nope", stranger).status == 404
+
+
+@pytest.mark.parametrize("query", ["?limit=0", "?limit=201", "?limit=x", "?before=nope", "?before=123"])
+def test_history_with_a_bad_cursor_is_400(api: Api, query: str) -> None:
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    assert history(api, group_id, lord, query).status == 400
+
+
+def test_history_is_served_by_the_group_key_index(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    """The app created the indexes when it started (the `api` fixture starts it)."""
+    for before in (None, str(ObjectId())):
+        query = history_query("0123456789abcdef01234567", before)
+        plan = json.dumps(sync_db.group_messages.find(query).sort("key", -1).limit(50).explain(), default=str)
+        # nx-27017 answers with SQLite's plan (naming its index after the fields), MongoDB with its own
+        assert "idx_group_messages_group_id_key" in plan or ("IXSCAN" in plan and "group_id_1_key_1" in plan), plan
+
+
+# Store round trips
+
+
+@pytest.fixture
+def counted(other_app: OtherApp, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Api, CommandCounter]]:
+    """An app whose store client reports its commands to a counter."""
+    counter = CommandCounter()
+    monkeypatch.setitem(store.CLIENT_OPTIONS, "event_listeners", [counter])
+    with other_app() as client:
+        yield Api(client), counter
+
+
+def trips(
+    counter: CommandCounter, api: Api, method: str, path: str, expect: int, user: TestUser, **kw: Any
+) -> RoundTrips:
+    counter.commands.clear()
+    counter.recording = True
+    try:
+        response = api.request(method, path, headers=user.headers, **kw)
+    finally:
+        counter.recording = False
+    assert response.status == expect, response.text
+    return RoundTrips(tuple(counter.commands))
+
+
+# Data commands per route, the token's user included (README, "Groups"). Lookups that do not depend
+# on each other go out together (asyncio.gather), so these are commands, not sequential waits.
+EXPECTED = {
+    "POST /api/groups": 3,
+    "GET /api/groups": 4,
+    "GET /api/groups/<id>": 3,
+    "PUT /api/groups/<id>": 4,
+    "GET /api/groups/<id>/members": 6,
+    "POST /api/groups/<id>/members": 6,
+    "PUT /api/groups/<id>/members/<user_id>": 4,
+    "DELETE /api/groups/<id>/members/<user_id>": 4,
+    "POST /api/groups/<id>/messages": 8,
+    "POST /api/groups/<id>/messages (retry)": 5,
+    "GET /api/groups/<id>/messages": 4,
+    "DELETE /api/groups/<id>": 7,
+}
+
+
+def test_every_group_route_takes_its_store_round_trips(
+    counted: tuple[Api, CommandCounter], sync_db: Database[dict[str, Any]]
+) -> None:
+    api, counter = counted
+    lord, friend, other = create_user(api), create_user(api), create_user(api)
+    make_friends(api, lord, friend)
+    make_friends(api, lord, other)
+    measured: dict[str, RoundTrips] = {}
+
+    def call(route: str, path: str, expect: int, **kw: Any) -> RoundTrips:
+        measured[route] = trips(counter, api, route.split(" ")[0].lower(), path, expect, lord, **kw)
+        return measured[route]
+
+    call("POST /api/groups", "/api/groups", 201, json={"group_name": "g"})
+    group_id = api.get("/api/groups", headers=lord.headers).json[0]["id"]
+    base = f"/api/groups/{group_id}"
+    call("GET /api/groups", "/api/groups", 200)
+    call("GET /api/groups/<id>", base, 200)
+    call("PUT /api/groups/<id>", base, 204, json={"group_desc": "d"})
+    call("POST /api/groups/<id>/members", f"{base}/members", 201, json={"user_id": friend.id})
+    call("GET /api/groups/<id>/members", f"{base}/members", 200)
+    call("PUT /api/groups/<id>/members/<user_id>", f"{base}/members/{friend.id}", 204, json={"identity": "admin"})
+    call("POST /api/groups/<id>/messages", f"{base}/messages", 201, json={"msg": "m", "client_msg_id": "r"})
+    call("POST /api/groups/<id>/messages (retry)", f"{base}/messages", 200, json={"msg": "m", "client_msg_id": "r"})
+    call("GET /api/groups/<id>/messages", f"{base}/messages", 200)
+    assert add(api, group_id, lord, other).status == 201
+    call("DELETE /api/groups/<id>/members/<user_id>", f"{base}/members/{other.id}", 204)
+    call("DELETE /api/groups/<id>", base, 204)
+    details = "\n".join(f"{route}: {trips.data} = {trips}" for route, trips in measured.items())
+    print(details)
+    assert {route: t.data for route, t in measured.items()} == EXPECTED, details
+
+
+def test_a_group_message_costs_the_same_whatever_the_number_of_members(
+    counted: tuple[Api, CommandCounter], sync_db: Database[dict[str, Any]]
+) -> None:
+    api, counter = counted
+    lord = create_user(api)
+    group_id = new_group(api, lord)
+    costs = []
+    for size in (1, 150):
+        # Memberships written straight to the store: registering 150 users over HTTP would only slow the test.
+        sync_db.group_members.insert_many(
+            [
+                {
+                    "group_id": group_id,
+                    "user_id": str(ObjectId()),
+                    "identity": "user",
+                    "joined_at": ObjectId().generation_time,
+                    "read_key": "",
+                }
+                for _ in range(size)
+            ]
+        )
+        sent = trips(counter, api, "post", f"/api/groups/{group_id}/messages", 201, lord, json={"msg": f"to {size}"})
+        costs.append(sent.commands)
+    assert costs[0] == costs[1], costs
+    assert len(group_events(sync_db)[-1]["recipients"]) == 152
