@@ -132,3 +132,11 @@ def message_data(sender: TestUser, to: TestUser, text: str) -> dict[str, Any]:
             "seq": None,
         }
     }
+
+
+def friends_over_rest(api: Api, a: TestUser, b: TestUser) -> None:
+    """A friend request from `a`, agreed by `b`, through the public routes."""
+    sent = api.post("/api/user-requests", headers=a.headers, json={"to_id": b.id, "verify_data": "hi"})
+    assert sent.status == 201, sent.text
+    answer = f"/api/user-requests/{sent.json['user_request_id']}"
+    assert api.put(answer, headers=b.headers, json={"status": "agree"}).status == 204

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 
@@ -19,6 +20,7 @@ from tests.realtime_helpers import (
     close_code,
     frames_until,
     fresh_hub,
+    friends_over_rest,
     make_group,
     message_data,
     next_frame,
@@ -129,8 +131,6 @@ def test_logout_closes_every_socket_of_the_user_with_4401(api: Api) -> None:
 
 
 async def api_logout(api: Api, token: str) -> None:
-    import httpx
-
     async with httpx.AsyncClient(base_url=f"http://{api.client.host}:{api.client.port}") as http:
         response = await http.get("/api/logout", headers={"Authorization": token})
         assert response.status_code == 204
@@ -389,3 +389,44 @@ def test_no_log_line_shows_a_query_token(api: Api) -> None:
             logger.removeHandler(handler)
     jwt = alice.token.removeprefix("Bearer ")
     assert not [line for line in lines if jwt in line or jwt.rsplit(".", 1)[1] in line]
+
+
+def test_messages_sent_over_rest_reach_the_sockets_of_both_sides(api: Api) -> None:
+    alice, bob, carol = create_user(api), create_user(api), create_user(api)
+    friends_over_rest(api, alice, bob)
+    friends_over_rest(api, alice, carol)
+    group = api.post("/api/groups", headers=alice.headers, json={"group_name": "trio"})
+    group_id = group.json["group_id"]
+    for member in (bob, carol):
+        assert (
+            api.post(f"/api/groups/{group_id}/members", headers=alice.headers, json={"user_id": member.id}).status
+            == 201
+        )
+
+    async def scenario() -> None:
+        alice_tab, _ = await open_socket(ws_url(api), alice)
+        bob_ws, _ = await open_socket(ws_url(api), bob)
+        carol_ws, _ = await open_socket(ws_url(api), carol)
+        async with httpx.AsyncClient(base_url=f"http://{api.client.host}:{api.client.port}") as http:
+            body = {"to_id": bob.id, "msg": "hello bob", "client_msg_id": "c-1"}
+            sent = await http.post("/api/user-message", headers=alice.headers, json=body)
+            assert sent.status_code == 201
+            for ws in (alice_tab, bob_ws):
+                frame = await next_frame(ws)
+                assert frame["type"] == "message"
+                assert frame["message"]["id"] == sent.json()["user_message_id"]
+                assert frame["message"]["client_msg_id"] == "c-1"
+            await no_frame(carol_ws)
+            posted = await http.post(f"/api/groups/{group_id}/messages", headers=bob.headers, json={"msg": "hi all"})
+            assert posted.status_code == 201
+            for ws in (alice_tab, bob_ws, carol_ws):
+                frame = await next_frame(ws)
+                assert (frame["type"], frame["group_id"], frame["message"]["msg"]) == (
+                    "group_message",
+                    group_id,
+                    "hi all",
+                )
+        for ws in (alice_tab, bob_ws, carol_ws):
+            await ws.close()
+
+    run(api, scenario())

@@ -78,7 +78,7 @@ async def events_after(user_id: str, after: int, limit: int) -> list[dict[str, A
     cursor = (
         Event.get_pymongo_collection()
         .find(
-            {"recipients": user_id, "seq": {"$gt": after}, "transient": {"$ne": True}},
+            backlog_filter(user_id, after),
             {"_id": 0, "seq": 1, "type": 1, "data": 1},
         )
         .sort("seq", ASCENDING)
@@ -86,6 +86,10 @@ async def events_after(user_id: str, after: int, limit: int) -> list[dict[str, A
         .batch_size(limit)
     )
     return [frame(doc) for doc in await cursor.to_list()]
+
+
+def backlog_filter(user_id: str, after: int) -> dict[str, Any]:
+    return {"recipients": user_id, "seq": {"$gt": after}, "transient": {"$ne": True}}
 
 
 def frame(doc: dict[str, Any]) -> dict[str, Any]:
