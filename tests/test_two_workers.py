@@ -54,7 +54,7 @@ def test_a_message_reaches_sockets_on_both_workers(tmp_path: Path) -> None:
         try:
             wait_for_health(base, process=server)
             with httpx.Client(base_url=base, timeout=10) as http:
-                alice_id, alice_token = register_and_log_in(http)
+                _, alice_token = register_and_log_in(http)
                 bob_id, bob_token = register_and_log_in(http)
                 sent = http.post(
                     "/api/user-requests",
