@@ -48,7 +48,7 @@ def test_a_message_reaches_sockets_on_both_workers(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     with (tmp_path / "server.log").open("w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "chat_api"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "chat_api"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )  # fmt: skip
         try:
