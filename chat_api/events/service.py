@@ -94,7 +94,9 @@ def backlog_filter(user_id: str, after: int) -> dict[str, Any]:
 
 def frame(doc: dict[str, Any]) -> dict[str, Any]:
     """What a client receives for a stored event: its type and seq, then its data."""
-    return {**doc["data"], "type": doc["type"], "seq": doc["seq"]}
+    message: dict[str, Any] = {"type": doc["type"], "seq": doc["seq"]}
+    message.update((key, value) for key, value in doc["data"].items() if key not in message)
+    return message
 
 
 def encode(message: Any) -> str:
