@@ -14,6 +14,8 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.errors import PyMongoError
 from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from chat_api.config import Settings
 from chat_api.events.models import Event
@@ -34,61 +36,64 @@ TOO_SLOW = 4408
 GOING_AWAY = 1001
 
 
-class Connection:
-    """One authenticated socket: a bounded queue of frames and the one task that writes them.
+def text_frame(text: str) -> bytes:
+    """A whole server-to-client WebSocket text frame (unmasked; Sanic negotiates no compression).
 
-    Nothing but the sender ever waits on the client; when the queue is full the client is not
-    reading, and it is dropped (it can resume with its last seq).
+    Built once per event and written as it is to every recipient's connection, so a group
+    message costs one encoding, not one per member.
     """
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
 
-    def __init__(self, ws: WebsocketImplProtocol, user_id: str, token_version: int, record_id: str, queue_size: int):
+
+class Connection:
+    """One authenticated socket. Frames are written to its transport without waiting: nothing but
+    the kernel and the transport's buffer holds them. When that buffer passes `buffer_limit`
+    bytes the client is not reading, and it is dropped (it can resume with its last seq)."""
+
+    def __init__(self, ws: WebsocketImplProtocol, user_id: str, token_version: int, record_id: str, buffer_limit: int):
         self.ws = ws
         self.user_id = user_id
         self.token_version = token_version
         self.record_id = record_id
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.buffer_limit = buffer_limit
         # Live events that arrive while the backlog is being sent; None once live.
-        self.pending: list[tuple[int, str]] | None = []
-        self.pending_limit = queue_size * 4
+        self.pending: list[tuple[int, bytes]] | None = []
+        self.pending_bytes = 0
         self.last_seq = 0  # the newest seq sent, or known to be covered
-        self.sender: asyncio.Task[None] | None = None
         self.closing = False
 
-    def start(self) -> None:
-        self.sender = asyncio.create_task(self._send_loop())
-
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                await self.ws.send(await self.queue.get())
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the connection went away: the handler's recv notices too
-            log.debug("socket of user %s: send failed", self.user_id)
-
-    def deliver(self, seq: int, text: str) -> None:
+    def deliver(self, seq: int, frame: bytes) -> None:
         """Called by the delivery loop: never waits."""
         if self.pending is not None:
-            self.pending.append((seq, text))
-            if len(self.pending) > self.pending_limit:
+            self.pending.append((seq, frame))
+            self.pending_bytes += len(frame)
+            if self.pending_bytes > self.buffer_limit:
                 self.drop()
             return
         if seq > self.last_seq:
             self.last_seq = seq
-            self.push(text)
+            self.write(frame)
 
     def push(self, text: str) -> None:
-        if self.closing:
+        self.write(text_frame(text))
+
+    def write(self, frame: bytes) -> None:
+        transport = self.ws.io_proto.transport if self.ws.io_proto else None
+        if self.closing or transport is None or transport.is_closing() or self.ws.ws_proto.state is not State.OPEN:
             return
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
+        # Whole frames, each in one write: the loop is single-threaded, so Sanic's own writes
+        # (pings, the close frame) never land in the middle of one.
+        transport.write(frame)
+        if transport.get_write_buffer_size() > self.buffer_limit:
             self.drop()
 
     async def push_waiting(self, text: str) -> None:
-        """For the backlog, sent by the socket's own handler: waits for room, up to BACKLOG_SEND_TIMEOUT."""
+        """For the backlog, sent by the socket's own handler: waits while the client reads, up to
+        BACKLOG_SEND_TIMEOUT for each frame."""
+        if self.closing:
+            return
         try:
-            await asyncio.wait_for(self.queue.put(text), BACKLOG_SEND_TIMEOUT)
+            await asyncio.wait_for(self.ws.send(text), BACKLOG_SEND_TIMEOUT)
         except TimeoutError:
             self.drop()
 
@@ -96,16 +101,14 @@ class Connection:
         """Everything up to `covered` was sent (or is not wanted): flush what came meanwhile, then go live."""
         pending, self.pending = self.pending or [], None
         self.last_seq = max(self.last_seq, covered)
-        for seq, text in pending:
-            self.deliver(seq, text)
+        for seq, data in pending:
+            self.deliver(seq, data)
 
     def drop(self) -> None:
         if self.closing:
             return
         log.info("socket of user %s dropped: its client does not read", self.user_id)
         self.closing = True
-        if self.sender is not None:
-            self.sender.cancel()
         # Not close(): its handshake would wait behind the data the client is not reading.
         self.ws.fail_connection(TOO_SLOW, "send buffer full: reconnect with last_seq")
 
@@ -113,8 +116,6 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        if self.sender is not None:
-            self.sender.cancel()
         _spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -122,12 +123,6 @@ class Connection:
             await asyncio.wait_for(self.ws.close(code, reason), CLOSE_TIMEOUT)
         except Exception:
             self.ws.fail_connection(code, reason)
-
-    async def stop(self) -> None:
-        if self.sender is not None:
-            self.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sender
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -246,15 +241,15 @@ class Hub:
                     if connection.token_version < version:
                         connection.close(UNAUTHORIZED, "logged out")
             return
-        text: str | None = None
+        encoded: bytes | None = None
         for user_id in doc["recipients"]:
             connections = self.sockets.get(user_id)
             if not connections:
                 continue
-            if text is None:  # encoded once, only when someone here receives it
-                text = encode(frame(doc))
+            if encoded is None:  # encoded once, only when someone here receives it
+                encoded = text_frame(encode(frame(doc)))
             for connection in list(connections):
-                connection.deliver(seq, text)
+                connection.deliver(seq, encoded)
 
     async def _refresh(self) -> None:
         await presence.refresh(self.record_ids())

@@ -121,18 +121,18 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
     settings: Settings = app.ctx.settings
     hub: Hub = app.ctx.hub
     user_id = str(user.id)
-    connection = Connection(ws, user_id, user.token_version, f"{hub.worker}:{uuid.uuid4().hex}", settings.ws_send_queue)
+    connection = Connection(
+        ws, user_id, user.token_version, f"{hub.worker}:{uuid.uuid4().hex}", settings.ws_send_buffer
+    )
     # Registered before the log is read: whatever the loop dispatches from now on is buffered,
     # and what it dispatched before is in the store, so the backlog plus the buffer miss nothing.
     hub.register(connection)
-    connection.start()
     try:
         await presence.hold(connection.record_id, user_id, hub.worker, presence.RECORD_TTL)
         await _resume(connection, last_seq, settings)
         await _serve(connection)
     finally:
         hub.unregister(connection)
-        await connection.stop()
         try:
             await presence.release(connection.record_id, settings.presence_grace)
         except Exception:  # the store is down: the record expires by itself
