@@ -35,6 +35,8 @@ class Delivery:
     rate: float  # messages per second, each delivered to every member
     rate_messages: int
     missing: int
+    post_p50_ms: float  # the POST's own answer time
+    spread_p50_ms: float  # from the first member's receipt to the last one's, per message
 
 
 def seed(uri: str, database: str, members: int) -> tuple[list[str], str]:
@@ -118,12 +120,14 @@ async def _measure(base: str, tokens: list[str], group_id: str, messages: int, r
     arrived = asyncio.Event()
     readers = [asyncio.create_task(_member(ws, receipts, arrived)) for ws in sockets]
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
     path = f"/api/groups/{group_id}/messages"
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": tokens[0]}, timeout=30) as http:
 
         async def post(key: str) -> None:
             sent[key] = time.perf_counter()
             response = await http.post(path, json={"msg": f"bench {key}", "client_msg_id": key})
+            answered[key] = time.perf_counter()
             assert response.status_code == 201, response.text
 
         async def all_received(keys: list[str], seconds: float) -> None:
@@ -164,6 +168,10 @@ async def _measure(base: str, tokens: list[str], group_id: str, messages: int, r
         rate=len(rate_keys) / (finished - started),
         rate_messages=len(rate_keys),
         missing=missing,
+        post_p50_ms=statistics.median((answered[k] - sent[k]) * 1000 for k in latency_keys),
+        spread_p50_ms=statistics.median(
+            (max(receipts[k]) - min(receipts[k])) * 1000 for k in latency_keys if receipts.get(k)
+        ),
     )
 
 

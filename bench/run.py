@@ -380,7 +380,9 @@ def delivery(bench: Bench, root: Path, secret: str) -> None:
     bench.report.notes.append(
         f"Scenario 8: one app process delivered {result.rate:.0f} group messages/s to each of {result.members} "
         f"sockets ({result.rate * result.members:,.0f} frames/s; {result.rate_messages} messages, {SENDERS} "
-        f"concurrent senders); the 200 client sockets run in the benchmark's process on the same 2 cores."
+        f"concurrent senders). p50 of the POST's own answer: {result.post_p50_ms:.0f} ms; p50 from the first member's "
+        f"receipt to the last one's: {result.spread_p50_ms:.0f} ms (the 200 client sockets are read by the "
+        f"benchmark's one process, on the same 2 cores)."
     )
 
 
