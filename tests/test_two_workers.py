@@ -4,6 +4,7 @@ held by both, through the store's event log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from chat_api.store import free_loopback_port
 from tests.helpers import GENEROUS_LIMITS_ENV, stop_server, subprocess_env, user_payload, wait_for_health
@@ -81,12 +83,19 @@ def test_a_message_reaches_sockets_on_both_workers(tmp_path: Path) -> None:
                         assert frame["type"] == "message"
                         assert frame["message"]["id"] == posted.json()["user_message_id"]
                         receivers.add(worker_of[ws])
-                    for ws in sockets:
-                        await ws.close()
                     # The token in the query string is never logged (the access log included).
                     query_token = bob_token.replace(" ", "%20")
                     async with connect(f"ws://127.0.0.1:{port}/ws?token={query_token}&last_seq=0") as ws:
                         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ready"
+                    # A deploy: every worker closes its sockets with 1001, so clients reconnect and resume.
+                    stopping = asyncio.create_task(asyncio.to_thread(stop_server, server))
+                    codes = set()
+                    for ws in sockets:
+                        with contextlib.suppress(ConnectionClosed):
+                            await asyncio.wait_for(ws.recv(), 20)
+                        codes.add(ws.close_code)
+                    await stopping
+                    assert codes == {1001}
                     return set(worker_of.values()), receivers, posted.json()
 
                 workers, receivers, _ = asyncio.run(scenario())
