@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -143,6 +142,7 @@ class Hub:
         self.last_seq = 0
         self.last_id: object = None  # the `_id` of the event at last_seq, to notice a log that restarted
         self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = False
 
     async def start(self) -> None:
         newest = await Event.get_pymongo_collection().find_one({}, {"seq": 1}, sort=[("seq", -1)])
@@ -160,11 +160,13 @@ class Hub:
         for connections in list(self.sockets.values()):
             for connection in list(connections):
                 connection.close(GOING_AWAY, "server restarting: reconnect with last_seq")
+        # A cancellation that lands inside a store operation may come back as a PyMongoError (the
+        # driver closes the connection): the flag ends the loops, and the wait is bounded anyway.
+        self.stopping = True
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=CLOSE_TIMEOUT)
         self.tasks = []
 
     def register(self, connection: Connection) -> None:
@@ -181,7 +183,7 @@ class Hub:
         return [c.record_id for connections in self.sockets.values() for c in connections if not c.closing]
 
     async def _forever(self, step: Any, interval: float) -> None:
-        while True:
+        while not self.stopping:
             try:
                 await step()
             except asyncio.CancelledError:
@@ -198,7 +200,7 @@ class Hub:
     async def _tail(self) -> None:
         """Every event after the last one seen, in seq order (`seq_1`); a short sleep when there is none."""
         checked = time.monotonic()
-        while True:
+        while not self.stopping:
             cursor = (
                 Event.get_pymongo_collection()
                 .find({"seq": {"$gt": self.last_seq}}, {"seq": 1, "type": 1, "recipients": 1, "data": 1})
