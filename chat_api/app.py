@@ -176,6 +176,7 @@ async def connect_store(app: ChatApp) -> None:
         log.error("cannot reach the store at %s: %s", store_label(settings, uri), error)
         raise
     app.ctx.database = database
+    app.ctx.store_uri = uri  # the real-time hub opens a client of its own on it
     app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, hashing_executor(os.cpu_count() or 1))
 
 

@@ -10,7 +10,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.frames import Frame, Opcode
@@ -18,8 +19,10 @@ from websockets.protocol import State
 
 from chat_api.config import Settings
 from chat_api.events.models import Event
-from chat_api.events.service import encode, frame, oldest_seq
+from chat_api.events.service import encode, frame
 from chat_api.realtime import presence
+from chat_api.realtime.models import PresenceRecord
+from chat_api.store import client_options
 
 log = logging.getLogger("chat_api.realtime")
 
@@ -143,9 +146,20 @@ class Hub:
         self.last_id: object = None  # the `_id` of the event at last_seq, to notice a log that restarted
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
+        self.client: AsyncMongoClient[dict[str, Any]] | None = None
+        self.events: AsyncCollection[dict[str, Any]]
+        self.records: AsyncCollection[dict[str, Any]]
 
-    async def start(self) -> None:
-        newest = await Event.get_pymongo_collection().find_one({}, {"seq": 1}, sort=[("seq", -1)])
+    async def start(self, uri: str) -> None:
+        # A client of its own: the loops' commands are no request's (command monitoring, the
+        # round-trip counts), and a handler cancelled mid-operation cannot close their connection.
+        options = client_options(self.settings.store_timeout)
+        options.pop("event_listeners", None)
+        self.client = AsyncMongoClient(uri, **options)
+        database = self.client[self.settings.mongodb_db]
+        self.events = database[Event.Settings.name]
+        self.records = database[PresenceRecord.Settings.name]
+        newest = await self.events.find_one({}, {"seq": 1}, sort=[("seq", -1)])
         if newest is not None:
             self.last_seq, self.last_id = newest["seq"], newest["_id"]
         self.tasks = [
@@ -168,6 +182,8 @@ class Hub:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=CLOSE_TIMEOUT)
         self.tasks = []
+        if self.client is not None:
+            await self.client.close()
 
     def register(self, connection: Connection) -> None:
         self.sockets.setdefault(connection.user_id, set()).add(connection)
@@ -202,8 +218,7 @@ class Hub:
         checked = time.monotonic()
         while not self.stopping:
             cursor = (
-                Event.get_pymongo_collection()
-                .find({"seq": {"$gt": self.last_seq}}, {"seq": 1, "type": 1, "recipients": 1, "data": 1})
+                self.events.find({"seq": {"$gt": self.last_seq}}, {"seq": 1, "type": 1, "recipients": 1, "data": 1})
                 .sort("seq", ASCENDING)
                 .limit(TAIL_BATCH)
                 .batch_size(TAIL_BATCH)
@@ -226,10 +241,11 @@ class Hub:
         a wipe) and its numbers started again at 1, so the tail starts again from its beginning."""
         if not self.last_seq:
             return
-        doc = await Event.get_pymongo_collection().find_one({"seq": self.last_seq}, {"_id": 1})
+        doc = await self.events.find_one({"seq": self.last_seq}, {"_id": 1})
         if doc is not None and doc["_id"] == self.last_id:
             return
-        if doc is None and ((oldest := await oldest_seq()) is None or oldest > self.last_seq):
+        oldest = None if doc is not None else await self.events.find_one({}, {"seq": 1}, sort=[("seq", 1)])
+        if doc is None and (oldest is None or oldest["seq"] > self.last_seq):
             return  # it expired (the oldest go first), and what follows it is read by the tail
         log.warning("the event log started again below seq %s: tailing it from its start", self.last_seq)
         self.last_seq, self.last_id = 0, None
@@ -254,7 +270,7 @@ class Hub:
                 connection.deliver(seq, encoded)
 
     async def _refresh(self) -> None:
-        await presence.refresh(self.record_ids())
+        await presence.refresh(self.records, self.record_ids())
 
     async def _reap(self) -> None:
-        await presence.reap()
+        await presence.reap(self.records)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
 
 from chat_api.events.service import publish
 from chat_api.friends.models import Friendship
@@ -71,15 +73,13 @@ async def release(record_id: str, grace: float) -> None:
     )
 
 
-async def refresh(record_ids: list[str]) -> None:
+async def refresh(records: AsyncCollection[dict[str, Any]], record_ids: list[str]) -> None:
     """Push back the expiry of the records of this worker's open sockets."""
     if not record_ids:
         return
     expires_at = utc_now() + timedelta(seconds=RECORD_TTL)
     # `$in` on `_id` is served by the primary key on both stores.
-    await PresenceRecord.get_pymongo_collection().update_many(
-        {"_id": {"$in": record_ids}}, {"$set": {"expires_at": expires_at}}
-    )
+    await records.update_many({"_id": {"$in": record_ids}}, {"$set": {"expires_at": expires_at}})
 
 
 async def logged_out(user_id: str) -> None:
@@ -100,14 +100,14 @@ async def _has_live_record(user_id: str, now: datetime) -> bool:
     return doc is not None
 
 
-async def reap(now: datetime | None = None) -> int:
+async def reap(records: AsyncCollection[dict[str, Any]] | None = None, now: datetime | None = None) -> int:
     """Delete expired records and take offline the users left without one; returns how many went offline.
 
     Every worker runs this: the conditional delete gives each record one winner, and the
     conditional flag update gives each transition one publisher.
     """
     now = now or utc_now()
-    collection = PresenceRecord.get_pymongo_collection()
+    collection = records if records is not None else PresenceRecord.get_pymongo_collection()
     expired = await collection.find({"expires_at": {"$lt": now}}, {"user_id": 1}).limit(REAP_BATCH).to_list()
     offline = 0
     for doc in expired:

@@ -48,7 +48,7 @@ def setup_realtime(app: ChatApp) -> None:
 async def start_hub(app: ChatApp) -> None:
     hub = Hub(app.ctx.settings)
     app.ctx.hub = hub
-    await hub.start()
+    await hub.start(app.ctx.store_uri)
 
 
 async def stop_hub(app: ChatApp) -> None:
