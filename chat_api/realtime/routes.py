@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
+from sanic_ext.extensions.openapi import openapi
 
 from chat_api.config import Settings
 from chat_api.events.models import EventType
@@ -111,6 +112,7 @@ async def _authenticate(request: Request, ws: WebsocketImplProtocol) -> tuple[Cu
 
 
 @bp.websocket("/ws")  # type: ignore[untyped-decorator]
+@openapi.exclude()  # not an HTTP route: README "Real time: /ws" describes it
 async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
     """Real-time events for the token's user (see README "Real time: /ws")."""
     authenticated = await _authenticate(request, ws)
