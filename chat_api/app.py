@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     app.main_process_stop(stop_shared_store)
     app.before_server_start(connect_store)
     app.after_server_stop(disconnect_store)
+    realtime_routes.setup_realtime(app)
     return app
 
 
@@ -114,7 +115,9 @@ def _configure_cors(app: ChatApp, settings: Settings) -> None:
     # A "*" wildcard does not cover Authorization in browsers, so the headers are named. A page
     # may send its own X-Request-ID, and read the one each answer carries (for a bug report).
     app.config.CORS_ALLOW_HEADERS = "authorization,content-type,x-request-id"
-    app.config.CORS_EXPOSE_HEADERS = "location,x-total-count,retry-after,ratelimit,ratelimit-policy,x-request-id"
+    app.config.CORS_EXPOSE_HEADERS = (
+        "location,x-total-count,retry-after,ratelimit,ratelimit-policy,x-request-id,x-has-more,x-newest-seq"
+    )
     app.config.CORS_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
     app.config.CORS_MAX_AGE = 600
 
@@ -173,6 +176,7 @@ async def connect_store(app: ChatApp) -> None:
         log.error("cannot reach the store at %s: %s", store_label(settings, uri), error)
         raise
     app.ctx.database = database
+    app.ctx.store_uri = uri  # the real-time hub opens a client of its own on it
     app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, hashing_executor(os.cpu_count() or 1))
 
 

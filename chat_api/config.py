@@ -14,6 +14,9 @@ from dotenv import dotenv_values
 
 DEFAULT_JWT_TTL = 7 * 24 * 3600
 DEFAULT_STORE_TIMEOUT = 2.5  # per store operation: a store that is down or hung gives 503 within about 3 s
+DEFAULT_PRESENCE_GRACE = 5.0  # a reload or a flaky network reconnects well within this
+DEFAULT_WS_SEND_BUFFER = 1024 * 1024  # bytes a socket may have waiting (past the kernel's) before it is dropped
+DEFAULT_EVENT_POLL = 0.015  # how long an idle delivery loop sleeps between looks at the event log
 DEFAULT_SHUTDOWN_TIMEOUT = 25.0  # Heroku sends SIGKILL 30 s after SIGTERM; this leaves time to stop the store
 MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and so do we
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -74,6 +77,10 @@ class Settings:
     forwarded_secret: str | None = None
     store_timeout: float = DEFAULT_STORE_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    # Real time (README "Real time: /ws").
+    presence_grace: float = DEFAULT_PRESENCE_GRACE
+    ws_send_buffer: int = DEFAULT_WS_SEND_BUFFER
+    event_poll_interval: float = DEFAULT_EVENT_POLL
 
     @property
     def is_production(self) -> bool:
@@ -128,6 +135,13 @@ class Settings:
             store_timeout=_seconds("STORE_TIMEOUT", get("STORE_TIMEOUT"), DEFAULT_STORE_TIMEOUT, low=0.1, high=60),
             shutdown_timeout=_seconds(
                 "SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), DEFAULT_SHUTDOWN_TIMEOUT, low=0, high=3600
+            ),
+            presence_grace=_seconds("PRESENCE_GRACE", get("PRESENCE_GRACE"), DEFAULT_PRESENCE_GRACE, low=0, high=300),
+            ws_send_buffer=_int(
+                "WS_SEND_BUFFER", get("WS_SEND_BUFFER"), DEFAULT_WS_SEND_BUFFER, low=1024, high=1024**3
+            ),
+            event_poll_interval=_seconds(
+                "EVENT_POLL_INTERVAL", get("EVENT_POLL_INTERVAL"), DEFAULT_EVENT_POLL, low=0.001, high=5
             ),
         )
         return settings

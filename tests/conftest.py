@@ -89,6 +89,7 @@ def make_settings(store_uri: str, db_name: str, data_dir: Path, **overrides: Any
         "cors_origins": (FRONTEND_ORIGIN,),
         "data_dir": data_dir,
         "rate_limits": SUITE_RATE_LIMITS,
+        "presence_grace": 0.3,  # presence tests wait for it to pass
     }
     values.update(overrides)
     return Settings(**values)

@@ -7,6 +7,7 @@ import logging
 from bson import ObjectId
 
 from chat_api.config import Settings
+from chat_api.realtime import presence
 from chat_api.security import PasswordHasher, create_token
 from chat_api.users import service as users
 from chat_api.users.models import User
@@ -37,11 +38,14 @@ async def login(user: User | None, password: str, hasher: PasswordHasher, settin
         log.info("login refused for user %s: wrong password", user.id)
         raise WrongPassword
     assert user.id is not None
-    await users.set_flag(user.id, "online")
+    # Online for a while even before a socket opens (README "Real time: /ws", presence).
+    await presence.logged_in(str(user.id))
     log.info("user %s logged in", user.id)
     return create_token(str(user.id), user.token_version, settings.jwt_secret, settings.jwt_ttl)
 
 
 async def logout(user_id: ObjectId) -> None:
     await users.revoke_tokens(user_id)
+    # Closes the user's sockets on every worker, and tells their friends.
+    await presence.logged_out(str(user_id))
     log.info("user %s logged out: earlier tokens revoked", user_id)

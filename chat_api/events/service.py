@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from chat_api.events.models import Event, EventType
@@ -44,3 +46,65 @@ async def publish(type_: EventType, recipients: Sequence[str], data: dict[str, A
         except DuplicateKeyError:
             seq = max(seq + 1, await newest_seq() + 1)
     raise RuntimeError("could not allocate an event sequence number")
+
+
+async def oldest_seq() -> int | None:
+    """The lowest sequence number still stored (older ones expired), None when the log is empty."""
+    doc = await Event.get_pymongo_collection().find_one({}, {"seq": 1}, sort=[("seq", ASCENDING)])
+    return int(doc["seq"]) if doc else None
+
+
+async def resumable(after: int) -> tuple[bool, int]:
+    """Whether every stored event after `after` is still there, and the newest sequence number.
+
+    Numbers come without gaps (see `publish`), so the events after `after` are all kept when
+    the oldest stored one is at most `after + 1`. A number above the newest is one this log
+    never gave out (another deployment's, or a log that was wiped): the client must resync.
+    """
+    newest, oldest = await newest_seq(), await oldest_seq()
+    if after > newest:
+        return False, newest
+    return (oldest is None or oldest <= after + 1), newest
+
+
+async def events_after(user_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """The stored (not transient) events of a user after `after`, oldest first, as frames.
+
+    A plain equality on the array: MongoDB serves it with the multikey `recipients_1_seq_1`.
+    nx-27017 indexes an array as one value, so there `{"$eq": ...}` takes that index and finds
+    nothing at all; the plain form walks `seq_1` from `after` and looks inside each array,
+    which costs the events after `after`, not the whole log (README "The store").
+    """
+    cursor = (
+        Event.get_pymongo_collection()
+        .find(
+            backlog_filter(user_id, after),
+            {"_id": 0, "seq": 1, "type": 1, "data": 1},
+        )
+        .sort("seq", ASCENDING)
+        .limit(limit)
+        .batch_size(limit)
+    )
+    return [frame(doc) for doc in await cursor.to_list()]
+
+
+def backlog_filter(user_id: str, after: int) -> dict[str, Any]:
+    return {"recipients": user_id, "seq": {"$gt": after}, "transient": {"$ne": True}}
+
+
+def frame(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a client receives for a stored event: its type and seq, then its data."""
+    message: dict[str, Any] = {"type": doc["type"], "seq": doc["seq"]}
+    message.update((key, value) for key, value in doc["data"].items() if key not in message)
+    return message
+
+
+def encode(message: Any) -> str:
+    """Compact JSON; datetimes (stored ones come back as datetime objects) in ISO 8601."""
+    return json.dumps(message, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,181 @@
+"""Scenario 8: real-time delivery. 200 members of one group hold a socket each; one of them posts group messages over
+REST; the latency from the POST to the receipt at every member, and the messages per second one app process delivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import bcrypt
+import httpx
+from bson import ObjectId
+from pymongo import MongoClient
+from websockets.asyncio.client import ClientConnection, connect
+
+from chat_api.security import create_token
+
+MEMBERS = 200
+SENDERS = 4  # concurrent posts while measuring the rate
+
+
+@dataclass(frozen=True)
+class Delivery:
+    members: int
+    messages: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    rate: float  # messages per second, each delivered to every member
+    rate_messages: int
+    missing: int
+    post_p50_ms: float  # the POST's own answer time
+    spread_p50_ms: float  # from the first member's receipt to the last one's, per message
+
+
+def seed(uri: str, database: str, members: int) -> tuple[list[str], str]:
+    """Users, their friendships with the sender, one group with every one of them; ids and the group's id."""
+    now = datetime.now(UTC)
+    password = bcrypt.hashpw(b"not-used-here", bcrypt.gensalt(4)).decode()
+    ids = [ObjectId() for _ in range(members)]
+    client: MongoClient[dict[str, Any]] = MongoClient(uri)
+    try:
+        db = client[database]
+        db.users.insert_many(
+            [
+                {
+                    "_id": oid,
+                    "chat_id": 900_000_000 + n,
+                    "email": f"member{n}@bench.example.com",
+                    "username": f"member{n}",
+                    "password": password,
+                    "register_at": now,
+                    "birthday": now,
+                    "flag": "offline",
+                    "token_version": 0,
+                }
+                for n, oid in enumerate(ids)
+            ]
+        )
+        sender = str(ids[0])
+        pairs = [(sender, str(other)) for other in ids[1:]]
+        db.friendships.insert_many(
+            [
+                {
+                    "owner_id": a,
+                    "friend_id": b,
+                    "pair": ":".join(sorted((a, b))),
+                    "created_at": now,
+                    "unread": 0,
+                    "read_key": "",
+                }
+                for x, y in pairs
+                for a, b in ((x, y), (y, x))
+            ]
+        )
+        group_id = ObjectId()
+        db.groups.insert_one({"_id": group_id, "group_name": "bench", "lord_id": sender, "created_at": now})
+        db.group_members.insert_many(
+            [
+                {
+                    "group_id": str(group_id),
+                    "user_id": str(oid),
+                    "identity": "lord" if n == 0 else "user",
+                    "joined_at": now,
+                    "read_key": "",
+                }
+                for n, oid in enumerate(ids)
+            ]
+        )
+        return [str(oid) for oid in ids], str(group_id)
+    finally:
+        client.close()
+
+
+async def _member(ws: ClientConnection, receipts: dict[str, list[float]], arrived: asyncio.Event) -> None:
+    async for raw in ws:
+        at = time.perf_counter()
+        frame = json.loads(raw)
+        if frame.get("type") == "group_message":
+            receipts.setdefault(frame["message"]["client_msg_id"], []).append(at)
+            arrived.set()
+
+
+async def _measure(base: str, tokens: list[str], group_id: str, messages: int, rate_seconds: float) -> Delivery:
+    ws_url = base.replace("http://", "ws://") + "/ws"
+    sockets: list[ClientConnection] = []
+    for token in tokens:
+        ws = await connect(ws_url, max_size=None)
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        while json.loads(await ws.recv())["type"] != "ready":
+            pass
+        sockets.append(ws)
+    receipts: dict[str, list[float]] = {}
+    arrived = asyncio.Event()
+    readers = [asyncio.create_task(_member(ws, receipts, arrived)) for ws in sockets]
+    sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
+    path = f"/api/groups/{group_id}/messages"
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": tokens[0]}, timeout=30) as http:
+
+        async def post(key: str) -> None:
+            sent[key] = time.perf_counter()
+            response = await http.post(path, json={"msg": f"bench {key}", "client_msg_id": key})
+            answered[key] = time.perf_counter()
+            assert response.status_code == 201, response.text
+
+        async def all_received(keys: list[str], seconds: float) -> None:
+            """Until every member has every message (or `seconds` pass: the rest counts as missing)."""
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    while any(len(receipts.get(k, ())) < len(sockets) for k in keys):
+                        arrived.clear()
+                        await arrived.wait()
+
+        # Latency: one message at a time, paced, so each figure is a message's own delivery.
+        latency_keys = [f"l{n}" for n in range(messages)]
+        for key in latency_keys:
+            await post(key)
+            await asyncio.sleep(0.05)
+        await all_received(latency_keys, 10)
+        # Rate: several senders as fast as the app takes them, until every member got every message.
+        started = time.perf_counter()
+        rate_keys: list[str] = []
+        while time.perf_counter() - started < rate_seconds:
+            batch = [f"r{len(rate_keys) + n}" for n in range(SENDERS)]
+            rate_keys += batch
+            await asyncio.gather(*(post(key) for key in batch))
+        await all_received(rate_keys, 30)
+        finished = max(max(receipts.get(k, [started])) for k in rate_keys)
+    for ws in sockets:
+        await ws.close()
+    for reader in readers:
+        reader.cancel()
+    latencies = sorted((at - sent[k]) * 1000 for k in latency_keys for at in receipts.get(k, ()))
+    missing = sum(len(sockets) - len(receipts.get(k, ())) for k in latency_keys + rate_keys)
+    return Delivery(
+        members=len(sockets),
+        messages=len(latency_keys),
+        p50_ms=statistics.median(latencies),
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        max_ms=latencies[-1],
+        rate=len(rate_keys) / (finished - started),
+        rate_messages=len(rate_keys),
+        missing=missing,
+        post_p50_ms=statistics.median((answered[k] - sent[k]) * 1000 for k in latency_keys),
+        spread_p50_ms=statistics.median(
+            (max(receipts[k]) - min(receipts[k])) * 1000 for k in latency_keys if receipts.get(k)
+        ),
+    )
+
+
+def measure(base: str, uri: str, database: str, secret: str, quick: bool) -> Delivery:
+    ids, group_id = seed(uri, database, MEMBERS)
+    tokens = ["Bearer " + create_token(user_id, 0, secret, 3600) for user_id in ids]
+    return asyncio.run(_measure(base, tokens, group_id, 30 if quick else 200, 3 if quick else 10))

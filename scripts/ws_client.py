@@ -1,0 +1,150 @@
+"""`python -m scripts.ws_client`: a small terminal chat client for `/ws` (README "Real time: /ws").
+
+Prints every frame it receives, one JSON line each, and reads commands from stdin:
+  send <user_id> <text>       a direct message (POST /api/user-message)
+  group <group_id> <text>     a group message (POST /api/groups/<id>/messages)
+  typing <user_id>            a typing notice to a friend
+  ping                        the server answers pong
+  {"type": ...}               any JSON line is sent as a frame as it is
+When the connection drops it reconnects with the last seq it saw, so nothing is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+RECONNECT_DELAY = 1.0
+
+
+def rest(base: str, method: str, path: str, body: dict[str, Any] | None, token: str | None) -> tuple[int, Any]:
+    # Only http(s): the base URL is checked in main().
+    data = json.dumps(body).encode() if body else None
+    request = urllib.request.Request(f"{base}{path}", method=method, data=data)  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", token)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def log_in(base: str, chat_id: str, password: str) -> str:
+    status, body = rest(base, "POST", "/api/login", {"chat_id": chat_id, "password": password}, None)
+    if status != 200:
+        raise SystemExit(f"login failed ({status}): {body}")
+    token: str = body["token"]
+    return token
+
+
+class Client:
+    def __init__(self, base: str, token: str):
+        self.base = base.rstrip("/")
+        self.token = token
+        self.last_seq: int | None = None
+        self.ws: ClientConnection | None = None
+
+    def show(self, message: Any) -> None:
+        print(json.dumps(message, ensure_ascii=False), flush=True)
+
+    async def receive_forever(self) -> None:
+        url = self.base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
+        while True:
+            try:
+                async with connect(url) as ws:
+                    auth: dict[str, Any] = {"type": "auth", "token": self.token}
+                    if self.last_seq is not None:
+                        auth["last_seq"] = self.last_seq
+                    await ws.send(json.dumps(auth))
+                    self.ws = ws
+                    async for raw in ws:
+                        frame = json.loads(raw)
+                        if (frame.get("type") == "ready" and self.last_seq is None) or isinstance(
+                            frame.get("seq"), int
+                        ):
+                            self.last_seq = frame["seq"]
+                        self.show(frame)
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+                self.show({"closed": code, "reason": closed.rcvd.reason if closed.rcvd else ""})
+                if code == 4401:
+                    return  # a bad or revoked token: reconnecting would not help
+            except (OSError, InvalidHandshake) as error:
+                self.show({"error": f"cannot connect: {error}"})
+            self.ws = None
+            await asyncio.sleep(RECONNECT_DELAY)
+
+    async def command(self, line: str) -> None:
+        line = line.strip()
+        if not line:
+            return
+        if line.startswith("{"):
+            await self.send_frame(json.loads(line))
+            return
+        verb, _, rest_of_line = line.partition(" ")
+        target, _, text = rest_of_line.partition(" ")
+        if verb == "ping":
+            await self.send_frame({"type": "ping"})
+        elif verb == "typing" and target:
+            await self.send_frame({"type": "typing", "to_id": target})
+        elif verb in ("send", "group") and target and text:
+            path, body = (
+                ("/api/user-message", {"to_id": target, "msg": text})
+                if verb == "send"
+                else (f"/api/groups/{target}/messages", {"msg": text})
+            )
+            body["client_msg_id"] = uuid.uuid4().hex
+            status, answer = await asyncio.to_thread(rest, self.base, "POST", path, body, self.token)
+            self.show({"rest": status, "body": answer})
+        else:
+            self.show({"error": "commands: send <user_id> <text> | group <group_id> <text> | typing <user_id> | ping"})
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        if self.ws is None:
+            self.show({"error": "not connected"})
+            return
+        await self.ws.send(json.dumps(frame))
+
+
+async def main_async(client: Client) -> None:
+    receiver = asyncio.create_task(client.receive_forever())
+    loop = asyncio.get_running_loop()
+    while not receiver.done():
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        await client.command(line)
+    receiver.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.ws_client", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:7001", help="the API's base URL")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--token", help='"Bearer <jwt>" as POST /api/login answers it')
+    who.add_argument("--login", metavar="CHAT_ID_OR_EMAIL", help="log in first (the password is asked for)")
+    args = parser.parse_args(argv)
+    if not args.url.startswith(("http://", "https://")):
+        parser.error("--url must start with http:// or https://")
+    token = args.token or log_in(args.url.rstrip("/"), args.login, getpass.getpass("password: "))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main_async(Client(args.url, token)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
