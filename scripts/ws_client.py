@@ -114,6 +114,11 @@ class Client:
             self.show({"error": "commands: send <user_id> <text> | group <group_id> <text> | typing <user_id> | ping"})
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
+        # A line typed (or piped) before the socket is up waits for it a little, rather than being lost.
+        for _ in range(50):
+            if self.ws is not None:
+                break
+            await asyncio.sleep(0.1)
         if self.ws is None:
             self.show({"error": "not connected"})
             return
