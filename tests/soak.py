@@ -382,7 +382,17 @@ def report(soak: Soak, memory: list[tuple[float, int]], problems: list[str]) -> 
         for sample in samples:
             statuses[str(sample.status)] = statuses.get(str(sample.status), 0) + 1
         p99 = percentile([s.latency for s in samples], 0.99)
-        operations[op] = {"requests": len(samples), "statuses": statuses, "p99_ms": round(p99 * 1000, 1)}
+        # Per window too, so that a growing p99 names the operations that grew.
+        by_window = {
+            name: percentile([s.latency for s in samples if span[0] <= s.at < span[1] and s.status], 0.99)
+            for name, span in (("first", first), ("last", last))
+        }
+        operations[op] = {
+            "requests": len(samples),
+            "statuses": statuses,
+            "p99_ms": round(p99 * 1000, 1),
+            "p99_ms_by_window": {name: round(value * 1000, 1) for name, value in by_window.items()},
+        }
     failed = sum(1 for s in soak.samples if s.status == 0 or s.status >= 500)
     unexpected = sum(1 for s in soak.samples if 0 < s.status < 500 and s.status != EXPECTED_STATUS[s.op])
     checks = {

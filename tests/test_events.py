@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pymongo.database import Database
 
-from chat_api.events.models import Event
-from chat_api.events.service import backlog_filter, publish
+from chat_api.events.models import RETENTION_SECONDS, Event
+from chat_api.events.service import backlog_filter, prune, publish
 from tests.helpers import Api, create_user
 from tests.realtime_helpers import fresh_hub, message_data, run
 
@@ -98,3 +99,19 @@ def test_the_backlog_query_walks_an_index_not_the_collection(api: Api, sync_db: 
     assert "USING INDEX" in plan or "IXSCAN" in plan, plan
     assert "SCAN events" not in plan, plan
     assert "COLLSCAN" not in plan, plan
+
+
+def test_prune_deletes_only_events_past_the_retention_period(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+    """Expired events are deleted by the workers (no TTL index: on nx-27017 it costs a scan per read)."""
+    user = create_user(api)
+
+    async def scenario() -> int:
+        for text in ("old", "kept"):
+            await publish("message", [user.id], message_data(user, user, text))
+        week_and_a_bit = datetime.now(UTC) - timedelta(seconds=RETENTION_SECONDS + 60)
+        await Event.get_pymongo_collection().update_one({"seq": 1}, {"$set": {"created_at": week_and_a_bit}})
+        return await prune(Event.get_pymongo_collection())
+
+    assert run(api, scenario()) == 1
+    assert [doc["seq"] for doc in sync_db.events.find({}, sort=[("seq", 1)])] == [2]
+    assert not any(index.get("expireAfterSeconds") is not None for index in sync_db.events.index_information().values())

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from chat_api.events.models import Event, EventType
+from chat_api.events.models import RETENTION_SECONDS, Event, EventType
 from chat_api.users.service import utc_now
 
 MAX_SEQ_ATTEMPTS = 50
@@ -46,6 +47,17 @@ async def publish(type_: EventType, recipients: Sequence[str], data: dict[str, A
         except DuplicateKeyError:
             seq = max(seq + 1, await newest_seq() + 1)
     raise RuntimeError("could not allocate an event sequence number")
+
+
+async def prune(events: AsyncCollection[dict[str, Any]], now: datetime | None = None) -> int:
+    """Delete the events older than the retention period; returns how many.
+
+    Every worker runs it now and then (the hub); deleting what another worker already deleted
+    is harmless. Served by `created_at_1`.
+    """
+    cutoff = (now or utc_now()) - timedelta(seconds=RETENTION_SECONDS)
+    result = await events.delete_many({"created_at": {"$lt": cutoff}})
+    return result.deleted_count
 
 
 async def oldest_seq() -> int | None:

@@ -19,7 +19,7 @@ from websockets.protocol import State
 
 from chat_api.config import Settings
 from chat_api.events.models import Event
-from chat_api.events.service import encode, frame
+from chat_api.events.service import encode, frame, prune
 from chat_api.realtime import presence
 from chat_api.realtime.models import PresenceRecord
 from chat_api.store import client_options
@@ -29,6 +29,7 @@ log = logging.getLogger("chat_api.realtime")
 TAIL_BATCH = 500
 RETRY_AFTER_ERROR = 0.5  # the store is down or slow: look again soon, without hammering it
 REAP_INTERVAL = 0.5
+PRUNE_INTERVAL = 600.0  # events are kept 7 days: deleting the expired ones every 10 minutes is plenty
 RESET_CHECK_INTERVAL = 0.25  # how often the tail checks that the log did not start again
 CLOSE_TIMEOUT = 2.0
 BACKLOG_SEND_TIMEOUT = 10.0  # a client that reads nothing of its backlog for this long is dropped
@@ -166,6 +167,7 @@ class Hub:
             asyncio.create_task(self._forever(self._tail, 0), name="delivery-loop"),
             asyncio.create_task(self._forever(self._refresh, presence.RECORD_REFRESH), name="presence-refresh"),
             asyncio.create_task(self._forever(self._reap, REAP_INTERVAL), name="presence-reaper"),
+            asyncio.create_task(self._forever(self._prune, PRUNE_INTERVAL), name="event-pruner"),
         ]
         log.info("delivery loop started after seq %s", self.last_seq)
 
@@ -274,3 +276,8 @@ class Hub:
 
     async def _reap(self) -> None:
         await presence.reap(self.records)
+
+    async def _prune(self) -> None:
+        deleted = await prune(self.events)
+        if deleted:
+            log.info("deleted %s events older than the retention period", deleted)
