@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -24,7 +23,7 @@ from chat_api.friends.models import Friendship
 from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity
 from chat_api.groups.schemas import GroupCreate, GroupMemberPublic, GroupMessagePublic, GroupPublic
 from chat_api.messages.schemas import MessageIn
-from chat_api.messages.service import summary
+from chat_api.messages.service import new_message_doc, summary, take_over_delivery
 from chat_api.users.models import User
 from chat_api.users.schemas import PUBLIC_PROJECTION, UserPublic
 from chat_api.users.service import parse_user_id, utc_now
@@ -32,9 +31,6 @@ from chat_api.users.service import parse_user_id, utc_now
 # Large enough that a group's member ids come back in one reply (PyMongo's first batch is
 # otherwise 101 documents, and each further batch is one more round trip).
 MEMBER_BATCH = 100_000
-# How long the request that stored a message has to deliver it before a retry may do it instead:
-# far longer than the few store operations it takes, so two requests never both deliver one message.
-DELIVERY_LEASE_MS = 10_000
 Collection = AsyncCollection[dict[str, Any]]
 
 
@@ -340,22 +336,7 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
     if not file_ok:
         raise BadMessage(f"An {body.msg_type} message must be a /api/files/<id> URL of a file stored here")
 
-    oid = ObjectId()
-    key = str(oid)
-    now = utc_now()
-    doc: dict[str, Any] = {
-        "_id": oid,
-        "group_id": gid,
-        "from_id": from_id,
-        "msg": body.msg,
-        "msg_type": body.msg_type,
-        "key": key,
-        "client_key": f"{from_id}:{body.client_msg_id}" if body.client_msg_id is not None else key,
-        "client_msg_id": body.client_msg_id,
-        "created_at": now,
-        "seq": None,
-        "deliver_by_ms": epoch_ms(now) + DELIVERY_LEASE_MS,
-    }
+    doc = new_message_doc(from_id, body, group_id=gid)
     try:
         await messages().insert_one(doc)
     except DuplicateKeyError:
@@ -374,27 +355,11 @@ async def _retried(doc: Mapping[str, Any], recipients: list[str]) -> Sent:
     same = all(original[field] == doc[field] for field in ("group_id", "msg", "msg_type"))
     if not same:
         raise Conflict("This client_msg_id was already used for another message")
-    if original.get("seq") is None and await _take_over_delivery(original):
+    if original.get("seq") is None and await take_over_delivery(messages(), original):
         # The attempt that stored it died before delivering it: this retry delivers it.
         original["seq"] = await _deliver(original, recipients)
         await _set_last_message(original)
     return Sent(message_public(original), created=False)
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-async def _take_over_delivery(original: Mapping[str, Any]) -> bool:
-    """Whether this request now delivers a stored, undelivered message: only once the lease of the request
-    delivering it has run out, and only one of several concurrent retries (the one whose write matches)."""
-    lease = original.get("deliver_by_ms")
-    now = epoch_ms(utc_now())
-    if lease is not None and lease > now:
-        return False  # its first request is still delivering it
-    claim = {"_id": original["_id"], "seq": None, "deliver_by_ms": lease}
-    result = await messages().update_one(claim, {"$set": {"deliver_by_ms": now + DELIVERY_LEASE_MS}})
-    return result.modified_count == 1
 
 
 async def _deliver(doc: Mapping[str, Any], recipients: list[str]) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import DESCENDING, UpdateMany, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from chat_api.events.service import publish
@@ -15,7 +17,7 @@ from chat_api.files.service import file_url_exists
 from chat_api.friends.models import Friendship, pair_key
 from chat_api.friends.service import canonical_id, friendship, user_exists
 from chat_api.messages.models import DirectMessage
-from chat_api.messages.schemas import DirectMessageIn, MessagePublic
+from chat_api.messages.schemas import DirectMessageIn, MessageIn, MessagePublic
 from chat_api.users.service import utc_now
 
 # How long the request that stored a message has to deliver it before a retry may take over.
@@ -65,23 +67,7 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
         _, file_found = await asyncio.gather(check_recipient(from_id, to_id), file_check)
         if not file_found:
             raise MessageError("no_file", f"A {body.msg_type} message must be the /api/files/<id> URL of an upload")
-    oid = ObjectId()
-    key = str(oid)
-    now = utc_now()
-    doc: dict[str, Any] = {
-        "_id": oid,
-        "pair": pair_key(from_id, to_id),
-        "from_id": from_id,
-        "to_id": to_id,
-        "msg": body.msg,
-        "msg_type": body.msg_type,
-        "key": key,
-        "client_key": f"{from_id}:{body.client_msg_id}" if body.client_msg_id is not None else key,
-        "client_msg_id": body.client_msg_id,
-        "created_at": now,
-        "seq": None,
-        "deliver_by_ms": epoch_ms(now) + DELIVERY_LEASE_MS,
-    }
+    doc = new_message_doc(from_id, body, pair=pair_key(from_id, to_id), to_id=to_id)
     collection = DirectMessage.get_pymongo_collection()
     try:
         # Stored first: from here on the message exists, and a retry with the same
@@ -93,7 +79,7 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
             raise
         if (original["to_id"], original["msg"], original["msg_type"]) != (to_id, body.msg, body.msg_type):
             raise MessageError("reused_id", "This client_msg_id was already used for another message") from None
-        if original.get("seq") is None and await take_over_delivery(original):
+        if original.get("seq") is None and await take_over_delivery(DirectMessage.get_pymongo_collection(), original):
             # The first attempt stopped before it was delivered: deliver it now.
             original["seq"] = await deliver(original)
         return MessagePublic.from_stored(original), False
@@ -105,17 +91,37 @@ def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-async def take_over_delivery(original: dict[str, Any]) -> bool:
+def new_message_doc(from_id: str, body: MessageIn, **target: str) -> dict[str, Any]:
+    """A direct or group message as stored (`target`: its pair and `to_id`, or its `group_id`), not yet
+    delivered: the storing request holds the delivery lease."""
+    oid = ObjectId()
+    key = str(oid)
+    now = utc_now()
+    return {
+        "_id": oid,
+        **target,
+        "from_id": from_id,
+        "msg": body.msg,
+        "msg_type": body.msg_type,
+        "key": key,
+        "client_key": f"{from_id}:{body.client_msg_id}" if body.client_msg_id is not None else key,
+        "client_msg_id": body.client_msg_id,
+        "created_at": now,
+        "seq": None,
+        "deliver_by_ms": epoch_ms(now) + DELIVERY_LEASE_MS,
+    }
+
+
+async def take_over_delivery(collection: AsyncCollection[dict[str, Any]], original: Mapping[str, Any]) -> bool:
     """Whether this retry now delivers a stored, undelivered message: only once the storing request's
-    lease has run out (it may still be delivering), and only one of several concurrent retries."""
+    lease has run out (it may still be delivering), and only one of several concurrent retries (the
+    one whose conditional write matches)."""
     lease = original.get("deliver_by_ms")
     now = epoch_ms(utc_now())
     if lease is not None and lease > now:
         return False
     claim = {"_id": original["_id"], "seq": None, "deliver_by_ms": lease}
-    result = await DirectMessage.get_pymongo_collection().update_one(
-        claim, {"$set": {"deliver_by_ms": now + DELIVERY_LEASE_MS}}
-    )
+    result = await collection.update_one(claim, {"$set": {"deliver_by_ms": now + DELIVERY_LEASE_MS}})
     return result.modified_count == 1
 
 
