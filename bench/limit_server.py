@@ -28,7 +28,8 @@ from sanic.response import HTTPResponse, json
 from sanic.worker.loader import AppLoader
 
 from chat_api.config import Settings, settings_or_exit
-from chat_api.store import EMBEDDED_WRITE_CONCERN, EmbeddedStore, client_options
+from chat_api.store.client import EMBEDDED_WRITE_CONCERN, client_options
+from chat_api.store.embedded import EmbeddedStore
 
 PUBLIC = ("chat_id", "email", "username", "personality", "avatar", "register_at", "sex", "birthday", "phone", "flag")
 PROJECTION = dict.fromkeys(PUBLIC, 1)

@@ -338,9 +338,9 @@ def count_round_trips(folder: Path) -> dict[str, RoundTrips]:
 
     from sanic_testing.reusable import ReusableClient
 
-    from chat_api import store
     from chat_api.app import create_app
-    from chat_api.store import EmbeddedStore, free_loopback_port
+    from chat_api.store import client as store
+    from chat_api.store.embedded import EmbeddedStore, free_loopback_port
 
     counter = CommandCounter()
     store.CLIENT_OPTIONS["event_listeners"] = [counter]

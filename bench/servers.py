@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from chat_api.store import EmbeddedStore, free_loopback_port
+from chat_api.store.embedded import EmbeddedStore, free_loopback_port
 from tests.helpers import SETTING_NAMES, stop_server  # the settings a developer may have exported
 
 REPO = Path(__file__).resolve().parent.parent

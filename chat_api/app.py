@@ -1,61 +1,41 @@
-"""The application factory: configuration, blueprints, error handling and store lifecycle."""
+"""The application factory: settings, Sanic's configuration, the route modules, error handling, and the store."""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
+from types import ModuleType
 
-import pymongo
-from pydantic import BaseModel
-from pymongo.errors import ConnectionFailure
 from sanic import Sanic
 from sanic_ext import Extend
 
-from chat_api.auth.routes import bp as auth_bp
-from chat_api.auth.schemas import LoginRequest, TokenResponse
+from chat_api.auth import routes as auth_routes
 from chat_api.config import Settings
 from chat_api.conversations import routes as conversations_routes
 from chat_api.events import routes as events_routes
-from chat_api.exceptions import register_error_handler
 from chat_api.files import routes as files_routes
 from chat_api.friends import routes as friends_routes
 from chat_api.groups import routes as groups_routes
-from chat_api.health.routes import Health
-from chat_api.health.routes import bp as health_bp
-from chat_api.indexes import create_indexes
+from chat_api.health import routes as health_routes
+from chat_api.http.errors import register_error_handler
+from chat_api.http.middleware import register_middleware
+from chat_api.http.openapi import OPENAPI_CONFIG, RateLimited, setup_openapi
+from chat_api.http.ratelimit import setup_rate_limits
+from chat_api.http.types import ChatApp
 from chat_api.logs import configure_logging
 from chat_api.messages import routes as messages_routes
-from chat_api.middleware import register_middleware
-from chat_api.openapi import OPENAPI_CONFIG, RateLimited, setup_openapi
-from chat_api.ratelimit.gate import setup_rate_limits
 from chat_api.realtime import routes as realtime_routes
-from chat_api.security import PasswordHasher, hashing_executor
 from chat_api.shutdown import setup_graceful_shutdown
-from chat_api.store import EMBEDDED_WRITE_CONCERN, EmbeddedStore, open_database, store_label
-from chat_api.types import ChatApp
-from chat_api.users.routes import bp as users_bp
-from chat_api.users.schemas import Availability, UserCreate, UserCreated, UserPublic, UserUpdate
+from chat_api.store.lifecycle import setup_store
+from chat_api.users import routes as users_routes
 
 log = logging.getLogger("chat_api")
 APP_NAME = "chat_api"
 REQUEST_MAX_SIZE = 1024 * 1024
-# Creating a missing index on a large collection at start-up may take far longer than one
-# request's store operation may.
-INDEX_BUILD_TIMEOUT = 600.0
-SCHEMA_MODELS: list[type[BaseModel]] = [
-    UserCreate,
-    UserUpdate,
-    UserPublic,
-    UserCreated,
-    Availability,
-    LoginRequest,
-    TokenResponse,
-    Health,
-    RateLimited,
-]
-# The chat packages of issue 3: each routes module has its blueprint `bp` and its SCHEMA_MODELS.
-CHAT_ROUTES = (
+# The one list of route modules: each has its blueprint `bp` and the models it documents, `SCHEMA_MODELS`.
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    health_routes,
+    auth_routes,
+    users_routes,
     friends_routes,
     messages_routes,
     conversations_routes,
@@ -81,22 +61,15 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     _configure_cors(app, settings)
     app.config.update(OPENAPI_CONFIG)
     Extend(app)
-    setup_openapi(app, [*SCHEMA_MODELS, *(m for routes in CHAT_ROUTES for m in routes.SCHEMA_MODELS)])
-
-    app.blueprint(health_bp)
-    app.blueprint(auth_bp)
-    app.blueprint(users_bp)
-    for routes in CHAT_ROUTES:
+    setup_openapi(app, [RateLimited, *(model for routes in ROUTE_MODULES for model in routes.SCHEMA_MODELS)])
+    for routes in ROUTE_MODULES:
         app.blueprint(routes.bp)
     register_error_handler(app)
     setup_rate_limits(app, settings)
     register_middleware(app)
-
     setup_graceful_shutdown(app, settings.shutdown_timeout)
-    app.main_process_start(start_shared_store)
-    app.main_process_stop(stop_shared_store)
-    app.before_server_start(connect_store)
-    app.after_server_stop(disconnect_store)
+    # The store's listeners before the real-time hub's: the hub reads the event log as it starts.
+    setup_store(app)
     realtime_routes.setup_realtime(app)
     return app
 
@@ -120,71 +93,3 @@ def _configure_cors(app: ChatApp, settings: Settings) -> None:
     )
     app.config.CORS_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
     app.config.CORS_MAX_AGE = 600
-
-
-async def start_shared_store(app: ChatApp) -> None:
-    """In the main process, so that several workers share one embedded store."""
-    settings: Settings = app.ctx.settings
-    if settings.store_kind != "embedded":
-        log.info("store: %s", store_label(settings, settings.mongodb_uri or ""))
-        return
-    try:
-        store = EmbeddedStore(settings.data_dir).start()
-    except Exception:
-        # Sanic reports a failing main-process listener only as an OS error; say what failed.
-        log.exception("could not start the embedded store")
-        raise
-    store.supervise()
-    app.ctx.embedded_store = store
-    app.shared_ctx.store_port = multiprocessing.Value("i", store.port)
-    log.info("store: %s", store_label(settings, store.uri))
-
-
-async def stop_shared_store(app: ChatApp) -> None:
-    store: EmbeddedStore | None = getattr(app.ctx, "embedded_store", None)
-    if store is not None:
-        store.stop()
-        log.info("embedded store stopped")
-
-
-async def connect_store(app: ChatApp) -> None:
-    settings: Settings = app.ctx.settings
-    uri = settings.mongodb_uri
-    if uri is None:
-        shared_port = getattr(app.shared_ctx, "store_port", None)
-        if shared_port is not None:
-            uri = f"mongodb://127.0.0.1:{shared_port.value}/"
-        else:
-            # Run without a main process (single-process mode): own the store here.
-            store = EmbeddedStore(settings.data_dir).start()
-            store.supervise()
-            app.ctx.worker_store = store
-            uri = store.uri
-            log.info("store: %s", store_label(settings, uri))
-    write_concern = EMBEDDED_WRITE_CONCERN if settings.store_kind == "embedded" else None
-    try:
-        database = await open_database(
-            uri, settings.mongodb_db, operation_timeout=settings.store_timeout, write_concern=write_concern
-        )
-        # Idempotent, and the unique indexes are what make registration race-free, so a
-        # database that has never seen `scripts.indexes create` still gets them.
-        with pymongo.timeout(INDEX_BUILD_TIMEOUT):
-            created = await create_indexes(database)
-        for index in created:
-            log.info("created index %s", index)
-    except ConnectionFailure as error:
-        log.error("cannot reach the store at %s: %s", store_label(settings, uri), error)
-        raise
-    app.ctx.database = database
-    app.ctx.store_uri = uri  # the real-time hub opens a client of its own on it
-    app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, hashing_executor(os.cpu_count() or 1))
-
-
-async def disconnect_store(app: ChatApp) -> None:
-    database = getattr(app.ctx, "database", None)
-    if database is not None:
-        await database.client.close()
-        app.ctx.hasher.executor.shutdown(wait=False)
-    store: EmbeddedStore | None = getattr(app.ctx, "worker_store", None)
-    if store is not None:
-        store.stop()

@@ -9,7 +9,7 @@ import signal
 import socket
 from types import FrameType
 
-from chat_api.types import ChatApp
+from chat_api.http.types import ChatApp
 
 log = logging.getLogger("chat_api")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -1,7 +1,8 @@
 """The seed's chat data: friendships, direct conversations, groups and their messages among demo users.
 
-Plain documents in bulk, shaped exactly as the chat routes write them (the Beanie models are the
-reference, checked by tests/test_scripts.py); no events, since seeded history has nobody to deliver to.
+Plain documents in bulk, built by the same builders as the chat routes use (each package's models.py),
+checked against the Beanie models by tests/test_scripts.py; no events, since seeded history has nobody to
+deliver to.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from chat_api.friends.models import Friendship, pair_key
-from chat_api.groups.models import Group, GroupMember, GroupMessage
-from chat_api.messages.models import DirectMessage
+from chat_api.friends.models import Friendship, new_friendship_docs, pair_key
+from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity, new_group_doc, new_member_doc
+from chat_api.messages.models import DirectMessage, message_summary, new_message_doc
 
 LINES = (
     "Hi! How are you?",
@@ -62,16 +62,8 @@ class Clock:
         return self.next
 
 
-def summary(message: dict[str, Any]) -> dict[str, Any]:
-    """What Friendship/Group keep of their newest message."""
-    return {key: message[key] for key in ("from_id", "msg", "msg_type", "created_at")} | {"id": message["key"]}
-
-
 def new_message(clock: Clock, from_id: str, msg: str, **where: str) -> dict[str, Any]:
-    key = str(oid := ObjectId())
-    created = clock.tick()
-    return {"_id": oid, **where, "from_id": from_id, "msg": msg, "msg_type": "txt", "key": key, "client_key": key,
-            "client_msg_id": None, "created_at": created, "seq": None}  # fmt: skip
+    return new_message_doc(where, from_id, msg, created_at=clock.tick())
 
 
 def friend_pairs(user_ids: list[str], friends: int) -> Iterator[tuple[str, str]]:
@@ -96,16 +88,13 @@ def conversation(
     for n in range(count):
         sender, recipient = (a, b) if n % 2 == 0 else (b, a)
         messages.append(new_message(clock, sender, LINES[n % len(LINES)], pair=pair, to_id=recipient))
-    friendships = []
-    for owner, friend in ((a, b), (b, a)):
-        doc: dict[str, Any] = {"owner_id": owner, "friend_id": friend, "pair": pair, "created_at": now,
-                               "last_message": None, "last_key": None, "unread": 0, "read_key": ""}  # fmt: skip
+    friendships = new_friendship_docs(a, b, now)
+    for doc in friendships:
         if messages:
             last = messages[-1]
-            unread = last["to_id"] == owner
+            unread = last["to_id"] == doc["owner_id"]
             read = messages[-2]["key"] if unread and len(messages) > 1 else "" if unread else last["key"]
-            doc.update(last_message=summary(last), last_key=last["key"], unread=int(unread), read_key=read)
-        friendships.append(doc)
+            doc.update(last_message=message_summary(last), last_key=last["key"], unread=int(unread), read_key=read)
     return messages, friendships
 
 
@@ -114,22 +103,24 @@ def group(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """A group of `members` (the first its lord, the second an admin) with `count` messages, read by
     every member but the newest, which only its sender has read."""
-    group_id = str(gid := ObjectId())
+    fields = {"group_name": f"Demo group {number}", "group_desc": "Seeded by scripts.seed", "group_avatar": None,
+              "group_placard": None}  # fmt: skip
+    doc = new_group_doc(fields, members[0], now)
+    group_id = str(doc["_id"])
     messages = [
         new_message(clock, members[n % len(members)], LINES[n % len(LINES)], group_id=group_id) for n in range(count)
     ]
     last = messages[-1] if messages else None
-    doc = {"_id": gid, "group_name": f"Demo group {number}", "group_desc": "Seeded by scripts.seed",
-           "group_avatar": None, "group_placard": None, "lord_id": members[0], "created_at": now,
-           "last_message": summary(last) if last else None, "last_key": last["key"] if last else None}  # fmt: skip
-    identities = ["lord", "admin"]
+    if last is not None:
+        doc.update(last_message=message_summary(last), last_key=last["key"])
+    identities: list[Identity] = ["lord", "admin"]
     member_docs = []
     for index, user_id in enumerate(members):
         read_key = ""
         if last is not None:
             read_key = last["key"] if last["from_id"] == user_id else messages[-2]["key"] if len(messages) > 1 else ""
-        member_docs.append({"group_id": group_id, "user_id": user_id, "joined_at": now, "read_key": read_key,
-                            "identity": identities[index] if index < 2 else "user"})  # fmt: skip
+        identity: Identity = identities[index] if index < 2 else "user"
+        member_docs.append(new_member_doc(group_id, user_id, identity, now, read_key))
     return doc, member_docs, messages
 
 

@@ -9,7 +9,8 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chat_api.config import Settings
-from chat_api.store import EMBEDDED_BULK_WRITE_CONCERN, EmbeddedStore, open_database, store_label
+from chat_api.store.client import EMBEDDED_BULK_WRITE_CONCERN, open_database, store_label
+from chat_api.store.embedded import EmbeddedStore
 
 
 @asynccontextmanager

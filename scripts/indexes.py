@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from chat_api.config import Settings, settings_or_exit
-from chat_api.indexes import create_indexes, drop_indexes, index_status
+from chat_api.store.indexes import create_indexes, drop_indexes, index_status
 from scripts._store import database
 
 

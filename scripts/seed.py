@@ -15,13 +15,14 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from chat_api.common.clock import utc_now
+from chat_api.common.fields import MAX_INT64, Password
 from chat_api.config import settings_or_exit
-from chat_api.indexes import create_indexes
 from chat_api.security import hash_password
+from chat_api.store.indexes import create_indexes
 from chat_api.users.models import User
 from chat_api.users.schemas import UserCreate
-from chat_api.users.service import new_user, utc_now
-from chat_api.validation import MAX_INT64, Password
+from chat_api.users.service import new_user
 from scripts._chat_seed import ChatCounts, ChatPlan, seed_chat
 from scripts._store import database
 

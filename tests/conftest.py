@@ -22,9 +22,9 @@ from sanic_testing.reusable import ReusableClient
 
 from chat_api.app import create_app
 from chat_api.config import Quota, RateLimits, Settings
-from chat_api.documents import DOCUMENT_MODELS
-from chat_api.store import EmbeddedStore, free_loopback_port
-from chat_api.types import ChatApp
+from chat_api.http.types import ChatApp
+from chat_api.store.documents import DOCUMENT_MODELS
+from chat_api.store.embedded import EmbeddedStore, free_loopback_port
 from tests.helpers import Api
 
 # Several apps are built in one process (one per settings under test).

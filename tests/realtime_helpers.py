@@ -13,11 +13,11 @@ from bson import ObjectId
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from chat_api.common.clock import utc_now
 from chat_api.friends.models import Friendship, pair_key
 from chat_api.groups.models import Group, GroupMember
+from chat_api.http.types import ChatApp
 from chat_api.realtime.hub import Hub
-from chat_api.types import ChatApp
-from chat_api.users.service import utc_now
 from tests.helpers import Api, TestUser
 
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from chat_api.store import free_loopback_port
+from chat_api.store.embedded import free_loopback_port
 from tests.helpers import GENEROUS_LIMITS_ENV, stop_server, subprocess_env, wait_for_health
 
 P99_GROWTH_LIMIT = 1.5

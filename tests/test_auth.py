@@ -10,8 +10,8 @@ import jwt
 import pytest
 
 from chat_api.config import Settings
+from chat_api.http.types import ChatApp
 from chat_api.security import HASHING_NICENESS, create_token
-from chat_api.types import ChatApp
 from tests.helpers import Api, auth_headers, create_user, log_in
 
 

@@ -14,7 +14,7 @@ from gridfs import GridFSBucket
 from pymongo.database import Database
 
 from bench.round_trips import CommandCounter, RoundTrips
-from chat_api import store
+from chat_api.store import client as store
 from tests.conftest import OtherApp
 from tests.helpers import Api, create_user, make_friends
 

@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
-from chat_api.conversations.service import group_unread_query
+from chat_api.groups.repository import unread_filter
 from tests.helpers import Api, TestUser, create_user, make_friends
 
 UNKNOWN_ID = "0123456789abcdef01234567"
@@ -260,7 +260,7 @@ def test_conversation_queries_are_served_by_indexes(api: Api, sync_db: Db) -> No
     queries = [
         ("friendships", {"owner_id": {"$eq": me.id}, "last_key": {"$ne": None}}),
         ("group_members", {"user_id": {"$eq": me.id}}),
-        ("group_messages", group_unread_query(group, "", me.id)),
+        ("group_messages", unread_filter(group, "", me.id)),
     ]
     for collection, query in queries:
         shown = plan(sync_db[collection].find(query).explain())

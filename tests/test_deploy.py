@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from chat_api.indexes import declared_indexes
-from chat_api.store import free_loopback_port, pid_alive
+from chat_api.store.embedded import free_loopback_port, pid_alive
+from chat_api.store.indexes import declared_indexes
 from tests.helpers import REPO, run_script, stop_server, subprocess_env, user_payload, wait_for_health
 
 

@@ -13,7 +13,7 @@ from pymongo import DESCENDING
 from pymongo.database import Database
 
 from chat_api.friends.models import pair_key
-from chat_api.messages.service import history_query
+from chat_api.messages.repository import direct_messages
 from tests.helpers import Api, TestUser, create_user, make_friends
 
 UNKNOWN_ID = "0123456789abcdef01234567"
@@ -370,7 +370,7 @@ def winning_plan(explained: dict[str, Any]) -> str:
 @pytest.mark.parametrize("before", [None, "6b04ee4e04b0a8010eef234b"])
 def test_history_query_is_served_by_the_pair_key_index(sync_db: Db, before: str | None) -> None:
     sync_db.user_messages.insert_one({"pair": "a:b", "key": "1", "client_key": "1"})
-    query = history_query("a:b", before)
+    query = direct_messages.page_filter("a:b", before)
     plan = winning_plan(sync_db.user_messages.find(query).sort("key", DESCENDING).limit(50).explain())
     assert "USING INDEX idx_user_messages_pair_key" in plan or "IXSCAN" in plan, plan
     assert "COLLSCAN" not in plan

@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 
 from bench.round_trips import CommandCounter
-from chat_api import store
+from chat_api.store import client as store
 from tests.conftest import OtherApp
 from tests.helpers import Api, TestUser, create_user
 

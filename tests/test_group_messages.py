@@ -13,8 +13,8 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from bench.round_trips import CommandCounter, RoundTrips
-from chat_api import store
-from chat_api.groups.service import history_query
+from chat_api.groups.repository import group_messages
+from chat_api.store import client as store
 from tests.conftest import OtherApp
 from tests.helpers import Api, TestUser, create_user, make_friends
 from tests.test_groups import UNKNOWN_ID, add, make_group, new_group
@@ -351,7 +351,7 @@ def test_history_with_a_bad_cursor_is_400(api: Api, query: str) -> None:
 def test_history_is_served_by_the_group_key_index(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     """The app created the indexes when it started (the `api` fixture starts it)."""
     for before in (None, str(ObjectId())):
-        query = history_query("0123456789abcdef01234567", before)
+        query = group_messages.page_filter("0123456789abcdef01234567", before)
         plan = json.dumps(sync_db.group_messages.find(query).sort("key", -1).limit(50).explain(), default=str)
         # nx-27017 answers with SQLite's plan (naming its index after the fields), MongoDB with its own
         assert "idx_group_messages_group_id_key" in plan or ("IXSCAN" in plan and "group_id_1_key_1" in plan), plan

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from chat_api.store import EmbeddedStore
-from chat_api.types import ChatApp
+from chat_api.http.types import ChatApp
+from chat_api.store.embedded import EmbeddedStore
 from tests.conftest import FRONTEND_ORIGIN, OtherApp
 from tests.helpers import Api, create_user
 

@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from chat_api.store import free_loopback_port
+from chat_api.store.embedded import free_loopback_port
 from tests.helpers import new_password, stop_server, subprocess_env, user_payload, wait_for_health
 
 pytestmark = pytest.mark.no_store  # the server under test runs a store of its own

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from bson import ObjectId
 
+from chat_api.common.clock import utc_now
 from chat_api.events.models import Event
 from chat_api.realtime import presence
 from chat_api.realtime.models import PresenceRecord
 from chat_api.users.models import User
-from chat_api.users.service import utc_now
 from tests.helpers import Api, TestUser, create_user
 from tests.realtime_helpers import befriend, frames_until, fresh_hub, no_frame, open_socket, run, ws_url
 

@@ -17,9 +17,9 @@ import pytest
 from pymongo.database import Database
 
 from chat_api.config import Quota, RateLimits
+from chat_api.http.types import ChatApp
 from chat_api.ratelimit.service import Policy, window_of
-from chat_api.store import free_loopback_port
-from chat_api.types import ChatApp
+from chat_api.store.embedded import free_loopback_port
 from tests.conftest import GENEROUS, OtherApp
 from tests.helpers import Api, create_user, subprocess_env, user_payload
 from tests.test_deploy import serving

@@ -13,9 +13,9 @@ from websockets.asyncio.client import connect
 
 from chat_api.events.models import Event
 from chat_api.events.service import newest_seq, publish
+from chat_api.http.types import ChatApp
 from chat_api.logs import RequestContext, TextFormatter
 from chat_api.realtime.hub import Hub
-from chat_api.types import ChatApp
 from tests.helpers import Api, create_user
 from tests.realtime_helpers import (
     befriend,

@@ -40,8 +40,9 @@ from sanic.response import HTTPResponse
 from sanic_testing.reusable import ReusableClient
 
 from chat_api.config import DEFAULT_STORE_TIMEOUT
-from chat_api.store import EMBEDDED_WRITE_CONCERN, EmbeddedStore, client_options, free_loopback_port, pid_alive
-from chat_api.types import ChatApp
+from chat_api.http.types import ChatApp
+from chat_api.store.client import EMBEDDED_WRITE_CONCERN, client_options
+from chat_api.store.embedded import EmbeddedStore, free_loopback_port, pid_alive
 from chat_api.users.models import User
 from tests.conftest import OtherApp
 from tests.helpers import (

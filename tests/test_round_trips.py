@@ -8,7 +8,7 @@ import pytest
 from sanic_testing.reusable import ReusableClient
 
 from bench.round_trips import CommandCounter, RoundTrips, walk
-from chat_api import store
+from chat_api.store import client as store
 from tests.conftest import OtherApp
 
 # route -> (data commands, rate-limiter commands: one per budget counted, README "Rate limits").

@@ -13,9 +13,9 @@ from pymongo import MongoClient
 
 from chat_api.friends.models import Friendship, pair_key
 from chat_api.groups.models import Group, GroupMember, GroupMessage
-from chat_api.indexes import IndexSpec, declared_indexes
 from chat_api.messages.models import DirectMessage
-from chat_api.store import EmbeddedStore
+from chat_api.store.embedded import EmbeddedStore
+from chat_api.store.indexes import IndexSpec, declared_indexes
 from tests.conftest import OtherApp
 from tests.helpers import Api, run_script, subprocess_env
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from chat_api.store import EmbeddedStore, describe_uri, pid_alive
+from chat_api.store.client import describe_uri
+from chat_api.store.embedded import EmbeddedStore, pid_alive
 from tests.helpers import REPO
 
 
@@ -56,7 +57,7 @@ def test_second_user_of_a_folder_joins_and_the_last_to_leave_stops_it(tmp_path: 
 def test_store_left_by_a_dead_process_is_taken_over_and_stopped(tmp_path: Path) -> None:
     """As after an API process was SIGKILLed: its store runs on, used by nobody alive."""
     code = (
-        "from pathlib import Path; from chat_api.store import EmbeddedStore; "
+        "from pathlib import Path; from chat_api.store.embedded import EmbeddedStore; "
         f"EmbeddedStore(Path({str(tmp_path)!r})).start()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from chat_api.store import free_loopback_port
+from chat_api.store.embedded import free_loopback_port
 from tests.helpers import GENEROUS_LIMITS_ENV, stop_server, subprocess_env, user_payload, wait_for_health
 
 pytestmark = pytest.mark.no_store  # the server under test runs a store of its own

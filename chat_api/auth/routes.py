@@ -1,39 +1,26 @@
-"""Auth routes: register, login, the current user, logout."""
+"""Auth routes: login, the current user, logout."""
 
 from __future__ import annotations
 
 import asyncio
 
+from pydantic import BaseModel
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from chat_api.auth import service
-from chat_api.auth.decorators import protected
 from chat_api.auth.schemas import LoginRequest, TokenResponse
 from chat_api.config import Settings
-from chat_api.exceptions import NotFound, Unprocessable
-from chat_api.openapi import document
-from chat_api.ratelimit.gate import Gate, Policies, client_address
+from chat_api.http.auth import current_user, protected
+from chat_api.http.openapi import document
+from chat_api.http.ratelimit import Gate, Policies, client_address
+from chat_api.http.responses import json_model
+from chat_api.http.validation import validate_body
 from chat_api.users.models import User
-from chat_api.users.routes import create_user_response, user_json
-from chat_api.users.schemas import UserCreate, UserCreated, UserPublic
-from chat_api.validation import validate_body
+from chat_api.users.schemas import UserPublic
 
 bp = Blueprint("auth", url_prefix="/api")
-
-
-@bp.post("/register")
-@document(
-    tag="auth",
-    body=UserCreate,
-    responses={201: (UserCreated, "Registered")},
-    headers={201: {"Location": "URL of the new user"}},
-    errors=(400, 413, 422, 429),
-)
-@validate_body(UserCreate)
-async def register(request: Request, body: UserCreate) -> HTTPResponse:
-    """Create an account; no token needed."""
-    return await create_user_response(request, body)
+SCHEMA_MODELS: list[type[BaseModel]] = [LoginRequest, TokenResponse]
 
 
 def account_subject(user: User | None, identifier: int | str) -> str:
@@ -60,12 +47,10 @@ async def login(request: Request, body: LoginRequest) -> HTTPResponse:
     await gate.spend(policies.login_account, account_subject(user, body.chat_id), private=True)
     try:
         token = await service.login(user, body.password, request.app.ctx.hasher, settings)
-    except service.UnknownAccount:
+    except (service.UnknownAccount, service.WrongPassword):
+        # A failure costs more of both budgets; the error itself is answered by the one handler.
         await gate.failed(settings.rate_limits.login_failure_cost)
-        raise NotFound("No account with this chat_id or email") from None
-    except service.WrongPassword:
-        await gate.failed(settings.rate_limits.login_failure_cost)
-        raise Unprocessable("Wrong password") from None
+        raise
     # The frontend stores this string verbatim and sends it back as the Authorization header.
     return json({"token": f"Bearer {token}"})
 
@@ -75,11 +60,11 @@ async def login(request: Request, body: LoginRequest) -> HTTPResponse:
 @protected
 async def get_current_user(request: Request) -> HTTPResponse:
     """The user the token belongs to."""
-    return user_json(request.ctx.user.public)
+    return json_model(current_user(request).public)
 
 
 async def _logout(request: Request) -> HTTPResponse:
-    await service.logout(request.ctx.user.id)
+    await service.logout(current_user(request).id)
     return empty()
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, StringConstraints, ValidationError, WithJsonSchema
 
-from chat_api.validation import CHAT_ID_FORMS, EMAIL_ADAPTER, StrictModel, whole_number
+from chat_api.common.fields import CHAT_ID_FORMS, EMAIL_ADAPTER, StrictModel, whole_number
 
 
 def _login_identifier(value: Any) -> int | str:

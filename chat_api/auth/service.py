@@ -6,22 +6,27 @@ import logging
 
 from bson import ObjectId
 
+from chat_api.common.errors import Conflict, NotFound
 from chat_api.config import Settings
 from chat_api.realtime import presence
 from chat_api.security import PasswordHasher, create_token
-from chat_api.users import service as users
+from chat_api.users import repository as users
 from chat_api.users.models import User
 
 # Never the identifier or the password: people type their password into the login field too.
 log = logging.getLogger("chat_api.auth")
 
 
-class UnknownAccount(Exception):
+class UnknownAccount(NotFound):
     """No user has this chat_id or email."""
 
+    default_message = "No account with this chat_id or email"
 
-class WrongPassword(Exception):
+
+class WrongPassword(Conflict):
     """The user exists but the password does not match."""
+
+    default_message = "Wrong password"
 
 
 async def find_account(identifier: str | int) -> User | None:
@@ -38,7 +43,7 @@ async def login(user: User | None, password: str, hasher: PasswordHasher, settin
         log.info("login refused for user %s: wrong password", user.id)
         raise WrongPassword
     assert user.id is not None
-    # Online for a while even before a socket opens (README "Real time: /ws", presence).
+    # Online for a while even before a socket opens (docs/api.md, "Real time", presence).
     await presence.logged_in(str(user.id))
     log.info("user %s logged in", user.id)
     return create_token(str(user.id), user.token_version, settings.jwt_secret, settings.jwt_ttl)

@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
-
 from pydantic import BaseModel
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty
 
-from chat_api.auth.decorators import protected
+from chat_api.common.ids import OBJECT_ID_PATH
+from chat_api.common.pagination import Pagination
 from chat_api.conversations import service
 from chat_api.conversations.schemas import CONVERSATION_LIST, Conversation, LastMessage
-from chat_api.exceptions import ApiError, Forbidden, NotFound
-from chat_api.openapi import document
-from chat_api.users.routes import json_bytes
-from chat_api.users.schemas import Pagination
-from chat_api.users.service import CurrentUser
-from chat_api.validation import validate_query
+from chat_api.http.auth import current_user_id, protected
+from chat_api.http.openapi import document
+from chat_api.http.responses import json_page
+from chat_api.http.validation import validate_query
 
 bp = Blueprint("conversations", url_prefix="/api", strict_slashes=False)
 SCHEMA_MODELS: list[type[BaseModel]] = [Conversation, LastMessage]
-# Any other string names nothing: a 404, like an unknown id.
-ID_PATH = {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}
-ERRORS: dict[str, type[ApiError]] = {
-    "unknown_user": NotFound,
-    "unknown_group": NotFound,
-    "not_friends": Forbidden,
-    "not_member": Forbidden,
-}
-
-
-def http_error(error: service.ConversationError) -> NoReturn:
-    raise ERRORS[error.reason](error.message) from None
-
-
-def me(request: Request) -> str:
-    current: CurrentUser = request.ctx.user
-    return str(current.id)
 
 
 @bp.get("/conversations")
@@ -51,33 +31,34 @@ def me(request: Request) -> str:
 @validate_query(Pagination)
 async def list_conversations(request: Request, query: Pagination) -> HTTPResponse:
     """My conversations: friends I have messages with and all my groups, with last message and unread count."""
-    page, total = await service.conversations(me(request), query.limit, query.offset)
-    return json_bytes(CONVERSATION_LIST.dump_json(page), headers={"X-Total-Count": str(total)})
+    return json_page(
+        CONVERSATION_LIST, *await service.conversations(current_user_id(request), query.limit, query.offset)
+    )
 
 
 @bp.put("/conversations/user/<user_id:str>/read")
 @document(
-    tag="conversations", path={"user_id": ID_PATH}, responses={204: (None, "Marked read")}, errors=(401, 403, 404)
+    tag="conversations",
+    path={"user_id": OBJECT_ID_PATH},
+    responses={204: (None, "Marked read")},
+    errors=(401, 403, 404),
 )
 @protected
 async def mark_user_conversation_read(request: Request, user_id: str) -> HTTPResponse:
     """Mark my conversation with a friend read up to its newest message."""
-    try:
-        await service.mark_user_read(me(request), user_id)
-    except service.ConversationError as error:
-        http_error(error)
+    await service.mark_user_read(current_user_id(request), user_id)
     return empty()
 
 
 @bp.put("/conversations/group/<group_id:str>/read")
 @document(
-    tag="conversations", path={"group_id": ID_PATH}, responses={204: (None, "Marked read")}, errors=(401, 403, 404)
+    tag="conversations",
+    path={"group_id": OBJECT_ID_PATH},
+    responses={204: (None, "Marked read")},
+    errors=(401, 403, 404),
 )
 @protected
 async def mark_group_conversation_read(request: Request, group_id: str) -> HTTPResponse:
     """Mark a group of mine read up to its newest message."""
-    try:
-        await service.mark_group_read(me(request), group_id)
-    except service.ConversationError as error:
-        http_error(error)
+    await service.mark_group_read(current_user_id(request), group_id)
     return empty()

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
+from chat_api.common.clock import as_utc
 from chat_api.messages.models import MsgType
-from chat_api.users.models import as_utc
 
 
 class LastMessage(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -36,3 +37,17 @@ class Event(Document):
             # log every 15 ms. `events.service.prune` deletes expired events instead, on both stores.
             IndexModel([("created_at", ASCENDING)], name="created_at_1"),
         ]
+
+
+def new_event_doc(
+    seq: int, type_: EventType, recipients: Sequence[str], data: dict[str, Any], *, transient: bool, now: datetime
+) -> dict[str, Any]:
+    """An event as stored: one for all its recipients (each named once)."""
+    return {
+        "seq": seq,
+        "type": type_,
+        "recipients": list(dict.fromkeys(recipients)),
+        "data": data,
+        "transient": transient,
+        "created_at": now,
+    }

@@ -1,4 +1,7 @@
-"""Writing to and reading from the event log; no HTTP here."""
+"""Writing to and reading from the event log: every query of `events`; no HTTP here.
+
+The hub's loops pass the collection of their own client (`events`); requests use the app's.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,26 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from chat_api.events.models import RETENTION_SECONDS, Event, EventType
-from chat_api.users.service import utc_now
+from chat_api.common.clock import utc_now
+from chat_api.events.models import RETENTION_SECONDS, Event, EventType, new_event_doc
 
 MAX_SEQ_ATTEMPTS = 50
+Events = AsyncCollection[dict[str, Any]]
+TAIL_PROJECTION = {"seq": 1, "type": 1, "recipients": 1, "data": 1}
 
 
-async def newest_seq() -> int:
+def _events(events: Events | None) -> Events:
+    return events if events is not None else Event.get_pymongo_collection()
+
+
+async def newest_event(events: Events | None = None) -> dict[str, Any] | None:
+    """The event with the highest sequence number (its `seq` and `_id`), None when the log is empty."""
+    return await _events(events).find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+
+
+async def newest_seq(events: Events | None = None) -> int:
     """The highest sequence number in the log, 0 when it is empty."""
-    doc = await Event.get_pymongo_collection().find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+    doc = await newest_event(events)
     return int(doc["seq"]) if doc else 0
 
 
@@ -33,14 +47,7 @@ async def publish(type_: EventType, recipients: Sequence[str], data: dict[str, A
     collection = Event.get_pymongo_collection()
     seq = await newest_seq() + 1
     for _ in range(MAX_SEQ_ATTEMPTS):
-        doc = {
-            "seq": seq,
-            "type": type_,
-            "recipients": list(dict.fromkeys(recipients)),
-            "data": data,
-            "transient": transient,
-            "created_at": utc_now(),
-        }
+        doc = new_event_doc(seq, type_, recipients, data, transient=transient, now=utc_now())
         try:
             await collection.insert_one(doc)
             return seq
@@ -60,10 +67,22 @@ async def prune(events: AsyncCollection[dict[str, Any]], now: datetime | None = 
     return result.deleted_count
 
 
-async def oldest_seq() -> int | None:
+async def oldest_seq(events: Events | None = None) -> int | None:
     """The lowest sequence number still stored (older ones expired), None when the log is empty."""
-    doc = await Event.get_pymongo_collection().find_one({}, {"seq": 1}, sort=[("seq", ASCENDING)])
+    doc = await _events(events).find_one({}, {"seq": 1}, sort=[("seq", ASCENDING)])
     return int(doc["seq"]) if doc else None
+
+
+async def tail(events: Events, after: int, limit: int) -> list[dict[str, Any]]:
+    """Every event after `after` (transient ones too), in seq order (`seq_1`): what the delivery loop dispatches."""
+    cursor = events.find({"seq": {"$gt": after}}, TAIL_PROJECTION).sort("seq", ASCENDING).limit(limit).batch_size(limit)
+    return await cursor.to_list()
+
+
+async def event_id_at(events: Events, seq: int) -> object | None:
+    """The `_id` of the event numbered `seq`, None if there is none (it expired, or the log restarted)."""
+    doc = await events.find_one({"seq": seq}, {"_id": 1})
+    return None if doc is None else doc["_id"]
 
 
 async def resumable(after: int) -> tuple[bool, int]:
@@ -85,7 +104,7 @@ async def events_after(user_id: str, after: int, limit: int) -> list[dict[str, A
     A plain equality on the array: MongoDB serves it with the multikey `recipients_1_seq_1`.
     nx-27017 indexes an array as one value, so there `{"$eq": ...}` takes that index and finds
     nothing at all; the plain form walks `seq_1` from `after` and looks inside each array,
-    which costs the events after `after`, not the whole log (README "The store").
+    which costs the events after `after`, not the whole log (docs/store.md).
     """
     cursor = (
         Event.get_pymongo_collection()

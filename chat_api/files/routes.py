@@ -13,11 +13,12 @@ from sanic.http.http1 import Http
 from sanic.response import HTTPResponse, json
 from sanic_ext.extensions.openapi import openapi
 
-from chat_api.auth.decorators import protected
-from chat_api.exceptions import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from chat_api.files import service
+from chat_api.common.errors import Invalid, NotFound
+from chat_api.files import multipart, service
 from chat_api.files.schemas import ACCEPTED, MAX_FILE_SIZE, SERVED_TYPES, FileKind, Uploaded, sniff
-from chat_api.openapi import document
+from chat_api.http.auth import current_user_id, protected
+from chat_api.http.errors import PayloadTooLarge, UnsupportedMediaType
+from chat_api.http.openapi import document
 
 bp = Blueprint("files", url_prefix="/api", strict_slashes=False)
 SCHEMA_MODELS = [Uploaded]
@@ -32,7 +33,7 @@ DISCARD_LIMIT = 64 * 1024 * 1024
 TOO_LARGE = f"The file is over {MAX_FILE_SIZE // (1024 * 1024)} MiB"
 # Files never change (a new upload is a new id), so any cache may keep them for good.
 CACHE_FOREVER = "public, max-age=31536000, immutable"
-FILE_ID_PATH = {"file_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"}}
+FILE_ID_PATH = {"file_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"}}  # lower case only: one URL per file
 MULTIPART_BODY = {
     "multipart/form-data": {
         "schema": {
@@ -112,19 +113,19 @@ async def upload(request: Request, kind: FileKind) -> HTTPResponse:
     media_type, parameters = parse_content_header(request.headers.get("content-type", ""))
     boundary = str(parameters.get("boundary") or "")
     if media_type != "multipart/form-data" or not 1 <= len(boundary) <= 70:
-        raise BadRequest("Send the file as multipart/form-data, in the field `file`")
+        raise Invalid("Send the file as multipart/form-data, in the field `file`")
     try:
-        content = service.file_part(body, boundary.encode("latin-1"))
-    except (service.MalformedForm, UnicodeEncodeError) as error:
-        raise BadRequest(str(error) if isinstance(error, service.MalformedForm) else "Bad multipart boundary")
+        content = multipart.file_part(body, boundary.encode("latin-1"))
+    except (multipart.MalformedForm, UnicodeEncodeError) as error:
+        raise Invalid(str(error) if isinstance(error, multipart.MalformedForm) else "Bad multipart boundary")
     if len(content) == 0:
-        raise BadRequest("The file is empty")
+        raise Invalid("The file is empty")
     if len(content) > MAX_FILE_SIZE:
         raise PayloadTooLarge(TOO_LARGE)
     content_type = sniff(kind, bytes(content[:64]))
     if content_type is None:
         raise UnsupportedMediaType(f"Not {'an image' if kind == 'image' else 'a voice file'}: {ACCEPTED[kind]} only")
-    owner = str(request.ctx.user.id)
+    owner = current_user_id(request)
     file_id = await service.store_file(request.app.ctx.database, content.tobytes(), kind, content_type, owner)
     url = f"/api/files/{file_id}"
     return json(Uploaded(url=url).model_dump(), status=201, headers={"Location": url})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -9,6 +10,8 @@ from pydantic import BaseModel, Field
 
 FileKind = Literal["image", "voice"]
 MAX_FILE_SIZE = 5 * 1024 * 1024
+# What POST /api/upload/* answers; an img/voice message must carry one of these.
+FILE_URL = re.compile(r"/api/files/(?P<file_id>[0-9a-f]{24})")
 
 
 class Uploaded(BaseModel):

@@ -1,4 +1,4 @@
-"""Friend requests and friendships as stored in MongoDB; user ids are hex strings (see README, "The store")."""
+"""Friend requests and friendships as stored, and the one builder of each; user ids are hex strings (docs/store.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from beanie import Document
+from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
 RequestStatus = Literal["waiting", "agree", "refuse"]
@@ -57,3 +58,27 @@ class Friendship(Document):
             IndexModel([("owner_id", ASCENDING), ("friend_id", ASCENDING)], name="owner_id_1_friend_id_1", unique=True),
             IndexModel([("pair", ASCENDING)], name="pair_1"),
         ]
+
+
+def new_request_doc(from_id: str, to_id: str, verify_data: str, now: datetime) -> dict[str, Any]:
+    """A waiting friend request as stored."""
+    return {
+        "_id": ObjectId(),
+        "from_id": from_id,
+        "to_id": to_id,
+        "verify_data": verify_data,
+        "status": "waiting",
+        "pending_key": pair_key(from_id, to_id),
+        "created_at": now,
+        "answered_at": None,
+    }
+
+
+def new_friendship_docs(a: str, b: str, now: datetime) -> list[dict[str, Any]]:
+    """Both sides of a new friendship as stored, `a`'s first: no messages yet, nothing unread."""
+    pair = pair_key(a, b)
+    return [
+        {"_id": ObjectId(), "owner_id": owner, "friend_id": friend, "pair": pair, "created_at": now}
+        | {"last_message": None, "last_key": None, "unread": 0, "read_key": ""}
+        for owner, friend in ((a, b), (b, a))
+    ]

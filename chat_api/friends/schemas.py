@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, field_validator
 
+from chat_api.common.clock import as_utc
+from chat_api.common.fields import StrictModel
 from chat_api.friends.models import RequestStatus
-from chat_api.users.models import as_utc
 from chat_api.users.schemas import UserPublic
-from chat_api.validation import StrictModel
 
 MAX_VERIFY_DATA = 200
 # Any string: an id that is not 24 hex digits names no user, which is a 404 like an unknown one.

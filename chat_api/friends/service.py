@@ -1,111 +1,54 @@
-"""Friend requests and friendships: store access and rules, no HTTP."""
+"""Friend requests and friendships: the rules; raises domain errors, never HTTP ones."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
-from bson import ObjectId
-from pymongo import DESCENDING
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
+from chat_api.common.clock import utc_now
+from chat_api.common.errors import Conflict, Forbidden, Invalid, NotFound, UserNotFound
+from chat_api.common.ids import canonical_id, parse_object_id
 from chat_api.events.service import publish
-from chat_api.friends.models import Friendship, UserRequest, pair_key
+from chat_api.friends import repository
+from chat_api.friends.models import new_request_doc, pair_key
 from chat_api.friends.schemas import FriendRequestPublic, WaitingRequest
-from chat_api.users.models import User
-from chat_api.users.schemas import PUBLIC_PROJECTION, UserPublic
-from chat_api.users.service import parse_user_id, utc_now
-
-DUPLICATE_KEY = 11000
-# Ids counted per batch by `count_matching`: a few thousand small documents are one round trip.
-COUNT_BATCH = 10_000
+from chat_api.users import repository as users
+from chat_api.users.schemas import UserPublic
 
 
-class FriendsError(Exception):
-    """A rule of friend requests or friendships refused the operation; `reason` says which."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+class RequestNotFound(NotFound):
+    default_message = "Friend request not found"
 
 
-async def count_matching(collection: AsyncCollection[dict[str, Any]], query: dict[str, Any]) -> int:
-    """How many documents match `query`, an equality prefix of one of the collection's indexes.
-
-    Not `count_documents`: nx-27017 runs its `$match` in Python over the whole collection (seconds
-    at 100,000 documents, README "The store"), where this find uses the index. Projected to the
-    queried fields alone, MongoDB answers it from the index without reading a document.
-    """
-    projection = {"_id": 0, **{field: 1 for field in query}}
-    return len(await collection.find(query, projection).batch_size(COUNT_BATCH).to_list())
+class NotYourFriend(NotFound):
+    default_message = "This user is not your friend"
 
 
-def canonical_id(value: str) -> str | None:
-    """The lower-case hex form of a 24-hex-digit id, else None: references are stored and compared so."""
-    oid = parse_user_id(value)
-    return None if oid is None else str(oid)
-
-
-def unknown_user() -> FriendsError:
-    return FriendsError("unknown_user", "User not found")
-
-
-async def public_users(ids: Iterable[str]) -> dict[str, UserPublic]:
-    """Public profiles by hex id, in one `$in` query (`$in` on `_id` is indexed on both stores)."""
-    oids = [ObjectId(i) for i in dict.fromkeys(ids)]
-    if not oids:
-        return {}
-    cursor = User.get_pymongo_collection().find({"_id": {"$in": oids}}, PUBLIC_PROJECTION)
-    return {str(doc["_id"]): UserPublic.from_stored(doc) async for doc in cursor}
-
-
-async def user_exists(user_id: str) -> bool:
-    oid = parse_user_id(user_id)
-    return oid is not None and await User.get_pymongo_collection().find_one({"_id": oid}, {"_id": 1}) is not None
-
-
-async def friendship(owner_id: str, friend_id: str, projection: dict[str, int] | None = None) -> dict[str, Any] | None:
-    """The owner's side of a friendship, found through the unique (owner_id, friend_id) index."""
-    # `$eq` spelled out: nx-27017 uses a compound index only for that form (README, "The store").
-    query = {"owner_id": {"$eq": owner_id}, "friend_id": {"$eq": friend_id}}
-    return await Friendship.get_pymongo_collection().find_one(query, projection or {"_id": 1})
-
-
-async def are_friends(a: str, b: str) -> bool:
-    return await friendship(a, b) is not None
+class AlreadyAnswered(Conflict):
+    default_message = "This friend request was already answered"
 
 
 async def send_request(from_id: str, to_id: str, verify_data: str) -> str:
     """Store a waiting request and tell the recipient; the new request's id."""
     canonical = canonical_id(to_id)
     if canonical is None:
-        raise unknown_user()
+        raise UserNotFound
     to_id = canonical
     if to_id == from_id:
-        raise FriendsError("self", "You cannot send a friend request to yourself")
-    exists, friends = await asyncio.gather(user_exists(to_id), are_friends(from_id, to_id))
+        raise Invalid("You cannot send a friend request to yourself")
+    exists, friends = await asyncio.gather(users.user_exists(to_id), repository.are_friends(from_id, to_id))
     if not exists:
-        raise unknown_user()
+        raise UserNotFound
     if friends:
-        raise FriendsError("already_friends", "You are already friends")
-    doc: dict[str, Any] = {
-        "_id": ObjectId(),
-        "from_id": from_id,
-        "to_id": to_id,
-        "verify_data": verify_data,
-        "status": "waiting",
-        "pending_key": pair_key(from_id, to_id),
-        "created_at": utc_now(),
-        "answered_at": None,
-    }
+        raise Conflict("You are already friends")
+    doc = new_request_doc(from_id, to_id, verify_data, utc_now())
     try:
         # The unique pending_key decides between two requests sent at once, in either direction.
-        await UserRequest.get_pymongo_collection().insert_one(doc)
+        await repository.insert_request(doc)
     except DuplicateKeyError:
-        raise FriendsError("waiting", "A friend request between you is already waiting") from None
+        raise Conflict("A friend request between you is already waiting") from None
     await publish("friend_request", [to_id], {"request": request_json(doc)})
     return str(doc["_id"])
 
@@ -115,21 +58,9 @@ def request_json(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def waiting_requests(user_id: str, limit: int, offset: int) -> tuple[list[WaitingRequest], int]:
-    """Waiting requests to and from `user_id`, newest first, and how many there are in all."""
-    collection = UserRequest.get_pymongo_collection()
-    incoming_query = {"to_id": {"$eq": user_id}, "status": {"$eq": "waiting"}}
-    outgoing_query = {"from_id": {"$eq": user_id}, "status": {"$eq": "waiting"}}
-    # Two indexed queries rather than one `$or` (which nx-27017 answers with a scan); each
-    # needs at most offset + limit documents for the merged page.
-    wanted = offset + limit
-    incoming, outgoing, incoming_total, outgoing_total = await asyncio.gather(
-        collection.find(incoming_query).sort("_id", DESCENDING).limit(wanted).to_list(),
-        collection.find(outgoing_query).sort("_id", DESCENDING).limit(wanted).to_list(),
-        count_matching(collection, incoming_query),
-        count_matching(collection, outgoing_query),
-    )
-    merged = sorted(incoming + outgoing, key=lambda doc: doc["_id"], reverse=True)[offset:wanted]
-    profiles = await public_users(doc["from_id"] if doc["to_id"] == user_id else doc["to_id"] for doc in merged)
+    """Waiting requests to and from `user_id`, newest first, each with the other user's profile, and how many in all."""
+    merged, total = await repository.waiting_requests(user_id, limit, offset)
+    profiles = await users.public_users(doc["from_id"] if doc["to_id"] == user_id else doc["to_id"] for doc in merged)
     page = []
     for doc in merged:
         incoming_request = doc["to_id"] == user_id
@@ -140,81 +71,43 @@ async def waiting_requests(user_id: str, limit: int, offset: int) -> tuple[list[
         page.append(
             WaitingRequest(**public.model_dump(), direction="incoming" if incoming_request else "outgoing", user=other)
         )
-    return page, incoming_total + outgoing_total
+    return page, total
 
 
 async def answer_request(user_id: str, request_id: str, status: str) -> None:
     """Agree to or refuse a waiting request sent to `user_id`."""
-    oid = parse_user_id(request_id)
-    if oid is None:
-        raise FriendsError("unknown_request", "Friend request not found")
-    collection = UserRequest.get_pymongo_collection()
-    doc = await collection.find_one({"_id": oid})
-    if doc is None:
-        raise FriendsError("unknown_request", "Friend request not found")
+    oid = parse_object_id(request_id)
+    doc = None if oid is None else await repository.find_request(oid)
+    if oid is None or doc is None:
+        raise RequestNotFound
     if doc["to_id"] != user_id:
-        raise FriendsError("not_recipient", "Only the recipient may answer a friend request")
+        raise Forbidden("Only the recipient may answer a friend request")
     if doc["status"] != "waiting":
-        raise FriendsError("answered", "This friend request was already answered")
-    created: list[ObjectId] = []
+        raise AlreadyAnswered
+    created = []
     if status == "agree":
         # Friendships first: a crash before the status update below leaves a request still
         # waiting beside a friendship, and answering it again completes it.
-        created = await create_friendship(doc["from_id"], doc["to_id"])
+        created = await repository.insert_friendship(doc["from_id"], doc["to_id"], utc_now())
     now = utc_now()
-    # Conditional on "waiting", so of two answers given at once exactly one wins; the pending
-    # key becomes the request's own id, which frees the pair for a later request.
-    result = await collection.update_one(
-        {"_id": oid, "status": {"$eq": "waiting"}},
-        {"$set": {"status": status, "pending_key": str(oid), "answered_at": now}},
-    )
-    if result.modified_count != 1:
+    if not await repository.close_request(oid, status, now):
         if created:
             # This agree lost to a refuse given at the same moment: undo what it alone created.
-            await Friendship.get_pymongo_collection().delete_many({"_id": {"$in": created}})
-        raise FriendsError("answered", "This friend request was already answered")
+            await repository.delete_friendships(created)
+        raise AlreadyAnswered
     answered = {**doc, "status": status, "answered_at": now, "pending_key": str(oid)}
     await publish("friend_request", [doc["from_id"], doc["to_id"]], {"request": request_json(answered)})
 
 
-async def create_friendship(a: str, b: str) -> list[ObjectId]:
-    """Both sides of a friendship; a side that already exists is kept. The ids of the new ones."""
-    now = utc_now()
-    pair = pair_key(a, b)
-    ids = [ObjectId(), ObjectId()]
-    docs: list[dict[str, Any]] = [
-        {"_id": oid, "owner_id": owner, "friend_id": friend, "pair": pair, "created_at": now}
-        | {"last_message": None, "last_key": None, "unread": 0, "read_key": ""}
-        for oid, (owner, friend) in zip(ids, ((a, b), (b, a)), strict=True)
-    ]
-    try:
-        await Friendship.get_pymongo_collection().insert_many(docs, ordered=False)
-    except BulkWriteError as error:
-        errors = error.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        clashed = {e["index"] for e in errors}
-        return [oid for i, oid in enumerate(ids) if i not in clashed]
-    return ids
-
-
 async def list_friends(user_id: str, limit: int, offset: int) -> tuple[list[UserPublic], int]:
     """My friends' public profiles (with their presence flag) in the order they became friends."""
-    collection = Friendship.get_pymongo_collection()
-    query = {"owner_id": {"$eq": user_id}}
-    page = collection.find(query, {"friend_id": 1}).sort("_id", 1).skip(offset).limit(limit)
-    docs, total = await asyncio.gather(page.to_list(), count_matching(collection, query))
-    ids = [doc["friend_id"] for doc in docs]
-    profiles = await public_users(ids)
+    ids, total = await repository.friends_page(user_id, limit, offset)
+    profiles = await users.public_users(ids)
     return [profiles[i] for i in ids if i in profiles], total
 
 
 async def remove_friend(user_id: str, friend_id: str) -> None:
-    """Both sides of the friendship go; the messages stay (README, "Friends")."""
+    """Both sides of the friendship go; the messages stay (docs/api.md, "Friends")."""
     canonical = canonical_id(friend_id)
-    if canonical is None:
-        raise FriendsError("not_friends", "This user is not your friend")
-    friend_id = canonical
-    result = await Friendship.get_pymongo_collection().delete_many({"pair": {"$eq": pair_key(user_id, friend_id)}})
-    if result.deleted_count == 0:
-        raise FriendsError("not_friends", "This user is not your friend")
+    if canonical is None or await repository.delete_pair(pair_key(user_id, canonical)) == 0:
+        raise NotYourFriend

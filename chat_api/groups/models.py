@@ -1,4 +1,4 @@
-"""Groups, their members and their messages as stored in MongoDB."""
+"""Groups, their members and their messages as stored in MongoDB, and the one builder of a group and of a membership."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from beanie import Document
+from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
 from chat_api.messages.models import MsgType
@@ -64,3 +65,16 @@ class GroupMessage(Document):
             IndexModel([("group_id", ASCENDING), ("key", ASCENDING)], name="group_id_1_key_1"),
             IndexModel([("client_key", ASCENDING)], name="client_key_1", unique=True),
         ]
+
+
+def new_group_doc(fields: dict[str, Any], lord_id: str, now: datetime) -> dict[str, Any]:
+    """A group as stored: its own `fields` (name, description, avatar, placard), no message yet."""
+    return {"_id": ObjectId(), **fields, "lord_id": lord_id, "created_at": now, "last_message": None, "last_key": None}
+
+
+def new_member_doc(
+    group_id: str, user_id: str, identity: Identity, now: datetime, read_key: str = ""
+) -> dict[str, Any]:
+    """A membership as stored; `read_key` is the newest message the member has read (what was said
+    before they joined counts as read)."""
+    return {"group_id": group_id, "user_id": user_id, "identity": identity, "joined_at": now, "read_key": read_key}

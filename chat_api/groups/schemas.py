@@ -7,11 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 
+from chat_api.common.fields import ObjectIdString, StrictModel
 from chat_api.groups.models import Identity
 from chat_api.messages.models import MsgType
-from chat_api.messages.schemas import ObjectIdString
 from chat_api.users.schemas import UserPublic
-from chat_api.validation import StrictModel
 
 MAX_NAME_LENGTH = 64
 MAX_DESC_LENGTH = 500

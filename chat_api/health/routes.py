@@ -10,7 +10,7 @@ from pymongo.errors import PyMongoError
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from chat_api.openapi import document
+from chat_api.http.openapi import document
 
 bp = Blueprint("health")
 log = logging.getLogger("chat_api.health")
@@ -20,6 +20,9 @@ PING_TIMEOUT = 2.0
 class Health(BaseModel):
     status: str
     store: str
+
+
+SCHEMA_MODELS: list[type[BaseModel]] = [Health]
 
 
 @bp.get("/healthz")

@@ -1,11 +1,13 @@
-"""Direct messages as stored in MongoDB."""
+"""Direct messages as stored in MongoDB, and the one builder of a stored message (direct or group)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from beanie import Document
+from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
 MsgType = Literal["txt", "img", "voice"]
@@ -37,3 +39,43 @@ class DirectMessage(Document):
             IndexModel([("pair", ASCENDING), ("key", ASCENDING)], name="pair_1_key_1"),
             IndexModel([("client_key", ASCENDING)], name="client_key_1", unique=True),
         ]
+
+
+def new_message_doc(
+    target: Mapping[str, str],
+    from_id: str,
+    msg: str,
+    *,
+    msg_type: MsgType = "txt",
+    client_msg_id: str | None = None,
+    created_at: datetime,
+    deliver_by_ms: int | None = None,
+) -> dict[str, Any]:
+    """A direct or group message as stored, not yet delivered (`seq` None). `target` is its pair and
+    `to_id`, or its `group_id`; `deliver_by_ms` is the storing request's delivery lease, if any."""
+    oid = ObjectId()
+    key = str(oid)
+    return {
+        "_id": oid,
+        **target,
+        "from_id": from_id,
+        "msg": msg,
+        "msg_type": msg_type,
+        "key": key,
+        "client_key": f"{from_id}:{client_msg_id}" if client_msg_id is not None else key,
+        "client_msg_id": client_msg_id,
+        "created_at": created_at,
+        "seq": None,
+        "deliver_by_ms": deliver_by_ms,
+    }
+
+
+def message_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a conversation shows of its newest message (kept on Friendship and Group)."""
+    return {
+        "id": doc["key"],
+        "from_id": doc["from_id"],
+        "msg": doc["msg"],
+        "msg_type": doc["msg_type"],
+        "created_at": doc["created_at"],
+    }

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, field_validator
 
+from chat_api.common.clock import as_utc
+from chat_api.common.fields import DIGITS_ONLY, ObjectIdString, StrictModel
 from chat_api.messages.models import MsgType
-from chat_api.users.models import as_utc
-from chat_api.users.schemas import Pagination  # noqa: F401  (re-exported for the other lists)
-from chat_api.validation import StrictModel, whole_number
 
 MAX_MESSAGE_LENGTH = 4000
-# What POST /api/upload/* answers; an img/voice message must carry one of these.
-FILE_URL = re.compile(r"/api/files/(?P<file_id>[0-9a-f]{24})")
-ObjectIdString = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{24}$")]
 ClientMsgId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MessageText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_LENGTH)]
 
@@ -32,12 +27,7 @@ class MessageIn(StrictModel):
 
 class MessageCursor(StrictModel):
     before: Annotated[ObjectIdString | None, Field(description="Id of a message: only older ones are listed")] = None
-    limit: Annotated[int, Field(ge=1, le=200, description="How many messages, 1 to 200 (default 50)")] = 50
-
-    @field_validator("limit", mode="before")
-    @classmethod
-    def digits(cls, value: object) -> int:
-        return whole_number(value, minimum=0)
+    limit: Annotated[int, Field(ge=1, le=200, description="How many messages, 1 to 200 (default 50)"), DIGITS_ONLY] = 50
 
 
 class DirectMessageIn(MessageIn):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 from sanic.server.websockets.impl import WebsocketImplProtocol
@@ -19,10 +19,10 @@ from websockets.protocol import State
 
 from chat_api.config import Settings
 from chat_api.events.models import Event
-from chat_api.events.service import encode, frame, prune
+from chat_api.events.service import encode, event_id_at, frame, newest_event, oldest_seq, prune, tail
 from chat_api.realtime import presence
 from chat_api.realtime.models import PresenceRecord
-from chat_api.store import client_options
+from chat_api.store.client import client_options
 
 log = logging.getLogger("chat_api.realtime")
 
@@ -160,7 +160,7 @@ class Hub:
         database = self.client[self.settings.mongodb_db]
         self.events = database[Event.Settings.name]
         self.records = database[PresenceRecord.Settings.name]
-        newest = await self.events.find_one({}, {"seq": 1}, sort=[("seq", -1)])
+        newest = await newest_event(self.events)
         if newest is not None:
             self.last_seq, self.last_id = newest["seq"], newest["_id"]
         self.tasks = [
@@ -219,13 +219,7 @@ class Hub:
         """Every event after the last one seen, in seq order (`seq_1`); a short sleep when there is none."""
         checked = time.monotonic()
         while not self.stopping:
-            cursor = (
-                self.events.find({"seq": {"$gt": self.last_seq}}, {"seq": 1, "type": 1, "recipients": 1, "data": 1})
-                .sort("seq", ASCENDING)
-                .limit(TAIL_BATCH)
-                .batch_size(TAIL_BATCH)
-            )
-            docs = await cursor.to_list()
+            docs = await tail(self.events, self.last_seq, TAIL_BATCH)
             for doc in docs:
                 self.last_seq, self.last_id = doc["seq"], doc["_id"]
                 try:
@@ -243,11 +237,11 @@ class Hub:
         a wipe) and its numbers started again at 1, so the tail starts again from its beginning."""
         if not self.last_seq:
             return
-        doc = await self.events.find_one({"seq": self.last_seq}, {"_id": 1})
-        if doc is not None and doc["_id"] == self.last_id:
+        event_id = await event_id_at(self.events, self.last_seq)
+        if event_id is not None and event_id == self.last_id:
             return
-        oldest = None if doc is not None else await self.events.find_one({}, {"seq": 1}, sort=[("seq", 1)])
-        if doc is None and (oldest is None or oldest["seq"] > self.last_seq):
+        oldest = None if event_id is not None else await oldest_seq(self.events)
+        if event_id is None and (oldest is None or oldest > self.last_seq):
             return  # it expired (the oldest go first), and what follows it is read by the tail
         log.warning("the event log started again below seq %s: tailing it from its start", self.last_seq)
         self.last_seq, self.last_id = 0, None

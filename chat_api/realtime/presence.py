@@ -1,4 +1,7 @@
-"""Presence: `User.flag` follows expiring records (one per socket, one per login); friends hear of each change."""
+"""Presence: `User.flag` follows expiring records (one per socket, one per login); friends hear of each change.
+
+Every query of the `presence` collection is here.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
+from chat_api.common.clock import utc_now
 from chat_api.events.service import publish
-from chat_api.friends.models import Friendship
+from chat_api.friends import repository as friends
 from chat_api.realtime.models import PresenceRecord
-from chat_api.users.models import Flag, User
-from chat_api.users.service import utc_now
+from chat_api.users import repository as users
+from chat_api.users.models import Flag
 
 log = logging.getLogger("chat_api.presence")
 
@@ -27,19 +30,9 @@ LOGIN_TTL = 60.0
 REAP_BATCH = 200
 
 
-async def friends_of(user_id: str) -> list[str]:
-    """The ids of a user's friends: the owner's side of each friendship (`owner_id_1_friend_id_1`)."""
-    cursor = Friendship.get_pymongo_collection().find({"owner_id": {"$eq": user_id}}, {"_id": 0, "friend_id": 1})
-    return [doc["friend_id"] for doc in await cursor.to_list()]
-
-
 async def _flip(user_id: str, flag: Flag) -> bool:
     """Set the flag if it differs; only the writer that changed it tells the friends."""
-    oid = ObjectId(user_id)
-    result = await User.get_pymongo_collection().update_one(
-        {"_id": oid, "flag": {"$ne": flag}}, {"$set": {"flag": flag}}
-    )
-    if result.modified_count != 1:
+    if not await users.flip_flag(user_id, flag):
         return False
     await _tell_friends(user_id, flag)
     log.debug("user %s is %s", user_id, flag)
@@ -47,9 +40,9 @@ async def _flip(user_id: str, flag: Flag) -> bool:
 
 
 async def _tell_friends(user_id: str, flag: Flag) -> None:
-    friends = await friends_of(user_id)
-    if friends:  # nobody to tell: no event at all
-        await publish("presence", friends, {"user_id": user_id, "flag": flag}, transient=True)
+    friend_ids = await friends.friend_ids(user_id)
+    if friend_ids:  # nobody to tell: no event at all
+        await publish("presence", friend_ids, {"user_id": user_id, "flag": flag}, transient=True)
 
 
 async def hold(record_id: str, user_id: str, worker: str, seconds: float) -> None:
@@ -85,8 +78,7 @@ async def refresh(records: AsyncCollection[dict[str, Any]], record_ids: list[str
 async def logged_out(user_id: str) -> None:
     """After the tokens were revoked: drop every record, close the user's sockets everywhere, tell friends."""
     await PresenceRecord.get_pymongo_collection().delete_many({"user_id": {"$eq": user_id}})
-    user = await User.get_pymongo_collection().find_one({"_id": ObjectId(user_id)}, {"token_version": 1})
-    version = int(user.get("token_version", 0)) if user else 0
+    version = await users.token_version(user_id)
     # Every worker closes this user's sockets authenticated with an older token version.
     await publish("logout", [user_id], {"token_version": version}, transient=True)
     # revoke_tokens already set the flag offline; a valid token means they were (almost surely) online.

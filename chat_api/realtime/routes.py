@@ -17,14 +17,13 @@ from sanic_ext.extensions.openapi import openapi
 from chat_api.config import Settings
 from chat_api.events.models import EventType
 from chat_api.events.service import encode, events_after, newest_seq, publish, resumable
-from chat_api.friends.models import Friendship
-from chat_api.groups.models import GroupMember
+from chat_api.friends import repository as friends
+from chat_api.groups import repository as groups
+from chat_api.http.auth import TokenRefused, user_for_token
+from chat_api.http.types import ChatApp
 from chat_api.realtime import presence
 from chat_api.realtime.hub import UNAUTHORIZED, Connection, Hub
-from chat_api.security import InvalidToken, decode_token, token_from_header
-from chat_api.types import ChatApp
-from chat_api.users import service as users
-from chat_api.users.service import CurrentUser
+from chat_api.users.repository import CurrentUser
 
 bp = Blueprint("realtime", strict_slashes=False)
 SCHEMA_MODELS: list[type[BaseModel]] = []
@@ -69,18 +68,6 @@ def _last_seq(value: Any) -> int | None:
     return value
 
 
-async def _user_of(header: str, settings: Settings) -> CurrentUser | None:
-    """The same rules as @protected: a valid signature, an existing user, an unrevoked version."""
-    try:
-        claims = decode_token(token_from_header(header), settings.jwt_secret)
-    except InvalidToken:
-        return None
-    user = await users.get_current_user(claims.user_id)
-    if user is None or user.token_version != claims.version:
-        return None
-    return user
-
-
 async def _authenticate(request: Request, ws: WebsocketImplProtocol) -> tuple[CurrentUser, int | None] | None:
     """`?token=` (and `?last_seq=`), else a first frame `{"type": "auth", ...}` within 5 s; else close 4401."""
     settings: Settings = request.app.ctx.settings
@@ -104,17 +91,19 @@ async def _authenticate(request: Request, ws: WebsocketImplProtocol) -> tuple[Cu
     except FrameError as error:
         await ws.close(UNAUTHORIZED, str(error))
         return None
-    user = await _user_of(token, settings)
-    if user is None:
+    try:
+        # The same rules as @protected: a valid signature, an existing user, an unrevoked version.
+        user = await user_for_token(token, settings)
+    except TokenRefused:
         await ws.close(UNAUTHORIZED, "invalid, expired or revoked token")
         return None
     return user, last_seq
 
 
 @bp.websocket("/ws")  # type: ignore[untyped-decorator]
-@openapi.exclude()  # not an HTTP route: README "Real time: /ws" describes it
+@openapi.exclude()  # not an HTTP route: docs/api.md, "Real time", describes it
 async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
-    """Real-time events for the token's user (see README "Real time: /ws")."""
+    """Real-time events for the token's user (docs/api.md, "Real time")."""
     authenticated = await _authenticate(request, ws)
     if authenticated is None:
         return
@@ -213,16 +202,11 @@ async def _typing(user_id: str, message: dict[str, Any]) -> None:
         raise FrameError("to_id and group_id are 24 lowercase hex digits")
     type_: EventType = "typing"
     if to_id is not None:
-        friendship = await Friendship.get_pymongo_collection().find_one(
-            {"owner_id": {"$eq": user_id}, "friend_id": {"$eq": to_id}}, {"_id": 1}
-        )
-        if friendship is None:
+        if not await friends.are_friends(user_id, to_id):
             raise FrameError("typing notices go to friends only")
         await publish(type_, [to_id], {"from_id": user_id, "to_id": to_id}, transient=True)
         return
-    members = GroupMember.get_pymongo_collection()
-    cursor = members.find({"group_id": {"$eq": group_id}}, {"_id": 0, "user_id": 1})
-    member_ids = [doc["user_id"] for doc in await cursor.to_list()]
+    member_ids = await groups.member_ids(target)
     if user_id not in member_ids:
         raise FrameError("typing notices go to groups you are a member of")
     others = [member for member in member_ids if member != user_id]

@@ -1,22 +1,18 @@
-"""The user document as stored in MongoDB; only the service layer touches it."""
+"""The user document as stored in MongoDB; only users.repository queries it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from beanie import Document
 from pydantic import field_validator
 from pymongo import ASCENDING, IndexModel
 
+from chat_api.common.clock import as_utc
+
 Sex = Literal["man", "female", "unknown"]
 Flag = Literal["online", "offline"]
-
-
-def as_utc(value: datetime) -> datetime:
-    # nx-27017 stores a datetime written by `$set` as a naive UTC string; MongoDB keeps a
-    # date (and tz_aware=True returns it in UTC). Both read back as the same aware value.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class User(Document):

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, field_validator
 
-from chat_api.users.models import Flag, Sex, as_utc
-from chat_api.validation import ChatId, Email, Password, Phone, StrictModel, UtcDatetime, whole_number
+from chat_api.common.clock import as_utc
+from chat_api.common.fields import ChatId, Email, Password, Phone, StrictModel, UtcDatetime
+from chat_api.users.models import Flag, Sex
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Personality = Annotated[str, StringConstraints(max_length=500)]
@@ -114,16 +115,6 @@ USER_LIST: TypeAdapter[list[UserPublic]] = TypeAdapter(list[UserPublic])
 
 class UserCreated(BaseModel):
     user_id: str
-
-
-class Pagination(StrictModel):
-    limit: Annotated[int, Field(ge=1, le=200, description="How many users, 1 to 200 (default 50)")] = 50
-    offset: Annotated[int, Field(ge=0, description="How many users to skip (default 0)")] = 0
-
-    @field_validator("limit", "offset", mode="before")
-    @classmethod
-    def digits(cls, value: object) -> int:
-        return whole_number(value, minimum=0)
 
 
 class Availability(BaseModel):

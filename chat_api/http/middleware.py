@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 from sanic import Request
 from sanic.response import BaseHTTPResponse
 
-from chat_api.exceptions import NotFound
+from chat_api.common.errors import NotFound
+from chat_api.http.ratelimit import add_rate_limit_headers
+from chat_api.http.types import ChatApp
 from chat_api.logs import REQUEST_ID
-from chat_api.ratelimit.gate import add_rate_limit_headers
-from chat_api.types import ChatApp
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # What a proxy or client may hand us: Heroku's router sends 20-200 characters of base64 and "-".

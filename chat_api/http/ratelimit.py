@@ -14,10 +14,10 @@ from sanic import Request
 from sanic.response import BaseHTTPResponse
 
 from chat_api.config import RateLimits, Settings
-from chat_api.exceptions import TooManyRequests
+from chat_api.http.errors import TooManyRequests
+from chat_api.http.types import ChatApp
 from chat_api.ratelimit import service
 from chat_api.ratelimit.service import Policy, Usage
-from chat_api.types import ChatApp
 
 log = logging.getLogger("chat_api.ratelimit")
 MAX_SUBJECT = 320  # "email:" and the longest email fit; a forwarded address is still text: keep keys bounded

@@ -1,12 +1,10 @@
-"""Request validation: shared field types and decorators that turn bad input into clean 400s."""
+"""Field types shared by the request models: strict whole numbers, chat ids, emails, passwords, ids."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -14,22 +12,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     EmailStr,
+    StringConstraints,
     TypeAdapter,
-    ValidationError,
     WithJsonSchema,
 )
-from sanic import Request
-from sanic.response import HTTPResponse
 
-from chat_api.exceptions import BadRequest, ValidationFailed, field_errors
+from chat_api.common.ids import OBJECT_ID_PATTERN
 
 MAX_INT64 = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")  # used with fullmatch: `$` would let a final "\n" through
 _PHONE = re.compile(r"\+?[0-9]{3,20}")
-
-M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
-Handler = Callable[..., Awaitable[HTTPResponse]]
 
 
 class StrictModel(BaseModel):
@@ -112,54 +104,13 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc_millis)]
 EMAIL_ADAPTER: TypeAdapter[str] = TypeAdapter(Email)
 
 
-def parse_model(model: type[M], data: Any, prefix: tuple[str | int, ...] = ()) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise ValidationFailed(errors=field_errors(error, prefix)) from None
+def _whole_number_from_zero(value: Any) -> int:
+    return whole_number(value, minimum=0)
 
 
-def parse_value(adapter: TypeAdapter[T], value: Any, field: str, message: str) -> T:
-    """Validate one value (a path parameter): a 400 with `message` naming `field` if invalid."""
-    try:
-        return adapter.validate_python(value)
-    except ValidationError as error:
-        raise ValidationFailed(message, errors=field_errors(error, (field,))) from None
-
-
-def validate_body(model: type[BaseModel]) -> Callable[[Handler], Handler]:
-    """Parse the JSON body into `model` and pass it to the handler as `body`."""
-
-    def decorator(handler: Handler) -> Handler:
-        @wraps(handler)
-        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-            data = request.json  # malformed JSON raises Sanic's BadRequest: a JSON 400
-            if not isinstance(data, dict):
-                raise BadRequest("The request body must be a JSON object")
-            kwargs["body"] = parse_model(model, data)
-            return await handler(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
-
-
-def validate_query(model: type[BaseModel]) -> Callable[[Handler], Handler]:
-    """Parse the query string into `model` and pass it to the handler as `query`.
-
-    Unknown parameters are refused (400) like unknown body fields: a misspelt `?limt=10` would
-    otherwise be answered as if the client had asked for the default.
-    """
-
-    def decorator(handler: Handler) -> Handler:
-        @wraps(handler)
-        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-            # Blank values kept: `?limit=` is invalid input (400), not a request for the default.
-            given = request.get_args(keep_blank_values=True)
-            data = {name: given.get(name) for name in given}
-            kwargs["query"] = parse_model(model, data, prefix=("query",))
-            return await handler(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
+# A query parameter's number (`limit`, `offset`, `after`) is digits only: `Annotated[int, Field(ge=..,
+# le=..), DIGITS_ONLY]`. After the Field, so that the bounds stay on the integer's own schema (what the
+# OpenAPI document shows as minimum and maximum).
+DIGITS_ONLY = BeforeValidator(_whole_number_from_zero)
+# Any case is accepted; stored and compared in the lower-case form (chat_api.common.ids).
+ObjectIdString = Annotated[str, StringConstraints(pattern=OBJECT_ID_PATTERN)]

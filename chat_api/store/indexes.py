@@ -11,7 +11,7 @@ from beanie import Document
 from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from chat_api.documents import DOCUMENT_MODELS
+from chat_api.store.documents import DOCUMENT_MODELS
 
 # Options that change what an index guarantees: a partial or sparse "unique" index does not
 # make every document unique.

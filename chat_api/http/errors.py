@@ -1,20 +1,33 @@
-"""HTTP errors and the one JSON error shape: `{"message": ...}`, plus `errors` for field problems."""
+"""The one JSON error shape, `{"message": ...}` plus `errors` for field problems, and the one handler that answers it.
+
+Services raise the domain exceptions of chat_api.common.errors; this module alone knows their
+statuses. The few errors that only HTTP has (401, 413, 415, 429, 503) are ApiErrors.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, PyMongoError
 from sanic import Request
 from sanic.constants import HTTP_METHODS
 from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import HTTPResponse, json
 
-from chat_api.types import ChatApp
+from chat_api.common.errors import Conflict, DomainError, FieldErrors, Forbidden, Invalid, NotFound
+from chat_api.http.types import ChatApp
 
 log = logging.getLogger("chat_api.errors")
+
+# Checked in this order: the first class the exception is an instance of gives the status.
+DOMAIN_STATUSES: tuple[tuple[type[DomainError], int], ...] = (
+    (Invalid, 400),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 422),
+)
+CONFLICT_STATUS = 422
 
 
 class ApiError(SanicException):
@@ -25,7 +38,7 @@ class ApiError(SanicException):
         self,
         message: str | None = None,
         *,
-        errors: list[dict[str, str]] | None = None,
+        errors: FieldErrors | None = None,
         headers: dict[str, str] | None = None,
     ):
         super().__init__(message or self.message, status_code=self.status_code, headers=headers)
@@ -36,33 +49,9 @@ class ApiError(SanicException):
         return error_body(self.message, self.errors)
 
 
-class BadRequest(ApiError):
-    status_code = 400
-    message = "Bad request"
-
-
-class ValidationFailed(BadRequest):
-    message = "Invalid input"
-
-
 class Unauthorized(ApiError):
     status_code = 401
     message = "Unauthorized"
-
-
-class Forbidden(ApiError):
-    status_code = 403
-    message = "Forbidden"
-
-
-class NotFound(ApiError):
-    status_code = 404
-    message = "Not found"
-
-
-class Unprocessable(ApiError):
-    status_code = 422
-    message = "Unprocessable"
 
 
 class PayloadTooLarge(ApiError):
@@ -95,27 +84,15 @@ class ServiceUnavailable(ApiError):
     message = "The data store is unavailable, try again shortly"
 
 
-def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:
-    """Field errors without the submitted values: pydantic's own text echoes the input,
-    which would put passwords in response bodies and logs."""
-    out = []
-    for item in error.errors(include_input=False, include_url=False, include_context=False):
-        location = prefix + tuple(item["loc"])
-        out.append(
-            {
-                "field": ".".join(str(part) for part in location) or "body",
-                "message": item["msg"],
-                "type": item["type"],
-            }
-        )
-    return out
-
-
-def error_body(message: str, errors: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def error_body(message: str, errors: FieldErrors | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"message": message}
     if errors is not None:
         body["errors"] = errors
     return body
+
+
+def domain_status(error: DomainError) -> int:
+    return next(status for kind, status in DOMAIN_STATUSES if isinstance(error, kind))
 
 
 def store_unavailable(error: BaseException) -> bool:
@@ -129,6 +106,8 @@ def store_unavailable(error: BaseException) -> bool:
 
 
 async def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
+    if isinstance(exception, DomainError):
+        return json(error_body(exception.message, exception.errors), status=domain_status(exception))
     if isinstance(exception, ApiError):
         return json(exception.body(), status=exception.status_code, headers=exception.headers)
     if isinstance(exception, SanicException):

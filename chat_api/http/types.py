@@ -1,4 +1,4 @@
-"""Shared type aliases."""
+"""The app's type: a Sanic app with untyped config and context."""
 
 from typing import Any, TypeAlias
 

@@ -23,7 +23,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Event,
     PresenceRecord,
     # GridFS's collections, written by PyMongo's bucket; on nx-27017 their indexes are the
-    # store's own (chat_api.indexes, GRIDFS_COLLECTIONS).
+    # store's own (chat_api.store.indexes, GRIDFS_COLLECTIONS).
     StoredFile,
     FileChunk,
 ]

@@ -16,7 +16,7 @@ from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.definitions import Parameter, Response
 
 from chat_api import __version__
-from chat_api.types import ChatApp
+from chat_api.http.types import ChatApp
 
 F = TypeVar("F", bound=Callable[..., Any])
 REF = "#/components/schemas/{model}"

@@ -1,0 +1,177 @@
+"""Every query of `groups`, `group_members` and `group_messages`; other packages call these instead.
+
+Group ids are ObjectIds in `groups._id` and hex strings everywhere else (members, messages,
+events), because nx-27017 does not match ObjectIds outside `_id` (docs/store.md). Every filter on
+an indexed field is written with `$eq`, the form that uses the index on nx-27017.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from chat_api.common.pagination import count_matching
+from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity
+from chat_api.messages.repository import MessageStore
+
+# Large enough that a group's member ids come back in one reply (PyMongo's first batch is
+# otherwise 101 documents, and each further batch is one more round trip).
+MEMBER_BATCH = 100_000
+# A group's unread count is counted up to here: enough for a badge ("999+"), and the cost of
+# counting stays bounded however far behind a member is.
+UNREAD_CAP = 999
+Collection = AsyncCollection[dict[str, Any]]
+
+group_messages = MessageStore(GroupMessage, "group_id")
+
+
+def groups() -> Collection:
+    return Group.get_pymongo_collection()
+
+
+def members() -> Collection:
+    return GroupMember.get_pymongo_collection()
+
+
+def member_filter(group_id: str, user_id: str) -> dict[str, Any]:
+    return {"group_id": {"$eq": group_id}, "user_id": {"$eq": user_id}}
+
+
+# Groups
+
+
+async def insert_group(doc: dict[str, Any]) -> None:
+    await groups().insert_one(doc)
+
+
+async def find_group(group_id: str, projection: dict[str, int] | None = None) -> dict[str, Any] | None:
+    return await groups().find_one({"_id": ObjectId(group_id)}, projection)
+
+
+async def groups_by_ids(group_ids: list[str], projection: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The groups with these ids, in one `$in` query on `_id` (indexed on both stores); malformed ids are skipped."""
+    oids = [ObjectId(group_id) for group_id in group_ids if ObjectId.is_valid(group_id)]
+    return await groups().find({"_id": {"$in": oids}}, projection).to_list()
+
+
+async def set_group_fields(group_id: str, changes: dict[str, Any]) -> bool:
+    result = await groups().update_one({"_id": ObjectId(group_id)}, {"$set": changes})
+    return result.matched_count == 1
+
+
+async def delete_group_document(group_id: str) -> None:
+    await groups().delete_one({"_id": ObjectId(group_id)})
+
+
+async def set_last_message(group_id: str, key: str, summary: dict[str, Any]) -> None:
+    """Point the group at this message unless a newer one got there first (concurrent senders).
+
+    Two updates in one round trip rather than one filter with `$or` (no last key yet, or an older
+    one): nx-27017 joins `$or` to the other conditions without parentheses, and the `$or` form
+    updated another group whose last key was older (docs/store.md).
+    """
+    gid = ObjectId(group_id)
+    last = {"$set": {"last_message": summary, "last_key": key}}
+    await groups().bulk_write(
+        [
+            UpdateOne({"_id": gid, "last_key": {"$eq": None}}, last),
+            UpdateOne({"_id": gid, "last_key": {"$lt": key}}, last),
+        ],
+        ordered=False,
+    )
+
+
+# Members
+
+
+async def insert_member(doc: dict[str, Any]) -> None:
+    """Raises DuplicateKeyError if the user is already a member (the unique (group_id, user_id))."""
+    await members().insert_one(doc)
+
+
+async def membership(group_id: str, user_id: str, projection: dict[str, int]) -> dict[str, Any] | None:
+    return await members().find_one(member_filter(group_id, user_id), projection)
+
+
+async def member_ids(group_id: str) -> list[str]:
+    """The user ids of a group's members (hex), in one round trip whatever the group's size; the
+    recipients of an event for the whole group (a group message, typing in a group)."""
+    cursor = members().find({"group_id": {"$eq": group_id}}, {"user_id": 1, "_id": 0}).batch_size(MEMBER_BATCH)
+    return [doc["user_id"] for doc in await cursor.to_list()]
+
+
+async def memberships_of(user_id: str) -> list[dict[str, Any]]:
+    """My memberships: each group's id and how far I have read it."""
+    return await members().find({"user_id": {"$eq": user_id}}, {"group_id": 1, "read_key": 1}).to_list()
+
+
+async def my_memberships_page(user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page of my memberships in the order the groups were created (ids grow with time), and how many in all."""
+    mine = {"user_id": {"$eq": user_id}}
+    cursor = members().find(mine, {"group_id": 1, "identity": 1, "_id": 0})
+    cursor = cursor.sort("group_id", ASCENDING).skip(offset).limit(limit)
+    page, total = await asyncio.gather(cursor.to_list(), count_matching(members(), mine))
+    return page, total
+
+
+async def members_page(group_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page of a group's members in the order of their user ids (the index's order), and how many in all."""
+    of_group = {"group_id": {"$eq": group_id}}
+    cursor = members().find(of_group, {"user_id": 1, "identity": 1, "joined_at": 1, "_id": 0})
+    cursor = cursor.sort("user_id", ASCENDING).skip(offset).limit(limit)
+    page, total = await asyncio.gather(cursor.to_list(), count_matching(members(), of_group))
+    return page, total
+
+
+async def remove_member(group_id: str, user_id: str, *, only_plain: bool) -> bool:
+    """Remove a membership, never the lord's (`only_plain`: a plain user's only, in the same write)."""
+    query: dict[str, Any] = {**member_filter(group_id, user_id), "identity": {"$ne": "lord"}}
+    if only_plain:
+        query["identity"] = {"$eq": "user"}
+    result = await members().delete_one(query)
+    return result.deleted_count == 1
+
+
+async def set_identity(group_id: str, user_id: str, identity: Identity) -> bool:
+    """Make a member an admin or a plain user (never touches the lord); False if not a member."""
+    query = {**member_filter(group_id, user_id), "identity": {"$ne": "lord"}}
+    result = await members().update_one(query, {"$set": {"identity": identity}})
+    return result.matched_count == 1
+
+
+async def mark_read(member_id: ObjectId, last_key: str) -> None:
+    """Move a member's read position forward to `last_key`; a slower concurrent call cannot move it back."""
+    await members().update_one({"_id": member_id, "read_key": {"$lt": last_key}}, {"$set": {"read_key": last_key}})
+
+
+async def delete_members(group_id: str, *, except_user: str | None = None) -> None:
+    query: dict[str, Any] = {"group_id": {"$eq": group_id}}
+    if except_user is not None:
+        query["user_id"] = {"$ne": except_user}
+    await members().delete_many(query)
+
+
+# Messages (the shared queries are group_messages' MessageStore methods)
+
+
+def unread_filter(group_id: str, read_key: str, me: str) -> dict[str, Any]:
+    """Messages of a group after `read_key` from others; `$eq` so that nx-27017 uses (group_id, key)."""
+    return {"group_id": {"$eq": group_id}, "key": {"$gt": read_key}, "from_id": {"$ne": me}}
+
+
+async def unread_count(group_id: str, read_key: str, me: str) -> int:
+    """Messages of a group after `read_key` from others, counted up to UNREAD_CAP.
+
+    A capped find of ids rather than count_documents: nx-27017 counts in Python over the documents
+    (about 0.6 s for 5,000), while this find is an index range read of (group_id, key).
+    """
+    cursor = group_messages.collection().find(unread_filter(group_id, read_key, me), {"_id": 1})
+    return len(await cursor.limit(UNREAD_CAP).to_list())
+
+
+async def delete_messages(group_id: str) -> None:
+    await group_messages.collection().delete_many({"group_id": {"$eq": group_id}})
