@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
+from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints
 
 from chat_api.common.clock import utc_now
 from chat_api.common.fields import MAX_INT64, Password
@@ -35,14 +36,6 @@ class SeedError(Exception):
     """The seed cannot be done as asked; the message says why."""
 
 
-def progress(done: int, total: int, started: float) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    rate = done / max(time.monotonic() - started, 1e-9)
-    sys.stderr.write(f"\rseeding [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} ({rate:,.0f}/s)")
-    sys.stderr.flush()
-
-
 async def seed(
     db: AsyncDatabase[Any], count: int, password: str, rounds: int, batch: int = BATCH
 ) -> tuple[range, list[str]]:
@@ -60,35 +53,34 @@ async def seed(
     # One hash for every demo user: bcrypt at cost 12 per user would take hours for 100,000.
     password_hash = hash_password(password, rounds)
     now = utc_now()
-    started = time.monotonic()
     # Chosen here rather than by the store, so that the chat data can refer to the users.
     user_ids = [PydanticObjectId() for _ in chat_ids]
-    for start in range(0, count, batch):
-        users = [
-            new_user(
-                UserCreate(
-                    username=f"Demo {chat_id}",
-                    password=password,
-                    email=f"demo{chat_id}@example.com",
-                    chat_id=chat_id,
-                ),
-                password_hash,
-                now,
-            )
-            for chat_id in chat_ids[start : start + batch]
-        ]
-        for user, user_id in zip(users, user_ids[start : start + batch], strict=True):
-            user.id = user_id
-        try:
-            await User.insert_many(users)
-        except BulkWriteError as error:
-            inserted = start + error.details.get("nInserted", 0)
-            raise SeedError(
-                f"stopped after {inserted:,} users: a chat_id or email of the batch was taken meanwhile "
-                "(someone registered during the seed); run it again to add the rest after the new highest chat_id"
-            ) from None
-        progress(start + len(users), count, started)
-    sys.stderr.write("\n")
+    with tqdm(total=count, desc="seeding", unit=" users", file=sys.stderr) as bar:
+        for start in range(0, count, batch):
+            users = [
+                new_user(
+                    UserCreate(
+                        username=f"Demo {chat_id}",
+                        password=password,
+                        email=f"demo{chat_id}@example.com",
+                        chat_id=chat_id,
+                    ),
+                    password_hash,
+                    now,
+                )
+                for chat_id in chat_ids[start : start + batch]
+            ]
+            for user, user_id in zip(users, user_ids[start : start + batch], strict=True):
+                user.id = user_id
+            try:
+                await User.insert_many(users)
+            except BulkWriteError as error:
+                inserted = start + error.details.get("nInserted", 0)
+                raise SeedError(
+                    f"stopped after {inserted:,} users: a chat_id or email of the batch was taken meanwhile "
+                    "(someone registered during the seed); run it again to add the rest after the new highest chat_id"
+                ) from None
+            bar.update(len(users))
     return chat_ids, [str(user_id) for user_id in user_ids]
 
 

@@ -171,3 +171,38 @@ def test_store_and_shutdown_timeouts_are_seconds(tmp_path: Path) -> None:
 def test_malformed_timeouts_are_refused_with_their_name(name: str, value: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value, "DATA_DIR": str(tmp_path)}, env_file=None)
+
+
+def test_direct_construction_reads_no_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Settings(...)` takes only what it is given: tests never pick up a developer's settings."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"PORT=9000\nMONGODB_DB=from_file\nJWT_SECRET={SECRET}\n")
+    monkeypatch.setenv("PORT", "8000")
+    monkeypatch.setenv("MONGODB_URI", "mongodb://db.example")
+    settings = Settings()
+    assert (settings.port, settings.mongodb_db, settings.mongodb_uri, settings.jwt_secret) == (7001, "chat", None, "")
+    assert not (tmp_path / "data").exists()  # no development secret written either
+
+
+def test_rate_limits_are_read_from_the_env_file_too(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"RATE_LIMITS=off\nRATE_LIMIT_LOGIN=5/30s\nCORS_ORIGINS=http://a.example/, http://b.example\nJWT_SECRET={SECRET}\n"
+    )
+    settings = Settings.from_env({"RATE_LIMIT_REGISTER": "2/1d"}, env_file=env_file)
+    assert settings.rate_limits == RateLimits(enabled=False, login=Quota(5, 30), register=Quota(2, 86400))
+    assert settings.cors_origins == ("http://a.example", "http://b.example")
+
+
+def test_blank_values_are_unset_and_values_are_trimmed(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"DATA_DIR": str(tmp_path), "PORT": "  ", "MONGODB_URI": "", "JWT_SECRET": " ", "WEB_CONCURRENCY": " 3 "},
+        env_file=None,
+    )
+    assert (settings.port, settings.mongodb_uri, settings.web_concurrency) == (7001, None, 3)
+    assert settings.jwt_secret == (tmp_path / ".jwt_secret").read_text().strip()
+
+
+def test_variable_names_are_case_sensitive(tmp_path: Path) -> None:
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path), "port": "8000", "Mongodb_Db": "other"}, env_file=None)
+    assert (settings.port, settings.mongodb_db) == (7001, "chat")
