@@ -1,5 +1,5 @@
 # The two commands: `make run` and `make test`. Both set up .venv from the pinned requirements.
-# `make bench` (QUICK=1 for a smoke run) measures the API against its limits; see README, "Performance".
+# `make bench` (QUICK=1 for a smoke run) measures the API against its limits; see docs/performance.md.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin

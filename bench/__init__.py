@@ -1,1 +1,1 @@
-"""The benchmark suite: `make bench` (see README, "Performance")."""
+"""The benchmark suite: `make bench` (docs/performance.md)."""

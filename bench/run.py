@@ -1,4 +1,4 @@
-"""`python -m bench.run [--quick]`: every benchmark scenario, side by side with its limit (README, "Performance").
+"""`python -m bench.run [--quick]`: every benchmark scenario, side by side with its limit (docs/performance.md).
 
 Exits 1 when a target is missed. The store, the app and the limit run in temporary folders;
 nothing of the developer's (./data, .env) is read or written.
@@ -306,7 +306,7 @@ def growth(bench: Bench, small: tuple[str, Users], big: tuple[str, Users]) -> No
 
 # Scenario 7 holds these routes to its target: every read route, and login, at most 2 data
 # commands. The listing's third, the X-Total-Count, goes out together with the page, so it
-# waits for 2 round trips like the others (README, "Performance", on why not 2 commands).
+# waits for 2 round trips like the others (docs/performance.md, on why not 2 commands).
 ROUND_TRIP_TARGETS = ("GET ", "POST /api/login")
 # Login also marks the user online (issue 3: the login's presence record, the flag, the friends to tell).
 ALLOWED = {"GET /api/users": 3, "POST /api/login": 4}

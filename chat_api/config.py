@@ -45,7 +45,7 @@ class Quota:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Budgets of the public routes (see README "Rate limits"); every attempt costs 1 unit."""
+    """Budgets of the public routes (docs/operations.md, "Rate limits"); every attempt costs 1 unit."""
 
     enabled: bool = True
     login: Quota = Quota(100, 900)  # per client address
@@ -71,13 +71,13 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     rate_limits: RateLimits = field(default_factory=RateLimits)
-    # Sanic's proxy settings: whom to believe about the client's address (README "Rate limits").
+    # Sanic's proxy settings: whom to believe about the client's address (docs/operations.md, "Rate limits").
     proxies_count: int = 0
     real_ip_header: str | None = None
     forwarded_secret: str | None = None
     store_timeout: float = DEFAULT_STORE_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
-    # Real time (README "Real time: /ws").
+    # Real time (docs/api.md, "Real time").
     presence_grace: float = DEFAULT_PRESENCE_GRACE
     ws_send_buffer: int = DEFAULT_WS_SEND_BUFFER
     event_poll_interval: float = DEFAULT_EVENT_POLL

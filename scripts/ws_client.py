@@ -1,4 +1,4 @@
-"""`python -m scripts.ws_client`: a small terminal chat client for `/ws` (README "Real time: /ws").
+"""`python -m scripts.ws_client`: a small terminal chat client for `/ws` (docs/api.md, "Real time").
 
 Prints every frame it receives, one JSON line each, and reads commands from stdin:
   send <user_id> <text>       a direct message (POST /api/user-message)

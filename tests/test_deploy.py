@@ -83,7 +83,7 @@ def test_procfile_release_creates_indexes(tmp_path: Path) -> None:
         release, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    # All but fs.files' (filename, uploadDate): nx-27017's GridFS tables have fixed indexes (README, "The store").
+    # All but fs.files' (filename, uploadDate): nx-27017's GridFS tables have fixed indexes (docs/store.md).
     assert f"{len(declared_indexes()) - 1} index(es) created" in result.stdout
     assert run_script("scripts.indexes", "status", cwd=tmp_path, env=env).returncode == 0
 

@@ -382,7 +382,7 @@ def trips(
     return RoundTrips(tuple(counter.commands))
 
 
-# Data commands per route, the token's user included (README, "Groups"). Lookups that do not depend
+# Data commands per route, the token's user included (docs/api.md, "Groups"). Lookups that do not depend
 # on each other go out together (asyncio.gather), so these are commands, not sequential waits.
 EXPECTED = {
     "POST /api/groups": 3,

@@ -11,12 +11,12 @@ from bench.round_trips import CommandCounter, RoundTrips, walk
 from chat_api.store import client as store
 from tests.conftest import OtherApp
 
-# route -> (data commands, rate-limiter commands: one per budget counted, README "Rate limits").
+# route -> (data commands, rate-limiter commands: one per budget counted, docs/operations.md, "Rate limits").
 # Every read route: the token's user and the data;
-# the listing also counts the users for X-Total-Count, sent together with the page (README, "Performance").
+# the listing also counts the users for X-Total-Count, sent together with the page (docs/performance.md).
 EXPECTED: dict[str, tuple[int, int]] = {
     "POST /api/register": (1, 1),
-    # the account; presence (README "Real time: /ws"): the login's record, the flag, and the friends to tell
+    # the account; presence (docs/api.md, "Real time"): the login's record, the flag, and the friends to tell
     "POST /api/login": (4, 2),
     "POST /api/users": (2, 1),
     "GET /api/getUser": (1, 0),
