@@ -18,7 +18,7 @@ from chat_api.groups import routes as groups_routes
 from chat_api.health import routes as health_routes
 from chat_api.http.errors import register_error_handler
 from chat_api.http.middleware import register_middleware
-from chat_api.http.openapi import OPENAPI_CONFIG, RateLimited, setup_openapi
+from chat_api.http.openapi import OPENAPI_CONFIG, setup_openapi
 from chat_api.http.ratelimit import setup_rate_limits
 from chat_api.http.types import ChatApp
 from chat_api.logs import configure_logging
@@ -31,7 +31,7 @@ from chat_api.users import routes as users_routes
 log = logging.getLogger("chat_api")
 APP_NAME = "chat_api"
 REQUEST_MAX_SIZE = 1024 * 1024
-# The one list of route modules: each has its blueprint `bp` and the models it documents, `SCHEMA_MODELS`.
+# The one list of route modules, each with its blueprint `bp`.
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     health_routes,
     auth_routes,
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     _configure_cors(app, settings)
     app.config.update(OPENAPI_CONFIG)
     Extend(app)
-    setup_openapi(app, [RateLimited, *(model for routes in ROUTE_MODULES for model in routes.SCHEMA_MODELS)])
+    setup_openapi(app)
     for routes in ROUTE_MODULES:
         app.blueprint(routes.bp)
     register_error_handler(app)

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from chat_api.auth import service
 from chat_api.auth.schemas import LoginRequest, TokenResponse
 from chat_api.config import Settings
-from chat_api.http.auth import current_user, protected
-from chat_api.http.openapi import document
+from chat_api.http.auth import current_user
+from chat_api.http.endpoint import endpoint
 from chat_api.http.ratelimit import Gate, Policies, client_address
 from chat_api.http.responses import json_model
-from chat_api.http.validation import validate_body
 from chat_api.users.models import User
 from chat_api.users.schemas import UserPublic
 
 bp = Blueprint("auth", url_prefix="/api")
-SCHEMA_MODELS: list[type[BaseModel]] = [LoginRequest, TokenResponse]
 
 
 def account_subject(user: User | None, identifier: int | str) -> str:
@@ -31,8 +28,13 @@ def account_subject(user: User | None, identifier: int | str) -> str:
 
 
 @bp.post("/login")
-@document(tag="auth", body=LoginRequest, responses={200: (TokenResponse, "Logged in")}, errors=(400, 404, 422, 429))
-@validate_body(LoginRequest)
+@endpoint(
+    tag="auth",
+    body=LoginRequest,
+    responses={200: (TokenResponse, "Logged in")},
+    errors=(400, 404, 422, 429),
+    auth=False,
+)
 async def login(request: Request, body: LoginRequest) -> HTTPResponse:
     """Log in with a chat_id or an email; answers `{"token": "Bearer <jwt>"}`."""
     settings: Settings = request.app.ctx.settings
@@ -56,8 +58,7 @@ async def login(request: Request, body: LoginRequest) -> HTTPResponse:
 
 
 @bp.get("/getUser")
-@document(tag="auth", responses={200: (UserPublic, "The user of the token")}, errors=(401,))
-@protected
+@endpoint(tag="auth", responses={200: (UserPublic, "The user of the token")}, errors=(401,))
 async def get_current_user(request: Request) -> HTTPResponse:
     """The user the token belongs to."""
     return json_model(current_user(request).public)
@@ -69,16 +70,14 @@ async def _logout(request: Request) -> HTTPResponse:
 
 
 @bp.get("/logout")
-@document(tag="auth", responses={204: (None, "Logged out")}, errors=(401,))
-@protected
+@endpoint(tag="auth", responses={204: (None, "Logged out")}, errors=(401,))
 async def logout(request: Request) -> HTTPResponse:
     """Log out: every token issued to this user so far stops working; the user goes offline."""
     return await _logout(request)
 
 
 @bp.post("/logout")
-@document(tag="auth", responses={204: (None, "Logged out")}, errors=(401,))
-@protected
+@endpoint(tag="auth", responses={204: (None, "Logged out")}, errors=(401,))
 async def logout_post(request: Request) -> HTTPResponse:
     """Log out (POST form of GET /api/logout)."""
     return await _logout(request)

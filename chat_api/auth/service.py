@@ -17,16 +17,12 @@ from chat_api.users.models import User
 log = logging.getLogger("chat_api.auth")
 
 
-class UnknownAccount(NotFound):
+class UnknownAccount(NotFound, default="No account with this chat_id or email"):
     """No user has this chat_id or email."""
 
-    default_message = "No account with this chat_id or email"
 
-
-class WrongPassword(Conflict):
+class WrongPassword(Conflict, default="Wrong password"):
     """The user exists but the password does not match."""
-
-    default_message = "Wrong password"
 
 
 async def find_account(identifier: str | int) -> User | None:

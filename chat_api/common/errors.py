@@ -14,9 +14,17 @@ FieldErrors = list[dict[str, str]]
 
 
 class DomainError(Exception):
-    """A rule refused the operation; `message` is for the client, `errors` lists field problems."""
+    """A rule refused the operation; `message` is for the client, `errors` lists field problems.
+
+    Each kind names its default message where it is declared: `class Invalid(DomainError, default=...)`.
+    """
 
     default_message: ClassVar[str] = "Refused"
+
+    def __init_subclass__(cls, default: str | None = None) -> None:
+        super().__init_subclass__()
+        if default is not None:
+            cls.default_message = default
 
     def __init__(self, message: str | None = None, *, errors: FieldErrors | None = None):
         self.message = message or self.default_message
@@ -24,36 +32,20 @@ class DomainError(Exception):
         super().__init__(self.message)
 
 
-class Invalid(DomainError):
+class Invalid(DomainError, default="Invalid input"):
     """The input breaks a rule of the request's own (answered 400)."""
 
-    default_message = "Invalid input"
 
-
-class Forbidden(DomainError):
+class Forbidden(DomainError, default="Forbidden"):
     """The caller may not do this (answered 403)."""
 
-    default_message = "Forbidden"
 
-
-class NotFound(DomainError):
+class NotFound(DomainError, default="Not found"):
     """What the request names does not exist, or is not visible to the caller (answered 404)."""
 
-    default_message = "Not found"
 
-
-class Conflict(DomainError):
+class Conflict(DomainError, default="Unprocessable"):
     """The request conflicts with what is stored: taken, already done, already answered (answered 422)."""
-
-    default_message = "Unprocessable"
-
-
-class UserNotFound(NotFound):
-    default_message = "User not found"
-
-
-class GroupNotFound(NotFound):
-    default_message = "Group not found"
 
 
 def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> FieldErrors:
@@ -70,3 +62,11 @@ def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> 
             }
         )
     return out
+
+
+class UserNotFound(NotFound, default="User not found"):
+    """No account has this id (or the id is malformed)."""
+
+
+class GroupNotFound(NotFound, default="Group not found"):
+    """No group has this id (or the id is malformed)."""

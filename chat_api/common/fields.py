@@ -114,3 +114,33 @@ def _whole_number_from_zero(value: Any) -> int:
 DIGITS_ONLY = BeforeValidator(_whole_number_from_zero)
 # Any case is accepted; stored and compared in the lower-case form (chat_api.common.ids).
 ObjectIdString = Annotated[str, StringConstraints(pattern=OBJECT_ID_PATTERN)]
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may be changed but not set to null")
+    return value
+
+
+# On a field `X | None = None` of a PartialUpdate: it may be left out, but not set to null.
+NOT_NULL = BeforeValidator(_not_null)
+
+
+def _document_refused_nulls(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """NOT_NULL fields are documented without the null branch that their `X | None = None` type gives them."""
+    for name, field in schema["properties"].items():
+        if NOT_NULL not in model.model_fields[name].metadata:
+            continue
+        branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+        field.pop("default", None)
+        if len(branches) == 1:
+            field.update(branches[0])
+        else:
+            field["anyOf"] = branches
+
+
+class PartialUpdate(StrictModel):
+    """A body with any subset of the fields; only those present change, and null clears a field
+    unless it is marked NOT_NULL."""
+
+    model_config = ConfigDict(json_schema_extra=_document_refused_nulls)

@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from collections.abc import Callable
+
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty
 
 from chat_api.common.ids import OBJECT_ID_PATH
 from chat_api.common.pagination import Pagination
 from chat_api.conversations import service
-from chat_api.conversations.schemas import CONVERSATION_LIST, Conversation, LastMessage
-from chat_api.http.auth import current_user_id, protected
-from chat_api.http.openapi import document
+from chat_api.conversations.schemas import CONVERSATION_LIST, Conversation
+from chat_api.http.auth import current_user_id
+from chat_api.http.endpoint import endpoint, paged
 from chat_api.http.responses import json_page
-from chat_api.http.validation import validate_query
+from chat_api.http.validation import Handler
 
 bp = Blueprint("conversations", url_prefix="/api", strict_slashes=False)
-SCHEMA_MODELS: list[type[BaseModel]] = [Conversation, LastMessage]
+
+
+def marks_read(parameter: str) -> Callable[[Handler], Handler]:
+    """The contract of the two routes that mark a conversation read (a friend's or a group's)."""
+    path = {parameter: OBJECT_ID_PATH}
+    return endpoint(tag="conversations", path=path, responses={204: (None, "Marked read")}, errors=(401, 403, 404))
 
 
 @bp.get("/conversations")
-@document(
-    tag="conversations",
-    query=Pagination,
-    responses={200: (Conversation, "My conversations, most recent first", "many")},
-    headers={200: {"X-Total-Count": "Number of conversations in all"}},
-    errors=(400, 401),
+@endpoint(
+    tag="conversations", **paged(Conversation, "My conversations, most recent first", "Number of conversations in all")
 )
-@protected
-@validate_query(Pagination)
 async def list_conversations(request: Request, query: Pagination) -> HTTPResponse:
     """My conversations: friends I have messages with and all my groups, with last message and unread count."""
     return json_page(
@@ -37,13 +37,7 @@ async def list_conversations(request: Request, query: Pagination) -> HTTPRespons
 
 
 @bp.put("/conversations/user/<user_id:str>/read")
-@document(
-    tag="conversations",
-    path={"user_id": OBJECT_ID_PATH},
-    responses={204: (None, "Marked read")},
-    errors=(401, 403, 404),
-)
-@protected
+@marks_read("user_id")
 async def mark_user_conversation_read(request: Request, user_id: str) -> HTTPResponse:
     """Mark my conversation with a friend read up to its newest message."""
     await service.mark_user_read(current_user_id(request), user_id)
@@ -51,13 +45,7 @@ async def mark_user_conversation_read(request: Request, user_id: str) -> HTTPRes
 
 
 @bp.put("/conversations/group/<group_id:str>/read")
-@document(
-    tag="conversations",
-    path={"group_id": OBJECT_ID_PATH},
-    responses={204: (None, "Marked read")},
-    errors=(401, 403, 404),
-)
-@protected
+@marks_read("group_id")
 async def mark_group_conversation_read(request: Request, group_id: str) -> HTTPResponse:
     """Mark a group of mine read up to its newest message."""
     await service.mark_group_read(current_user_id(request), group_id)

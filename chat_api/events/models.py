@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from beanie import Document
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
+
+from chat_api.store.keys import ascending
 
 EventType = Literal["message", "group_message", "friend_request", "presence", "typing", "logout"]
 # Events are kept at least this long; a resume from before the oldest kept event is a resync.
@@ -30,12 +32,12 @@ class Event(Document):
     class Settings:
         name = "events"
         indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("seq", ASCENDING)], name="seq_1", unique=True),
-            IndexModel([("recipients", ASCENDING), ("seq", ASCENDING)], name="recipients_1_seq_1"),
+            ascending("seq", unique=True),
+            ascending("recipients", "seq"),
             # Not a TTL index: nx-27017 purges a TTL collection on every read by scanning all of it
             # (a tail read took 3 ms at 1,000 events, 31 ms at 20,000), and every worker reads this
             # log every 15 ms. `events.service.prune` deletes expired events instead, on both stores.
-            IndexModel([("created_at", ASCENDING)], name="created_at_1"),
+            ascending("created_at"),
         ]
 
 

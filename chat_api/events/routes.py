@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from chat_api.common.errors import Conflict
 from chat_api.events.schemas import EventOut, EventQuery
 from chat_api.events.service import encode, events_after, resumable
-from chat_api.http.auth import current_user_id, protected
-from chat_api.http.openapi import document
-from chat_api.http.validation import validate_query
+from chat_api.http.auth import current_user_id
+from chat_api.http.endpoint import endpoint
 
 bp = Blueprint("events", url_prefix="/api", strict_slashes=False)
 RESYNC = "resync_required: events after this seq are no longer kept (or it was never given out); refetch over REST"
-SCHEMA_MODELS: list[type[BaseModel]] = [EventOut]
 
 
 @bp.get("/events")
-@document(
+@endpoint(
     tag="events",
     query=EventQuery,
     responses={200: (EventOut, "The caller's stored events after `after`, oldest first", "many")},
@@ -31,8 +28,6 @@ SCHEMA_MODELS: list[type[BaseModel]] = [EventOut]
     },
     errors=(400, 401, 422),
 )
-@protected
-@validate_query(EventQuery)
 async def list_events(request: Request, query: EventQuery) -> HTTPResponse:
     """Stored events (messages, group messages, friend requests) after a seq; 422 when a resync is needed."""
     user_id = current_user_id(request)

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from beanie import Document, PydanticObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
+
+from chat_api.store.keys import ascending
 
 
 class StoredFile(Document):
@@ -20,9 +22,7 @@ class StoredFile(Document):
 
     class Settings:
         name = "fs.files"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("filename", ASCENDING), ("uploadDate", ASCENDING)], name="filename_1_uploadDate_1"),
-        ]
+        indexes: ClassVar[list[IndexModel]] = [ascending("filename", "uploadDate")]
 
 
 class FileChunk(Document):
@@ -32,6 +32,4 @@ class FileChunk(Document):
 
     class Settings:
         name = "fs.chunks"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("files_id", ASCENDING), ("n", ASCENDING)], name="files_id_1_n_1", unique=True),
-        ]
+        indexes: ClassVar[list[IndexModel]] = [ascending("files_id", "n", unique=True)]

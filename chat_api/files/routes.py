@@ -21,7 +21,6 @@ from chat_api.http.errors import PayloadTooLarge, UnsupportedMediaType
 from chat_api.http.openapi import document
 
 bp = Blueprint("files", url_prefix="/api", strict_slashes=False)
-SCHEMA_MODELS = [Uploaded]
 log = logging.getLogger("chat_api.files")
 Handler = Callable[[Request], Awaitable[HTTPResponse]]
 

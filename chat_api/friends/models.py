@@ -7,7 +7,9 @@ from typing import Any, ClassVar, Literal
 
 from beanie import Document
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
+
+from chat_api.store.keys import ascending
 
 RequestStatus = Literal["waiting", "agree", "refuse"]
 
@@ -32,9 +34,9 @@ class UserRequest(Document):
     class Settings:
         name = "user_requests"
         indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("pending_key", ASCENDING)], name="pending_key_1", unique=True),
-            IndexModel([("to_id", ASCENDING), ("status", ASCENDING)], name="to_id_1_status_1"),
-            IndexModel([("from_id", ASCENDING), ("status", ASCENDING)], name="from_id_1_status_1"),
+            ascending("pending_key", unique=True),
+            ascending("to_id", "status"),
+            ascending("from_id", "status"),
         ]
 
 
@@ -54,10 +56,7 @@ class Friendship(Document):
 
     class Settings:
         name = "friendships"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("owner_id", ASCENDING), ("friend_id", ASCENDING)], name="owner_id_1_friend_id_1", unique=True),
-            IndexModel([("pair", ASCENDING)], name="pair_1"),
-        ]
+        indexes: ClassVar[list[IndexModel]] = [ascending("owner_id", "friend_id", unique=True), ascending("pair")]
 
 
 def new_request_doc(from_id: str, to_id: str, verify_data: str, now: datetime) -> dict[str, Any]:

@@ -17,17 +17,9 @@ from chat_api.friends.schemas import FriendRequestPublic, WaitingRequest
 from chat_api.users import repository as users
 from chat_api.users.schemas import UserPublic
 
-
-class RequestNotFound(NotFound):
-    default_message = "Friend request not found"
-
-
-class NotYourFriend(NotFound):
-    default_message = "This user is not your friend"
-
-
-class AlreadyAnswered(Conflict):
-    default_message = "This friend request was already answered"
+REQUEST_NOT_FOUND = "Friend request not found"
+NOT_YOUR_FRIEND = "This user is not your friend"
+ALREADY_ANSWERED = "This friend request was already answered"
 
 
 async def send_request(from_id: str, to_id: str, verify_data: str) -> str:
@@ -79,11 +71,11 @@ async def answer_request(user_id: str, request_id: str, status: str) -> None:
     oid = parse_object_id(request_id)
     doc = None if oid is None else await repository.find_request(oid)
     if oid is None or doc is None:
-        raise RequestNotFound
+        raise NotFound(REQUEST_NOT_FOUND)
     if doc["to_id"] != user_id:
         raise Forbidden("Only the recipient may answer a friend request")
     if doc["status"] != "waiting":
-        raise AlreadyAnswered
+        raise Conflict(ALREADY_ANSWERED)
     created = []
     if status == "agree":
         # Friendships first: a crash before the status update below leaves a request still
@@ -94,7 +86,7 @@ async def answer_request(user_id: str, request_id: str, status: str) -> None:
         if created:
             # This agree lost to a refuse given at the same moment: undo what it alone created.
             await repository.delete_friendships(created)
-        raise AlreadyAnswered
+        raise Conflict(ALREADY_ANSWERED)
     answered = {**doc, "status": status, "answered_at": now, "pending_key": str(oid)}
     await publish("friend_request", [doc["from_id"], doc["to_id"]], {"request": request_json(answered)})
 
@@ -110,4 +102,4 @@ async def remove_friend(user_id: str, friend_id: str) -> None:
     """Both sides of the friendship go; the messages stay (docs/api.md, "Friends")."""
     canonical = canonical_id(friend_id)
     if canonical is None or await repository.delete_pair(pair_key(user_id, canonical)) == 0:
-        raise NotYourFriend
+        raise NotFound(NOT_YOUR_FRIEND)

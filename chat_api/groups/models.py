@@ -7,9 +7,10 @@ from typing import Any, ClassVar, Literal
 
 from beanie import Document
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
 
-from chat_api.messages.models import MsgType
+from chat_api.messages.models import StoredMessage
+from chat_api.store.keys import ascending
 
 Identity = Literal["lord", "admin", "user"]
 
@@ -39,32 +40,17 @@ class GroupMember(Document):
     class Settings:
         name = "group_members"
         indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("group_id", ASCENDING), ("user_id", ASCENDING)], name="group_id_1_user_id_1", unique=True),
-            IndexModel([("user_id", ASCENDING), ("group_id", ASCENDING)], name="user_id_1_group_id_1"),
+            ascending("group_id", "user_id", unique=True),
+            ascending("user_id", "group_id"),
         ]
 
 
-class GroupMessage(Document):
+class GroupMessage(StoredMessage):
     group_id: str
-    from_id: str
-    msg: str
-    msg_type: MsgType = "txt"
-    key: str  # see DirectMessage.key
-    client_key: str  # see DirectMessage.client_key
-    client_msg_id: str | None = None
-    created_at: datetime
-    seq: int | None = None
-    # While `seq` is None, the request that stored the message is delivering it until this time
-    # (epoch ms); after it, a retry with the same client_msg_id takes the delivery over. An int:
-    # nx-27017 turns dates written by $set into strings, which equality filters would then miss.
-    deliver_by_ms: int | None = None
 
     class Settings:
         name = "group_messages"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("group_id", ASCENDING), ("key", ASCENDING)], name="group_id_1_key_1"),
-            IndexModel([("client_key", ASCENDING)], name="client_key_1", unique=True),
-        ]
+        indexes: ClassVar[list[IndexModel]] = [ascending("group_id", "key"), ascending("client_key", unique=True)]
 
 
 def new_group_doc(fields: dict[str, Any], lord_id: str, now: datetime) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
@@ -20,27 +20,15 @@ from chat_api.groups.schemas import (
     IdentityChange,
     MemberAdd,
 )
-from chat_api.http.auth import current_user_id, protected
-from chat_api.http.openapi import document
+from chat_api.http.auth import current_user_id
+from chat_api.http.endpoint import endpoint, paged
 from chat_api.http.responses import json_bytes, json_model, json_page
-from chat_api.http.validation import validate_body, validate_query
 from chat_api.messages.schemas import MessageCursor, MessageIn
 
 bp = Blueprint("groups", url_prefix="/api", strict_slashes=False)
-SCHEMA_MODELS: list[type[BaseModel]] = [
-    GroupCreate,
-    GroupCreated,
-    GroupUpdate,
-    GroupPublic,
-    MemberAdd,
-    IdentityChange,
-    GroupMemberPublic,
-    MessageIn,
-    GroupMessagePublic,
-    GroupMessageSent,
-]
 # Any other string is a 404 (no such group or member), as documented.
 GROUP_PATH = {"group_id": OBJECT_ID_PATH}
+MEMBER_ERRORS = (400, 401, 403, 404)
 MEMBER_PATH = {"group_id": OBJECT_ID_PATH, "user_id": OBJECT_ID_PATH}
 GROUP_LIST: TypeAdapter[list[GroupPublic]] = TypeAdapter(list[GroupPublic])
 MEMBER_LIST: TypeAdapter[list[GroupMemberPublic]] = TypeAdapter(list[GroupMemberPublic])
@@ -53,15 +41,13 @@ async def access(request: Request, group_id: str) -> service.Access:
 
 
 @bp.post("/groups")
-@document(
+@endpoint(
     tag="groups",
     body=GroupCreate,
     responses={201: (GroupCreated, "Created; the caller is its lord")},
     headers={201: {"Location": "URL of the new group"}},
     errors=(400, 401, 413),
 )
-@protected
-@validate_body(GroupCreate)
 async def create_group(request: Request, body: GroupCreate) -> HTTPResponse:
     """Create a group; the caller becomes its lord."""
     group_id = await service.create_group(body, current_user_id(request))
@@ -70,38 +56,32 @@ async def create_group(request: Request, body: GroupCreate) -> HTTPResponse:
 
 
 @bp.get("/groups")
-@document(
+@endpoint(
     tag="groups",
-    query=Pagination,
-    responses={200: (GroupPublic, "The caller's groups, each with the caller's identity", "many")},
-    headers={200: {"X-Total-Count": "Number of the caller's groups in all"}},
-    errors=(400, 401),
+    **paged(
+        GroupPublic, "The caller's groups, each with the caller's identity", "Number of the caller's groups in all"
+    ),
 )
-@protected
-@validate_query(Pagination)
 async def list_groups(request: Request, query: Pagination) -> HTTPResponse:
     """List the caller's groups in the order they were created, `limit` (1-200, default 50) from `offset`."""
     return json_page(GROUP_LIST, *await service.my_groups(current_user_id(request), query.limit, query.offset))
 
 
 @bp.get("/groups/<group_id:str>")
-@document(tag="groups", path=GROUP_PATH, responses={200: (GroupPublic, "The group")}, errors=(401, 403, 404))
-@protected
+@endpoint(tag="groups", path=GROUP_PATH, responses={200: (GroupPublic, "The group")}, errors=(401, 403, 404))
 async def get_group(request: Request, group_id: str) -> HTTPResponse:
     """Show a group, to its members only."""
     return json_model((await access(request, group_id)).public())
 
 
 @bp.put("/groups/<group_id:str>")
-@document(
+@endpoint(
     tag="groups",
     body=GroupUpdate,
     path=GROUP_PATH,
     responses={204: (None, "Updated")},
     errors=(400, 401, 403, 404, 413),
 )
-@protected
-@validate_body(GroupUpdate)
 async def update_group(request: Request, group_id: str, body: GroupUpdate) -> HTTPResponse:
     """Change any of a group's fields (lord or admin); only those in the body change, null clears one."""
     await service.update_group(await access(request, group_id), body.model_dump(exclude_unset=True))
@@ -109,8 +89,7 @@ async def update_group(request: Request, group_id: str, body: GroupUpdate) -> HT
 
 
 @bp.delete("/groups/<group_id:str>")
-@document(tag="groups", path=GROUP_PATH, responses={204: (None, "Deleted")}, errors=(401, 403, 404))
-@protected
+@endpoint(tag="groups", path=GROUP_PATH, responses={204: (None, "Deleted")}, errors=(401, 403, 404))
 async def delete_group(request: Request, group_id: str) -> HTTPResponse:
     """Delete a group with its members and messages (lord only)."""
     await service.delete_group(await access(request, group_id))
@@ -118,16 +97,13 @@ async def delete_group(request: Request, group_id: str) -> HTTPResponse:
 
 
 @bp.get("/groups/<group_id:str>/members")
-@document(
+@endpoint(
     tag="groups",
     path=GROUP_PATH,
-    query=Pagination,
-    responses={200: (GroupMemberPublic, "Members' public profiles with their identity", "many")},
-    headers={200: {"X-Total-Count": "Number of members in all"}},
-    errors=(400, 401, 403, 404),
+    **paged(
+        GroupMemberPublic, "Members' public profiles with their identity", "Number of members in all", MEMBER_ERRORS
+    ),
 )
-@protected
-@validate_query(Pagination)
 async def list_members(request: Request, group_id: str, query: Pagination) -> HTTPResponse:
     """List a group's members (members only), `limit` (1-200, default 50) from `offset`."""
     group = await access(request, group_id)
@@ -135,7 +111,7 @@ async def list_members(request: Request, group_id: str, query: Pagination) -> HT
 
 
 @bp.post("/groups/<group_id:str>/members")
-@document(
+@endpoint(
     tag="groups",
     body=MemberAdd,
     path=GROUP_PATH,
@@ -143,8 +119,6 @@ async def list_members(request: Request, group_id: str, query: Pagination) -> HT
     headers={201: {"Location": "URL of the group's members"}},
     errors=(400, 401, 403, 404, 413, 422),
 )
-@protected
-@validate_body(MemberAdd)
 async def add_member(request: Request, group_id: str, body: MemberAdd) -> HTTPResponse:
     """Add a friend of the caller to the group (lord or admin)."""
     group = await access(request, group_id)
@@ -154,8 +128,7 @@ async def add_member(request: Request, group_id: str, body: MemberAdd) -> HTTPRe
 
 
 @bp.delete("/groups/<group_id:str>/members/<user_id:str>")
-@document(tag="groups", path=MEMBER_PATH, responses={204: (None, "Removed")}, errors=(401, 403, 404, 422))
-@protected
+@endpoint(tag="groups", path=MEMBER_PATH, responses={204: (None, "Removed")}, errors=(401, 403, 404, 422))
 async def remove_member(request: Request, group_id: str, user_id: str) -> HTTPResponse:
     """Leave a group (anyone but the lord), or remove a member (the lord anyone, an admin plain users)."""
     await service.remove_member(await access(request, group_id), user_id)
@@ -163,15 +136,13 @@ async def remove_member(request: Request, group_id: str, user_id: str) -> HTTPRe
 
 
 @bp.put("/groups/<group_id:str>/members/<user_id:str>")
-@document(
+@endpoint(
     tag="groups",
     body=IdentityChange,
     path=MEMBER_PATH,
     responses={204: (None, "Changed")},
     errors=(400, 401, 403, 404, 413, 422),
 )
-@protected
-@validate_body(IdentityChange)
 async def set_identity(request: Request, group_id: str, user_id: str, body: IdentityChange) -> HTTPResponse:
     """Make a member an admin or a plain user again (lord only)."""
     await service.set_identity(await access(request, group_id), user_id, body.identity)
@@ -179,7 +150,7 @@ async def set_identity(request: Request, group_id: str, user_id: str, body: Iden
 
 
 @bp.post("/groups/<group_id:str>/messages")
-@document(
+@endpoint(
     tag="groups",
     body=MessageIn,
     path=GROUP_PATH,
@@ -189,8 +160,6 @@ async def set_identity(request: Request, group_id: str, user_id: str, body: Iden
     },
     errors=(400, 401, 403, 404, 413, 422),
 )
-@protected
-@validate_body(MessageIn)
 async def send_group_message(request: Request, group_id: str, body: MessageIn) -> HTTPResponse:
     """Send a message to a group (members only); `client_msg_id` makes retries safe."""
     sent = await service.send_message(group_id, current_user_id(request), body)
@@ -199,15 +168,13 @@ async def send_group_message(request: Request, group_id: str, body: MessageIn) -
 
 
 @bp.get("/groups/<group_id:str>/messages")
-@document(
+@endpoint(
     tag="groups",
     path=GROUP_PATH,
     query=MessageCursor,
     responses={200: (GroupMessagePublic, "Messages, newest first", "many")},
     errors=(400, 401, 403, 404),
 )
-@protected
-@validate_query(MessageCursor)
 async def list_group_messages(request: Request, group_id: str, query: MessageCursor) -> HTTPResponse:
     """A group's messages newest first (members only), `limit` (1-200, default 50) older than `before`."""
     group = await access(request, group_id)

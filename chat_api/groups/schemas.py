@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, StringConstraints
 
-from chat_api.common.fields import ObjectIdString, StrictModel
+from chat_api.common.fields import NOT_NULL, ObjectIdString, PartialUpdate, StrictModel
 from chat_api.groups.models import Identity
 from chat_api.messages.models import MsgType
 from chat_api.users.schemas import UserPublic
@@ -40,30 +40,13 @@ class GroupCreate(StrictModel):
     group_placard: GroupPlacard | None = None
 
 
-def _document_refused_null(schema: dict[str, Any]) -> None:
-    """`group_name` may be left out but not set to null: documented without the null branch."""
-    field = schema["properties"]["group_name"]
-    branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
-    field.pop("default", None)
-    field.update(branches[0])
-
-
-class GroupUpdate(StrictModel):
+class GroupUpdate(PartialUpdate):
     """Any subset of the fields; only those present change. null clears the optional ones."""
 
-    model_config = ConfigDict(json_schema_extra=_document_refused_null)
-
-    group_name: GroupName | None = None
+    group_name: Annotated[GroupName | None, NOT_NULL] = None
     group_desc: GroupDesc | None = None
     group_avatar: GroupAvatar | None = None
     group_placard: GroupPlacard | None = None
-
-    @field_validator("group_name", mode="before")
-    @classmethod
-    def not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("may be changed but not set to null")
-        return value
 
 
 class GroupCreated(BaseModel):

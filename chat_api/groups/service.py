@@ -27,8 +27,7 @@ from chat_api.users import repository as users
 MANAGERS = ("lord", "admin")
 
 
-class NotAMember(NotFound):
-    default_message = "Not a member of this group"
+NOT_A_MEMBER = "Not a member of this group"
 
 
 @dataclass(frozen=True)
@@ -192,7 +191,7 @@ async def remove_member(group: Access, user_id: str) -> None:
     """
     target = canonical_id(user_id)
     if target is None:
-        raise NotAMember
+        raise NotFound(NOT_A_MEMBER)
     leaving = target == group.user_id
     if leaving and group.identity == "lord":
         raise Conflict("The lord cannot leave the group; delete it instead")
@@ -203,7 +202,7 @@ async def remove_member(group: Access, user_id: str) -> None:
         return
     if only_plain and await repository.membership(group.group_id, target, {"_id": 1}) is not None:
         raise Forbidden("An admin may remove plain members only")
-    raise NotAMember
+    raise NotFound(NOT_A_MEMBER)
 
 
 async def set_identity(group: Access, user_id: str, identity: Identity) -> None:
@@ -211,11 +210,11 @@ async def set_identity(group: Access, user_id: str, identity: Identity) -> None:
     group.require_lord("Only the lord may change identities")
     target = canonical_id(user_id)
     if target is None:
-        raise NotAMember
+        raise NotFound(NOT_A_MEMBER)
     if target == group.user_id:
         raise Conflict("The lord's own identity cannot change")
     if not await repository.set_identity(group.group_id, target, identity):
-        raise NotAMember
+        raise NotFound(NOT_A_MEMBER)
 
 
 # Messages

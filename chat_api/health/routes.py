@@ -10,7 +10,7 @@ from pymongo.errors import PyMongoError
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from chat_api.http.openapi import document
+from chat_api.http.endpoint import endpoint
 
 bp = Blueprint("health")
 log = logging.getLogger("chat_api.health")
@@ -22,11 +22,8 @@ class Health(BaseModel):
     store: str
 
 
-SCHEMA_MODELS: list[type[BaseModel]] = [Health]
-
-
 @bp.get("/healthz")
-@document(tag="health", responses={200: (Health, "Up, and the store answers")}, errors=(503,))
+@endpoint(tag="health", responses={200: (Health, "Up, and the store answers")}, errors=(503,), auth=False)
 async def health(request: Request) -> HTTPResponse:
     """200 when the store answers a ping, else 503."""
     store = request.app.ctx.settings.store_kind

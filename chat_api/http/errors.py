@@ -31,8 +31,18 @@ CONFLICT_STATUS = 422
 
 
 class ApiError(SanicException):
+    """An error only HTTP has; each kind declares its status and default message:
+    `class Unauthorized(ApiError, status=401, default="Unauthorized")`."""
+
     status_code = 500
     message = "Internal server error"
+
+    def __init_subclass__(cls, status: int | None = None, default: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+        if default is not None:
+            cls.message = default
 
     def __init__(
         self,
@@ -49,26 +59,20 @@ class ApiError(SanicException):
         return error_body(self.message, self.errors)
 
 
-class Unauthorized(ApiError):
-    status_code = 401
-    message = "Unauthorized"
+class Unauthorized(ApiError, status=401, default="Unauthorized"):
+    """Missing, invalid, expired or revoked token."""
 
 
-class PayloadTooLarge(ApiError):
-    status_code = 413
-    message = "Request body too large"
+class PayloadTooLarge(ApiError, status=413, default="Request body too large"):
+    """The body is over the route's limit."""
 
 
-class UnsupportedMediaType(ApiError):
-    status_code = 415
-    message = "Unsupported media type"
+class UnsupportedMediaType(ApiError, status=415, default="Unsupported media type"):
+    """An upload that is not a file of an accepted type."""
 
 
-class TooManyRequests(ApiError):
+class TooManyRequests(ApiError, status=429, default="Too many requests, try again later"):
     """A rate limit is used up: `Retry-After` in seconds, and the same wait in the body in ms."""
-
-    status_code = 429
-    message = "Too many requests, try again later"
 
     def __init__(self, retry_after_ms: int, message: str | None = None):
         seconds = max(1, -(-retry_after_ms // 1000))  # rounded up: never invite a retry too early
@@ -79,9 +83,8 @@ class TooManyRequests(ApiError):
         return {**super().body(), "retry_after_ms": self.retry_after_ms}
 
 
-class ServiceUnavailable(ApiError):
-    status_code = 503
-    message = "The data store is unavailable, try again shortly"
+class ServiceUnavailable(ApiError, status=503, default="The data store is unavailable, try again shortly"):
+    """The store could not be reached or did not answer in time."""
 
 
 def error_body(message: str, errors: FieldErrors | None = None) -> dict[str, Any]:

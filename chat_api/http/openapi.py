@@ -8,7 +8,7 @@ component and routes refer to it by `$ref`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Required, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel
 from sanic_ext.extensions.openapi import openapi
@@ -20,6 +20,9 @@ from chat_api.http.types import ChatApp
 
 F = TypeVar("F", bound=Callable[..., Any])
 REF = "#/components/schemas/{model}"
+ResponseSpec = tuple[type[BaseModel] | None, str] | tuple[type[BaseModel], str, Literal["many"]]
+# Every model a route documents (its body and its answers), registered as a component by setup_openapi.
+DOCUMENTED_MODELS: dict[str, type[BaseModel]] = {}
 
 
 class FieldError(BaseModel):
@@ -77,21 +80,35 @@ def _headers(described: Mapping[str, str]) -> dict[str, Any]:
     return {name: {"description": text, "schema": {"type": "string"}} for name, text in described.items()}
 
 
-def document(
-    *,
-    responses: Mapping[int, tuple[type[BaseModel] | None, str] | tuple[type[BaseModel], str, Literal["many"]]],
-    errors: Sequence[int] = (),
-    body: type[BaseModel] | None = None,
-    query: type[BaseModel] | None = None,
-    path: Mapping[str, Mapping[str, Any]] | None = None,
-    headers: Mapping[int, Mapping[str, str]] | None = None,
-    tag: str,
-) -> Callable[[F], F]:
+def component(model: type[BaseModel]) -> None:
+    """Show `model` among the document's schemas (a route's own models are shown without this)."""
+    DOCUMENTED_MODELS.setdefault(model.__name__, model)
+
+
+class Contract(TypedDict, total=False):
+    """What a route declares: its tag, responses per status, error statuses, body, query, path and headers."""
+
+    tag: Required[str]
+    responses: Required[Mapping[int, ResponseSpec]]
+    errors: Sequence[int]
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    path: Mapping[str, Mapping[str, Any]] | None
+    headers: Mapping[int, Mapping[str, str]] | None
+
+
+def document(**contract: Unpack[Contract]) -> Callable[[F], F]:
     """Declare a route's body, query, path parameters, and responses per status, each by `$ref`.
 
     Parameters carry the JSON schema the route enforces (sanic-ext would document every path
     parameter as a bare string and every query parameter without its bounds).
     """
+    tag, responses, errors = contract["tag"], contract["responses"], contract.get("errors", ())
+    body, query = contract.get("body"), contract.get("query")
+    path, headers = contract.get("path"), contract.get("headers")
+    for model in (body, *(spec[0] for spec in responses.values())):
+        if model is not None:
+            component(model)
 
     def decorator(handler: F) -> F:
         if body is not None:
@@ -174,8 +191,8 @@ OPENAPI_CONFIG = {
 }
 
 
-def setup_openapi(app: ChatApp, models: Sequence[type[BaseModel]]) -> None:
-    """Call after Extend(app); OPENAPI_CONFIG must be in app.config before it."""
+def setup_openapi(app: ChatApp) -> None:
+    """Call after Extend(app) and once the routes are imported; OPENAPI_CONFIG must be in app.config before it."""
     app.ext.openapi.describe(
         "chat_api",
         version=__version__,
@@ -188,5 +205,5 @@ def setup_openapi(app: ChatApp, models: Sequence[type[BaseModel]]) -> None:
         bearer_format="JWT",
         description="`Authorization: Bearer <jwt>` as returned by POST /api/login (a bare <jwt> works too).",
     )
-    schemas = component_schemas([ErrorBody, FieldError, MessageBody, *models])
+    schemas = component_schemas([ErrorBody, FieldError, MessageBody, RateLimited, *DOCUMENTED_MODELS.values()])
     app.ext.openapi.raw({"components": {"schemas": schemas}})  # type: ignore[no-untyped-call]

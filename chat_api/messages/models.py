@@ -8,15 +8,17 @@ from typing import Any, ClassVar, Literal
 
 from beanie import Document
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
+
+from chat_api.store.keys import ascending
 
 MsgType = Literal["txt", "img", "voice"]
 
 
-class DirectMessage(Document):
-    pair: str  # friends.models.pair_key(from_id, to_id)
+class StoredMessage(Document):
+    """The fields every stored message has, direct or group (its conversation is the subclass's)."""
+
     from_id: str
-    to_id: str
     msg: str
     msg_type: MsgType = "txt"
     # The hex string of this document's own ObjectId: the history's order and cursor. It is a
@@ -33,12 +35,14 @@ class DirectMessage(Document):
     # nx-27017 turns dates written by $set into strings, which equality filters would then miss.
     deliver_by_ms: int | None = None
 
+
+class DirectMessage(StoredMessage):
+    pair: str  # friends.models.pair_key(from_id, to_id)
+    to_id: str
+
     class Settings:
         name = "user_messages"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("pair", ASCENDING), ("key", ASCENDING)], name="pair_1_key_1"),
-            IndexModel([("client_key", ASCENDING)], name="client_key_1", unique=True),
-        ]
+        indexes: ClassVar[list[IndexModel]] = [ascending("pair", "key"), ascending("client_key", unique=True)]
 
 
 def new_message_doc(

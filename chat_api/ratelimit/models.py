@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import ClassVar
 
 from beanie import Document
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
+
+from chat_api.store.keys import ascending
 
 
 class RateLimitCounter(Document):
@@ -20,6 +22,4 @@ class RateLimitCounter(Document):
 
     class Settings:
         name = "rate_limits"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("expires_at", ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0),
-        ]
+        indexes: ClassVar[list[IndexModel]] = [ascending("expires_at", name="expires_at_ttl", expireAfterSeconds=0)]

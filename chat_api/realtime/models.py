@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import ClassVar
 
 from beanie import Document
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
+
+from chat_api.store.keys import ascending
 
 
 class PresenceRecord(Document):
@@ -19,8 +21,4 @@ class PresenceRecord(Document):
 
     class Settings:
         name = "presence"
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("user_id", ASCENDING)], name="user_id_1"),
-            IndexModel([("worker", ASCENDING)], name="worker_1"),
-            IndexModel([("expires_at", ASCENDING)], name="expires_at_1"),
-        ]
+        indexes: ClassVar[list[IndexModel]] = [ascending("user_id"), ascending("worker"), ascending("expires_at")]

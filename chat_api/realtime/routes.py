@@ -9,7 +9,6 @@ import re
 import uuid
 from typing import Any
 
-from pydantic import BaseModel
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from sanic_ext.extensions.openapi import openapi
@@ -26,7 +25,6 @@ from chat_api.realtime.hub import UNAUTHORIZED, Connection, Hub
 from chat_api.users.repository import CurrentUser
 
 bp = Blueprint("realtime", strict_slashes=False)
-SCHEMA_MODELS: list[type[BaseModel]] = []
 log = logging.getLogger("chat_api.realtime")
 
 AUTH_TIMEOUT = 5.0

@@ -7,9 +7,10 @@ from typing import ClassVar, Literal
 
 from beanie import Document
 from pydantic import field_validator
-from pymongo import ASCENDING, IndexModel
+from pymongo import IndexModel
 
 from chat_api.common.clock import as_utc
+from chat_api.store.keys import ascending
 
 Sex = Literal["man", "female", "unknown"]
 Flag = Literal["online", "offline"]
@@ -40,7 +41,4 @@ class User(Document):
     class Settings:
         name = "users"
         # The one place indexes are declared: the app and scripts.indexes both read it.
-        indexes: ClassVar[list[IndexModel]] = [
-            IndexModel([("email", ASCENDING)], name="email_1", unique=True),
-            IndexModel([("chat_id", ASCENDING)], name="chat_id_1", unique=True),
-        ]
+        indexes: ClassVar[list[IndexModel]] = [ascending("email", unique=True), ascending("chat_id", unique=True)]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
@@ -14,19 +14,31 @@ from chat_api.common.errors import UserNotFound
 from chat_api.common.fields import CHAT_ID_STRING_SCHEMA, EMAIL_ADAPTER, ChatId
 from chat_api.common.ids import OBJECT_ID_PATH, parse_object_id
 from chat_api.common.pagination import Pagination
-from chat_api.http.auth import current_user, protected
+from chat_api.http.auth import current_user
+from chat_api.http.endpoint import endpoint, paged
 from chat_api.http.errors import CONFLICT_STATUS, error_body
-from chat_api.http.openapi import MessageBody, document
+from chat_api.http.openapi import MessageBody
 from chat_api.http.ratelimit import Gate, Policies, client_address
 from chat_api.http.responses import json_model, json_page
-from chat_api.http.validation import parse_value, validate_body, validate_query
+from chat_api.http.validation import Handler, parse_value
 from chat_api.users import repository, service
 from chat_api.users.schemas import USER_LIST, Availability, UserCreate, UserCreated, UserPublic, UserUpdate
 
 bp = Blueprint("users", url_prefix="/api", strict_slashes=False)
-SCHEMA_MODELS: list[type[BaseModel]] = [UserCreate, UserUpdate, UserPublic, UserCreated, Availability]
 CHAT_ID_ADAPTER: TypeAdapter[int] = TypeAdapter(ChatId)
 USER_ID_PATH = {"user_id": OBJECT_ID_PATH}
+
+
+def creates_user(tag: str, created: str, errors: tuple[int, ...], auth: bool) -> Callable[[Handler], Handler]:
+    """The contract of registering and of the authenticated create: a UserCreate body, 201 with a Location."""
+    return endpoint(
+        tag=tag,
+        body=UserCreate,
+        responses={201: (UserCreated, created)},
+        headers={201: {"Location": "URL of the new user"}},
+        errors=errors,
+        auth=auth,
+    )
 
 
 async def created_user(request: Request, body: UserCreate) -> HTTPResponse:
@@ -44,52 +56,28 @@ async def created_user(request: Request, body: UserCreate) -> HTTPResponse:
 
 
 @bp.post("/register")
-@document(
-    tag="auth",
-    body=UserCreate,
-    responses={201: (UserCreated, "Registered")},
-    headers={201: {"Location": "URL of the new user"}},
-    errors=(400, 413, 422, 429),
-)
-@validate_body(UserCreate)
+@creates_user("auth", "Registered", (400, 413, 422, 429), auth=False)
 async def register(request: Request, body: UserCreate) -> HTTPResponse:
     """Create an account; no token needed."""
     return await created_user(request, body)
 
 
 @bp.post("/users")
-@document(
-    tag="users",
-    body=UserCreate,
-    responses={201: (UserCreated, "Created")},
-    headers={201: {"Location": "URL of the new user"}},
-    errors=(400, 401, 413, 422, 429),
-)
-@protected
-@validate_body(UserCreate)
+@creates_user("users", "Created", (400, 401, 413, 422, 429), auth=True)
 async def create_user(request: Request, body: UserCreate) -> HTTPResponse:
     """Create a user (an authenticated admin-style create; the public one is /api/register)."""
     return await created_user(request, body)
 
 
 @bp.get("/users")
-@document(
-    tag="users",
-    query=Pagination,
-    responses={200: (UserPublic, "Users in creation order", "many")},
-    headers={200: {"X-Total-Count": "Number of users in all"}},
-    errors=(400, 401),
-)
-@protected
-@validate_query(Pagination)
+@endpoint(tag="users", **paged(UserPublic, "Users in creation order", "Number of users in all"))
 async def list_users(request: Request, query: Pagination) -> HTTPResponse:
     """List users in creation order, `limit` (1-200, default 50) from `offset`."""
     return json_page(USER_LIST, *await repository.list_users(query.limit, query.offset))
 
 
 @bp.get("/users/<user_id:str>")
-@document(tag="users", path=USER_ID_PATH, responses={200: (UserPublic, "The user")}, errors=(401, 404))
-@protected
+@endpoint(tag="users", path=USER_ID_PATH, responses={200: (UserPublic, "The user")}, errors=(401, 404))
 async def get_user(request: Request, user_id: str) -> HTTPResponse:
     """Show one user."""
     caller = current_user(request)
@@ -103,15 +91,13 @@ async def get_user(request: Request, user_id: str) -> HTTPResponse:
 
 
 @bp.put("/users/<user_id:str>")
-@document(
+@endpoint(
     tag="users",
     body=UserUpdate,
     path=USER_ID_PATH,
     responses={204: (None, "Updated")},
     errors=(400, 401, 403, 404, 413, 422),
 )
-@protected
-@validate_body(UserUpdate)
 async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPResponse:
     """Change any of the caller's own fields; only those in the body change."""
     oid = await service.own_account(current_user(request).id, parse_object_id(user_id), "change")
@@ -121,8 +107,7 @@ async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPR
 
 
 @bp.delete("/users/<user_id:str>")
-@document(tag="users", path=USER_ID_PATH, responses={200: (MessageBody, "Deleted")}, errors=(401, 403, 404))
-@protected
+@endpoint(tag="users", path=USER_ID_PATH, responses={200: (MessageBody, "Deleted")}, errors=(401, 403, 404))
 async def delete_user(request: Request, user_id: str) -> HTTPResponse:
     """Delete the caller's own account."""
     oid = await service.own_account(current_user(request).id, parse_object_id(user_id), "delete")
@@ -148,11 +133,12 @@ async def checked(request: Request, lookup: Awaitable[bool]) -> bool:
 
 
 @bp.get("/users/checkEmail/<email:str>")
-@document(
+@endpoint(
     tag="checks",
     path={"email": {"type": "string", "format": "email"}},
     responses={200: (Availability, "The email is free")},
     errors=(400, 422, 429),
+    auth=False,
 )
 async def check_email(request: Request, email: str) -> HTTPResponse:
     """Is this email free? 200 if so, 422 if taken (compared case-insensitively)."""
@@ -164,11 +150,12 @@ async def check_email(request: Request, email: str) -> HTTPResponse:
 
 
 @bp.get("/users/checkChatId/<chat_id:str>")
-@document(
+@endpoint(
     tag="checks",
     path={"chat_id": CHAT_ID_STRING_SCHEMA},
     responses={200: (Availability, "The chat_id is free")},
     errors=(400, 422, 429),
+    auth=False,
 )
 async def check_chat_id(request: Request, chat_id: str) -> HTTPResponse:
     """Is this chat_id free? 200 if so, 422 if taken."""

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, field_validator
+from pydantic import BaseModel, StringConstraints, TypeAdapter, field_validator
 
 from chat_api.common.clock import as_utc
-from chat_api.common.fields import ChatId, Email, Password, Phone, StrictModel, UtcDatetime
+from chat_api.common.fields import NOT_NULL, ChatId, Email, PartialUpdate, Password, Phone, StrictModel, UtcDatetime
 from chat_api.users.models import Flag, Sex
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -30,45 +30,18 @@ class UserCreate(StrictModel):
     register_at: UtcDatetime | None = None
 
 
-# Fields that may be cleared with null; the others may be changed but never emptied.
-NULLABLE_ON_UPDATE = {"personality", "avatar", "phone"}
-
-
-def _document_refused_nulls(schema: dict[str, Any]) -> None:
-    """Fields that may be left out but not set to null are documented without the null branch
-    that their `X | None = None` type gives them."""
-    for name, field in schema["properties"].items():
-        if name in NULLABLE_ON_UPDATE:
-            continue
-        branches = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
-        field.pop("default", None)
-        if len(branches) == 1:
-            field.update(branches[0])
-        else:
-            field["anyOf"] = branches
-
-
-class UserUpdate(StrictModel):
+class UserUpdate(PartialUpdate):
     """Any subset of the fields; only those present in the body are changed."""
-
-    model_config = ConfigDict(json_schema_extra=_document_refused_nulls)
 
     personality: Personality | None = None
     avatar: Avatar | None = None
-    register_at: UtcDatetime | None = None
-    username: Username | None = None
-    password: Password | None = None
-    sex: Sex | None = None
-    birthday: UtcDatetime | None = None
+    register_at: Annotated[UtcDatetime | None, NOT_NULL] = None
+    username: Annotated[Username | None, NOT_NULL] = None
+    password: Annotated[Password | None, NOT_NULL] = None
+    sex: Annotated[Sex | None, NOT_NULL] = None
+    birthday: Annotated[UtcDatetime | None, NOT_NULL] = None
     phone: Phone | None = None
-    email: Email | None = None
-
-    @field_validator("register_at", "username", "password", "sex", "birthday", "email", mode="before")
-    @classmethod
-    def not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("may be changed but not set to null")
-        return value
+    email: Annotated[Email | None, NOT_NULL] = None
 
 
 class UserPublic(BaseModel):
