@@ -17,6 +17,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from chat_api.common.clock import as_utc
 from chat_api.common.ids import OBJECT_ID_PATTERN
 
 MAX_INT64 = 2**63 - 1
@@ -101,6 +102,8 @@ Phone = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^\+?[0-9]{3,20}$", "description": "An integer is accepted too."}),
 ]
 UtcDatetime = Annotated[datetime, AfterValidator(_utc_millis)]
+# A datetime read back from the store, as an aware UTC value (chat_api.common.clock.as_utc).
+StoredTime = Annotated[datetime, AfterValidator(as_utc)]
 EMAIL_ADAPTER: TypeAdapter[str] = TypeAdapter(Email)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, Field, TypeAdapter
 
-from chat_api.common.clock import as_utc
+from chat_api.common.fields import StoredTime
 from chat_api.messages.models import MsgType
 
 
@@ -18,12 +17,7 @@ class LastMessage(BaseModel):
     from_id: str
     msg: str
     msg_type: MsgType
-    created_at: datetime
-
-    @field_validator("created_at", mode="after")
-    @classmethod
-    def _as_utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
+    created_at: StoredTime
 
 
 class Conversation(BaseModel):
@@ -33,12 +27,7 @@ class Conversation(BaseModel):
     avatar: str | None
     last_message: LastMessage | None
     unread: int = Field(description="Messages from others not read yet; for a group, at most 999")
-    updated_at: datetime = Field(description="When the last message was sent (a group without any: its creation)")
-
-    @field_validator("updated_at", mode="after")
-    @classmethod
-    def _as_utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
+    updated_at: StoredTime = Field(description="When the last message was sent (a group without any: its creation)")
 
 
 CONVERSATION_LIST: TypeAdapter[list[Conversation]] = TypeAdapter(list[Conversation])

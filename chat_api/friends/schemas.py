@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, field_validator
+from pydantic import BaseModel, Field, StringConstraints, TypeAdapter
 
-from chat_api.common.clock import as_utc
-from chat_api.common.fields import StrictModel
+from chat_api.common.fields import StoredTime, StrictModel
 from chat_api.friends.models import RequestStatus
 from chat_api.users.schemas import UserPublic
 
@@ -41,13 +39,8 @@ class FriendRequestPublic(BaseModel):
     to_id: str
     verify_data: str
     status: RequestStatus
-    created_at: datetime
-    answered_at: datetime | None
-
-    @field_validator("created_at", "answered_at", mode="after")
-    @classmethod
-    def _as_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+    created_at: StoredTime
+    answered_at: StoredTime | None
 
     @classmethod
     def from_stored(cls, doc: Mapping[str, Any]) -> FriendRequestPublic:

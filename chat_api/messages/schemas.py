@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, field_validator
+from pydantic import BaseModel, Field, StringConstraints, TypeAdapter
 
-from chat_api.common.clock import as_utc
-from chat_api.common.fields import DIGITS_ONLY, ObjectIdString, StrictModel
+from chat_api.common.fields import DIGITS_ONLY, ObjectIdString, StoredTime, StrictModel
 from chat_api.messages.models import MsgType
 
 MAX_MESSAGE_LENGTH = 4000
@@ -43,13 +41,8 @@ class MessagePublic(BaseModel):
     msg: str
     msg_type: MsgType
     client_msg_id: str | None
-    created_at: datetime
+    created_at: StoredTime
     seq: Annotated[int | None, Field(description="The event that delivered it (null inside the event itself)")]
-
-    @field_validator("created_at", mode="after")
-    @classmethod
-    def _as_utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
     @classmethod
     def from_stored(cls, doc: Mapping[str, Any]) -> MessagePublic:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar, Literal
 
 from beanie import Document
-from pydantic import field_validator
 from pymongo import IndexModel
 
-from chat_api.common.clock import as_utc
+from chat_api.common.fields import StoredTime
 from chat_api.store.keys import ascending
 
 Sex = Literal["man", "female", "unknown"]
@@ -24,19 +22,14 @@ class User(Document):
     password: str  # the bcrypt hash; never leaves the service layer
     personality: str | None = None
     avatar: str | None = None
-    register_at: datetime
+    register_at: StoredTime
     sex: Sex = "unknown"
-    birthday: datetime
+    birthday: StoredTime
     phone: str | None = None
     flag: Flag = "offline"
     # Logout increments it; a token carries the value it was issued with, so every older
     # token stops working without comparing clocks.
     token_version: int = 0
-
-    @field_validator("register_at", "birthday", mode="after")
-    @classmethod
-    def _as_utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
     class Settings:
         name = "users"

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, StringConstraints, TypeAdapter, field_validator
+from pydantic import BaseModel, StringConstraints, TypeAdapter
 
-from chat_api.common.clock import as_utc
-from chat_api.common.fields import NOT_NULL, ChatId, Email, PartialUpdate, Password, Phone, StrictModel, UtcDatetime
+from chat_api.common.fields import (
+    NOT_NULL,
+    ChatId,
+    Email,
+    PartialUpdate,
+    Password,
+    Phone,
+    StoredTime,
+    StrictModel,
+    UtcDatetime,
+)
 from chat_api.users.models import Flag, Sex
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -51,16 +59,11 @@ class UserPublic(BaseModel):
     username: str
     personality: str | None
     avatar: str | None
-    register_at: datetime
+    register_at: StoredTime
     sex: Sex
-    birthday: datetime
+    birthday: StoredTime
     phone: str | None
     flag: Flag
-
-    @field_validator("register_at", "birthday", mode="after")
-    @classmethod
-    def _as_utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
 
     @classmethod
     def from_stored(cls, doc: Mapping[str, Any]) -> UserPublic:
