@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import Api, create_user
+from tests.factories import create_user
+from tests.helpers import Api
 
 
 def test_check_email_free_is_200(api: Api) -> None:

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import FRONTEND_ORIGIN
-from tests.helpers import Api, auth_headers, create_user, user_payload
+from tests.factories import auth_headers, create_user, user_payload
+from tests.helpers import Api
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 UUID4_HEX = re.compile(r"[0-9a-f]{32}")

@@ -9,7 +9,8 @@ import pytest
 from chat_api.http.types import ChatApp
 from chat_api.store.embedded import EmbeddedStore
 from tests.conftest import FRONTEND_ORIGIN, OtherApp
-from tests.helpers import Api, create_user
+from tests.factories import create_user
+from tests.helpers import Api
 
 
 def test_malformed_json_is_400_json(api: Api) -> None:

@@ -16,8 +16,9 @@ from chat_api.events.models import Event
 from chat_api.realtime import presence
 from chat_api.realtime.models import PresenceRecord
 from chat_api.users.models import User
-from tests.helpers import Api, TestUser, create_user
-from tests.realtime_helpers import befriend, frames_until, fresh_hub, no_frame, open_socket, run, ws_url
+from tests.factories import TestUser, befriend, create_user
+from tests.helpers import Api
+from tests.realtime_helpers import frames_until, fresh_hub, no_frame, open_socket, run, ws_url
 
 pytestmark = pytest.mark.usefixtures(fresh_hub.__name__)
 

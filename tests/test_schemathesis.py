@@ -20,7 +20,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.schemas import BaseSchema
 
 from tests.conftest import OtherApp
-from tests.helpers import BCRYPT_PREFIXES, Api, TestUser, create_user
+from tests.factories import TestUser, create_user
+from tests.helpers import BCRYPT_PREFIXES, Api
 
 T = TypeVar("T")
 

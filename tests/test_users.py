@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from tests.helpers import Api, TestUser, create_user, log_in, new_password
+from tests.factories import TestUser, create_user, log_in, new_password
+from tests.helpers import Api
 
 PUBLIC_FIELDS = {
     "id", "chat_id", "email", "username", "personality", "avatar",
