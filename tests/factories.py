@@ -114,6 +114,18 @@ def make_friends(api: Api, a: TestUser, b: TestUser) -> None:
     assert answered.status == 204, answered.text
 
 
+# Bodies that both message routes (direct and group) refuse with 400.
+INVALID_MESSAGE_BODIES: list[dict[str, Any]] = [
+    {},
+    {"msg": ""},
+    {"msg": "x" * 4001},
+    {"msg": 5},
+    {"msg": "hi", "msg_type": "video"},
+    {"msg": "hi", "client_msg_id": ""},
+    {"msg": "hi", "client_msg_id": "x" * 65},
+]
+
+
 def send_direct(api: Api, sender: TestUser, to: TestUser | str, msg: str = "hello", **extra: Any) -> TestingResponse:
     """A direct message to a user (or a user id) through POST /api/user-message; the answer as it is."""
     to_id = to if isinstance(to, str) else to.id
@@ -204,6 +216,13 @@ def insert_direct_messages(
 async def befriend(a: TestUser, b: TestUser) -> None:
     """Both sides of a friendship written to the store, as the friends routes store them."""
     await Friendship.get_pymongo_collection().insert_many(new_friendship_docs(a.id, b.id, utc_now()))
+
+
+def new_friends(api: Api, **first: Any) -> tuple[TestUser, TestUser]:
+    """Two new users (`first` as `create_user` takes it, for the first one), made friends in the store."""
+    a, b = create_user(api, **first), create_user(api)
+    api.client._loop.run_until_complete(befriend(a, b))  # in the app's loop, where its store client lives
+    return a, b
 
 
 async def store_group(lord: TestUser, *members: TestUser) -> str:

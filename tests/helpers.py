@@ -56,6 +56,13 @@ class Api:
     def options(self, path: str, **kwargs: Any) -> TestingResponse:
         return self.request("options", path, **kwargs)
 
+    def preflight(self, path: str, origin: str, request_headers: str | None = None) -> TestingResponse:
+        """The CORS preflight a browser sends from `origin` before a GET with `request_headers`."""
+        headers = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+        if request_headers is not None:
+            headers["Access-Control-Request-Headers"] = request_headers
+        return self.options(path, headers=headers)
+
     def concurrently(self, requests: Iterable[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
         """Send requests at the same time, each over its own connection."""
 

@@ -16,7 +16,14 @@ from chat_api.common.clock import utc_now
 from chat_api.friends.models import pair_key
 from chat_api.messages.models import new_message_doc
 from chat_api.messages.repository import direct_messages
-from tests.factories import TestUser, create_user, insert_direct_messages, make_friends, send_direct
+from tests.factories import (
+    INVALID_MESSAGE_BODIES,
+    TestUser,
+    create_user,
+    insert_direct_messages,
+    make_friends,
+    send_direct,
+)
 from tests.helpers import Api
 
 UNKNOWN_ID = "0123456789abcdef01234567"
@@ -108,20 +115,7 @@ def test_send_to_yourself_is_400(api: Api) -> None:
     assert send_direct(api, a, a).status == 400
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"msg": ""},
-        {"msg": "x" * 4001},
-        {"msg": None},
-        {"msg": 5},
-        {"msg": "hi", "msg_type": "video"},
-        {"msg": "hi", "client_msg_id": ""},
-        {"msg": "hi", "client_msg_id": "x" * 65},
-        {"msg": "hi", "unknown": 1},
-        {},
-    ],
-)
+@pytest.mark.parametrize("body", [*INVALID_MESSAGE_BODIES, {"msg": None}, {"msg": "hi", "unknown": 1}])
 def test_invalid_message_is_400(api: Api, sync_db: Db, pair: tuple[TestUser, TestUser], body: dict[str, Any]) -> None:
     a, b = pair
     response = api.post("/api/user-message", json={"to_id": b.id, **body}, headers=a.headers)

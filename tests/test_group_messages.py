@@ -19,7 +19,15 @@ from chat_api.groups.repository import group_messages
 from chat_api.messages.models import new_message_doc
 from chat_api.store import client as store
 from tests.conftest import OtherApp
-from tests.factories import TestUser, add_member, create_group, create_user, make_friends, send_group
+from tests.factories import (
+    INVALID_MESSAGE_BODIES,
+    TestUser,
+    add_member,
+    create_group,
+    create_user,
+    make_friends,
+    send_group,
+)
 from tests.helpers import Api
 from tests.test_groups import UNKNOWN_ID
 
@@ -135,19 +143,7 @@ def test_send_to_an_unknown_group_is_404(api: Api, group_id: str) -> None:
     assert send_group(api, group_id, user).status == 404
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {},
-        {"msg": ""},
-        {"msg": "x" * 4001},
-        {"msg": 5},
-        {"msg": "hi", "msg_type": "video"},
-        {"msg": "hi", "client_msg_id": ""},
-        {"msg": "hi", "client_msg_id": "x" * 65},
-        {"msg": "hi", "group_id": UNKNOWN_ID},
-    ],
-)
+@pytest.mark.parametrize("body", [*INVALID_MESSAGE_BODIES, {"msg": "hi", "group_id": UNKNOWN_ID}])
 def test_send_with_invalid_body_is_400(api: Api, body: dict[str, Any], sync_db: Database[dict[str, Any]]) -> None:
     lord = create_user(api)
     group_id = create_group(api, lord)

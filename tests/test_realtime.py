@@ -16,7 +16,7 @@ from chat_api.events.service import newest_seq, publish
 from chat_api.http.types import ChatApp
 from chat_api.logs import RequestContext, TextFormatter
 from chat_api.realtime.hub import Hub
-from tests.factories import befriend, create_user, make_friends, store_group
+from tests.factories import create_user, make_friends, new_friends, store_group
 from tests.helpers import Api
 from tests.realtime_helpers import (
     close_code,
@@ -261,10 +261,9 @@ def test_last_seq_older_than_the_oldest_kept_event_gets_resync_required(api: Api
 
 
 def test_typing_reaches_a_friend_and_is_never_stored_for_replay(api: Api) -> None:
-    alice, bob = create_user(api), create_user(api)
+    alice, bob = new_friends(api)
 
     async def scenario() -> None:
-        await befriend(alice, bob)
         start = await newest_seq()
         typist, _ = await open_socket(ws_url(api), alice)
         friend, _ = await open_socket(ws_url(api), bob)
