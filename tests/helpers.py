@@ -77,6 +77,12 @@ class Api:
         return responses
 
 
+def assert_error(response: TestingResponse, status: int, message: str) -> None:
+    """An error answer: its status, and a body that is exactly its message."""
+    assert response.status == status
+    assert response.json == {"message": message}
+
+
 REPO = Path(__file__).resolve().parent.parent
 SETTING_NAMES = (
     "ENV", "MONGODB_URI", "MONGODB_DB", "DATA_DIR", "JWT_SECRET", "JWT_TTL", "BCRYPT_ROUNDS",

@@ -14,7 +14,7 @@ from pymongo.database import Database
 
 from chat_api.groups.repository import unread_filter
 from tests.factories import TestUser, create_user, direct_message, insert_group, insert_group_messages, make_friends
-from tests.helpers import Api
+from tests.helpers import Api, assert_error
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 Db = Database[dict[str, Any]]
@@ -178,9 +178,7 @@ def test_mark_read_of_a_group_i_am_not_in_is_forbidden(api: Api, sync_db: Db) ->
 @pytest.mark.parametrize("group_id", [UNKNOWN_ID, "nope"])
 def test_mark_read_of_an_unknown_group_is_404(api: Api, group_id: str) -> None:
     me = create_user(api)
-    response = api.put(f"/api/conversations/group/{group_id}/read", headers=me.headers)
-    assert response.status == 404
-    assert response.json == {"message": "Group not found"}
+    assert_error(api.put(f"/api/conversations/group/{group_id}/read", headers=me.headers), 404, "Group not found")
 
 
 def test_conversation_routes_need_a_token(api: Api) -> None:

@@ -11,7 +11,7 @@ from pymongo.database import Database
 
 from tests.conftest import OtherApp
 from tests.factories import TestUser, add_member, create_group, create_user, make_friends, request_friend
-from tests.helpers import Api
+from tests.helpers import Api, assert_error
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 
@@ -100,9 +100,7 @@ def test_get_group_is_for_members_only(api: Api) -> None:
 @pytest.mark.parametrize("group_id", [UNKNOWN_ID, "not-an-id", "0123456789abcdef0123456z"])
 def test_get_unknown_or_malformed_group_is_404(api: Api, group_id: str) -> None:
     user = create_user(api)
-    response = api.get(f"/api/groups/{group_id}", headers=user.headers)
-    assert response.status == 404
-    assert response.json == {"message": "Group not found"}
+    assert_error(api.get(f"/api/groups/{group_id}", headers=user.headers), 404, "Group not found")
 
 
 def test_group_id_in_upper_case_hex_is_the_same_group(api: Api) -> None:
@@ -275,11 +273,22 @@ def test_lord_adds_a_friend_as_a_plain_member(api: Api) -> None:
     assert [g["id"] for g in api.get("/api/groups", headers=friend.headers).json] == [group_id]
 
 
-def test_admin_adds_a_friend_of_their_own(api: Api) -> None:
-    lord, admin, friend_of_admin = create_user(api), create_user(api), create_user(api)
-    group_id = create_group(api, lord, admins=(admin,))
-    make_friends(api, admin, friend_of_admin)
-    assert add_member(api, group_id, admin, friend_of_admin).status == 201
+@pytest.mark.parametrize(
+    ("adder", "friend_of", "status"),
+    [
+        pytest.param("admin", "admin", 201, id="an admin adds a friend of their own"),
+        pytest.param("admin", "lord", 403, id="the friendship is the adder's, not the lord's"),
+        pytest.param("member", "member", 403, id="a plain member adding is forbidden"),
+    ],
+)
+def test_the_adder_is_lord_or_admin_and_a_friend_of_the_one_added(
+    api: Api, adder: str, friend_of: str, status: int
+) -> None:
+    lord, admin, member, newcomer = (create_user(api) for _ in range(4))
+    group_id = create_group(api, lord, members=(member,), admins=(admin,))
+    users = {"lord": lord, "admin": admin, "member": member}
+    make_friends(api, users[friend_of], newcomer)
+    assert add_member(api, group_id, users[adder], newcomer).status == status
 
 
 def test_add_a_non_friend_is_forbidden(api: Api) -> None:
@@ -300,13 +309,6 @@ def test_a_request_not_yet_agreed_or_an_ended_friendship_does_not_count(api: Api
     make_friends(api, lord, former)
     assert api.delete(f"/api/friends/{former.id}", headers=lord.headers).status == 204
     assert add_member(api, group_id, lord, former).status == 403
-
-
-def test_friendship_is_the_adders_not_the_lords(api: Api) -> None:
-    lord, admin, friend_of_lord = create_user(api), create_user(api), create_user(api)
-    group_id = create_group(api, lord, admins=(admin,))
-    make_friends(api, lord, friend_of_lord)
-    assert add_member(api, group_id, admin, friend_of_lord).status == 403
 
 
 def test_add_a_member_again_is_422(api: Api) -> None:
@@ -335,13 +337,6 @@ def test_add_an_unknown_user_is_404(api: Api) -> None:
     assert response.json == {"message": "User not found"}
 
 
-def test_a_plain_member_adding_is_forbidden(api: Api) -> None:
-    lord, member, friend_of_member = create_user(api), create_user(api), create_user(api)
-    group_id = create_group(api, lord, members=(member,))
-    make_friends(api, member, friend_of_member)
-    assert add_member(api, group_id, member, friend_of_member).status == 403
-
-
 def test_add_to_a_group_of_others_or_unknown(api: Api) -> None:
     lord, stranger, friend = create_user(api), create_user(api), create_user(api)
     make_friends(api, stranger, friend)
@@ -362,11 +357,15 @@ def test_add_member_with_invalid_body_is_400(api: Api, body: dict[str, Any]) -> 
 # Removing and leaving
 
 
-def test_a_member_leaves(api: Api) -> None:
+@pytest.mark.parametrize(
+    "by_lord", [pytest.param(False, id="a member leaves"), pytest.param(True, id="the lord removes admins and users")]
+)
+def test_members_leave_or_the_lord_removes_them(api: Api, by_lord: bool) -> None:
     lord, admin, member = create_user(api), create_user(api), create_user(api)
     group_id = create_group(api, lord, members=(member,), admins=(admin,))
-    assert api.delete(f"/api/groups/{group_id}/members/{member.id}", headers=member.headers).status == 204
-    assert api.delete(f"/api/groups/{group_id}/members/{admin.id}", headers=admin.headers).status == 204
+    for user in (admin, member) if by_lord else (member, admin):
+        remover = lord if by_lord else user
+        assert api.delete(f"/api/groups/{group_id}/members/{user.id}", headers=remover.headers).status == 204
     assert identities(api, group_id, lord) == {lord.id: "lord"}
     assert api.get(f"/api/groups/{group_id}", headers=member.headers).status == 403
 
@@ -377,14 +376,6 @@ def test_the_lord_cannot_leave(api: Api) -> None:
     response = api.delete(f"/api/groups/{group_id}/members/{lord.id}", headers=lord.headers)
     assert response.status == 422
     assert "delete" in response.json["message"]
-    assert identities(api, group_id, lord) == {lord.id: "lord"}
-
-
-def test_the_lord_removes_admins_and_users(api: Api) -> None:
-    lord, admin, member = create_user(api), create_user(api), create_user(api)
-    group_id = create_group(api, lord, members=(member,), admins=(admin,))
-    assert api.delete(f"/api/groups/{group_id}/members/{admin.id}", headers=lord.headers).status == 204
-    assert api.delete(f"/api/groups/{group_id}/members/{member.id}", headers=lord.headers).status == 204
     assert identities(api, group_id, lord) == {lord.id: "lord"}
 
 

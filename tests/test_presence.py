@@ -96,25 +96,6 @@ def test_the_last_socket_closing_marks_offline_after_the_grace_period(api: Api) 
     run(api, scenario())
 
 
-def test_reconnecting_within_the_grace_period_keeps_the_user_online(other_app: Any) -> None:
-    with other_app(presence_grace=3.0) as client:
-        api = Api(client)
-        alice, bob = friends_on_sockets(api)
-
-        async def scenario() -> None:
-            watcher, _ = await open_socket(ws_url(api), bob)
-            ws, _ = await open_socket(ws_url(api), alice)
-            await ws.close()
-            await asyncio.sleep(0.5)  # a page reload
-            ws, _ = await open_socket(ws_url(api), alice)
-            await no_frame(watcher, wait=4)
-            assert await flag_of(alice) == "online"
-            await ws.close()
-            await watcher.close()
-
-        run(api, scenario())
-
-
 def test_a_dead_workers_records_expire_and_its_users_go_offline(api: Api) -> None:
     alice, bob = friends_on_sockets(api)
 
@@ -171,3 +152,22 @@ def test_login_and_logout_tell_friends(api: Api) -> None:
         await watcher.close()
 
     run(api, scenario())
+
+
+def test_reconnecting_within_the_grace_period_keeps_the_user_online(other_app: Any) -> None:
+    with other_app(presence_grace=3.0) as client:
+        api = Api(client)
+        alice, bob = friends_on_sockets(api)
+
+        async def scenario() -> None:
+            watcher, _ = await open_socket(ws_url(api), bob)
+            ws, _ = await open_socket(ws_url(api), alice)
+            await ws.close()
+            await asyncio.sleep(0.5)  # a page reload
+            ws, _ = await open_socket(ws_url(api), alice)
+            await no_frame(watcher, wait=4)
+            assert await flag_of(alice) == "online"
+            await ws.close()
+            await watcher.close()
+
+        run(api, scenario())
