@@ -16,7 +16,7 @@ from chat_api.events.service import newest_seq, publish
 from chat_api.http.types import ChatApp
 from chat_api.logs import RequestContext, TextFormatter
 from chat_api.realtime.hub import Hub
-from tests.factories import create_user, make_friends, new_friends, store_group
+from tests.factories import create_group, create_user, new_friends, store_group
 from tests.helpers import Api
 from tests.realtime_helpers import (
     close_code,
@@ -398,15 +398,7 @@ def test_no_log_line_shows_a_query_token(api: Api) -> None:
 
 def test_messages_sent_over_rest_reach_the_sockets_of_both_sides(api: Api) -> None:
     alice, bob, carol = create_user(api), create_user(api), create_user(api)
-    make_friends(api, alice, bob)
-    make_friends(api, alice, carol)
-    group = api.post("/api/groups", headers=alice.headers, json={"group_name": "trio"})
-    group_id = group.json["group_id"]
-    for member in (bob, carol):
-        assert (
-            api.post(f"/api/groups/{group_id}/members", headers=alice.headers, json={"user_id": member.id}).status
-            == 201
-        )
+    group_id = create_group(api, alice, members=(bob, carol), group_name="trio")  # friends of alice, added by her
 
     async def scenario() -> None:
         alice_tab, _ = await open_socket(ws_url(api), alice)
