@@ -16,8 +16,8 @@ from sanic_testing.testing import TestingResponse
 
 from chat_api.common.clock import utc_now
 from chat_api.friends.models import Friendship, new_friendship_docs, pair_key
-from chat_api.groups.models import Group, GroupMember, Identity, new_group_doc, new_member_doc
-from chat_api.messages.models import message_summary, new_message_doc
+from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity, new_group_doc, new_member_doc
+from chat_api.messages.models import DirectMessage, message_summary, new_message_doc
 from tests.helpers import Api
 
 Db = Database[dict[str, Any]]
@@ -148,8 +148,7 @@ def add_member(api: Api, group_id: str, by: TestUser, user: TestUser) -> Testing
 def create_group(
     api: Api, lord: TestUser, members: Iterable[TestUser] = (), admins: Iterable[TestUser] = (), **fields: Any
 ) -> str:
-    """A group named "team" (or as `fields` say) created by `lord`, who befriends and adds `members` and `admins`
-    and promotes the `admins`; its id."""
+    """A group created by `lord` (named "team" unless `fields` say), who befriends, adds and promotes `admins`."""
     response = api.post("/api/groups", json={"group_name": "team", **fields}, headers=lord.headers)
     assert response.status == 201, response.text
     group_id: str = response.json["group_id"]
@@ -176,7 +175,7 @@ def send_group(api: Api, group_id: str, user: TestUser, msg: str = "hello", **fi
 def group_docs(
     lord: TestUser, members: Iterable[TestUser], now: datetime, **fields: Any
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A group named "g" (or as `fields` say) and its memberships, `lord`'s first, as the groups routes store them."""
+    """A group named "g" (unless `fields` say) and its memberships, `lord`'s first, as the groups routes store them."""
     group = new_group_doc({"group_name": "g", **fields}, lord.id, now)
     rows: list[tuple[TestUser, Identity]] = [(lord, "lord"), *((member, "user") for member in members)]
     return group, [new_member_doc(str(group["_id"]), user.id, identity, now) for user, identity in rows]
@@ -195,7 +194,7 @@ def insert_group(
 def insert_group_messages(sync_db: Db, group_id: str, sender: TestUser, count: int = 1, msg: str = "hi all") -> str:
     """Group messages as the groups part stores them, and the group's summary of the last; that one's key."""
     docs = [new_message_doc({"group_id": group_id}, sender.id, msg, created_at=utc_now()) for _ in range(count)]
-    sync_db.group_messages.insert_many(docs)
+    sync_db[GroupMessage.Settings.name].insert_many(docs)
     last = docs[-1]
     summary = {"last_message": message_summary(last), "last_key": last["key"]}
     sync_db[Group.Settings.name].update_one({"_id": ObjectId(group_id)}, {"$set": summary})
@@ -205,11 +204,10 @@ def insert_group_messages(sync_db: Db, group_id: str, sender: TestUser, count: i
 def insert_direct_messages(
     sync_db: Db, a: TestUser, b: TestUser, count: int = 1, msg: str = "hello", **fields: Any
 ) -> list[dict[str, Any]]:
-    """Undelivered direct messages written to the store as the messages part stores them, from `a` to `b`
-    (`fields` as `new_message_doc` takes them); the documents."""
+    """Undelivered direct messages from `a` to `b` written to the store (`fields` as `new_message_doc` takes)."""
     target = {"pair": pair_key(a.id, b.id), "to_id": b.id}
     docs = [new_message_doc(target, a.id, msg, created_at=utc_now(), **fields) for _ in range(count)]
-    sync_db.user_messages.insert_many(docs)
+    sync_db[DirectMessage.Settings.name].insert_many(docs)
     return docs
 
 
