@@ -19,6 +19,8 @@ from bson import ObjectId
 from pymongo import MongoClient
 from websockets.asyncio.client import ClientConnection, connect
 
+from chat_api.friends.models import new_friendship_docs
+from chat_api.groups.models import new_group_doc, new_member_doc
 from chat_api.security import create_token
 
 MEMBERS = 200
@@ -64,36 +66,14 @@ def seed(uri: str, database: str, members: int) -> tuple[list[str], str]:
             ]
         )
         sender = str(ids[0])
-        pairs = [(sender, str(other)) for other in ids[1:]]
-        db.friendships.insert_many(
-            [
-                {
-                    "owner_id": a,
-                    "friend_id": b,
-                    "pair": ":".join(sorted((a, b))),
-                    "created_at": now,
-                    "unread": 0,
-                    "read_key": "",
-                }
-                for x, y in pairs
-                for a, b in ((x, y), (y, x))
-            ]
-        )
-        group_id = ObjectId()
-        db.groups.insert_one({"_id": group_id, "group_name": "bench", "lord_id": sender, "created_at": now})
+        db.friendships.insert_many([doc for other in ids[1:] for doc in new_friendship_docs(sender, str(other), now)])
+        group = new_group_doc({"group_name": "bench"}, sender, now)
+        group_id = str(group["_id"])
+        db.groups.insert_one(group)
         db.group_members.insert_many(
-            [
-                {
-                    "group_id": str(group_id),
-                    "user_id": str(oid),
-                    "identity": "lord" if n == 0 else "user",
-                    "joined_at": now,
-                    "read_key": "",
-                }
-                for n, oid in enumerate(ids)
-            ]
+            [new_member_doc(group_id, str(oid), "lord" if n == 0 else "user", now) for n, oid in enumerate(ids)]
         )
-        return [str(oid) for oid in ids], str(group_id)
+        return [str(oid) for oid in ids], group_id
     finally:
         client.close()
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
+
+if TYPE_CHECKING:
+    from sanic_testing.reusable import ReusableClient
 
 # The collections of the rate limiter, whose commands are shown apart from the data's.
 LIMITER_COLLECTIONS = frozenset({"rate_limits"})
@@ -60,6 +63,17 @@ class RoundTrips:
 
 # send(method, path, token, json body) -> (status, parsed JSON body or None)
 Send = Callable[[str, str, str | None, Any], tuple[int, Any]]
+
+
+def client_sender(client: ReusableClient) -> Send:
+    """A `Send` over a running app's test client (the benchmark's and the test suite's)."""
+
+    def send(method: str, path: str, token: str | None, body: Any) -> tuple[int, Any]:
+        headers = {"Authorization": token} if token else {}
+        _, response = client.request(path, http_method=method.lower(), headers=headers, json=body)
+        return response.status, response.json if response.content else None
+
+    return send
 
 
 def walk(send: Send, counter: CommandCounter) -> dict[str, RoundTrips]:

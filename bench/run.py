@@ -28,7 +28,7 @@ from pymongo import MongoClient
 from bench.delivery import MEMBERS, SENDERS
 from bench.delivery import measure as measure_delivery
 from bench.report import Entry, Pair, Report
-from bench.round_trips import CommandCounter, RoundTrips, walk
+from bench.round_trips import CommandCounter, RoundTrips, client_sender, walk
 from bench.servers import PIDS, REPO, Site, cpu_seconds
 from bench.wrk import TIMEOUT, Load, Run, Wrk, run_wrk
 from chat_api.config import Settings
@@ -356,13 +356,7 @@ def count_round_trips(folder: Path) -> dict[str, RoundTrips]:
         app = create_app(settings)
         logging.getLogger("sanic.root").setLevel(logging.ERROR)  # no banner in the benchmark's output
         with ReusableClient(app, port=free_loopback_port()) as client:
-
-            def send(method: str, path: str, token: str | None, body: Any) -> tuple[int, Any]:
-                headers = {"Authorization": token} if token else {}
-                _, response = client.request(path, http_method=method.lower(), headers=headers, json=body)
-                return response.status, response.json if response.content else None
-
-            return walk(send, counter)
+            return walk(client_sender(client), counter)
     finally:
         del store.CLIENT_OPTIONS["event_listeners"]
         embedded.stop()

@@ -1,17 +1,15 @@
-"""Test helpers: an HTTP client that checks every answer for leaked secrets, and user factories."""
+"""Test helpers: an HTTP client that checks every answer for leaked secrets, and running the app or a script as a
+process. The data factories (users, friendships, groups, messages) are in tests/factories.py."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ from sanic_testing.reusable import ReusableClient
 from sanic_testing.testing import TestingResponse
 
 BCRYPT_PREFIXES = ("$2b$", "$2a$", "$2y$")
-_chat_ids = itertools.count(100_000 + secrets.randbelow(1_000_000) * 1000)
 
 
 class Api:
@@ -59,6 +56,13 @@ class Api:
     def options(self, path: str, **kwargs: Any) -> TestingResponse:
         return self.request("options", path, **kwargs)
 
+    def preflight(self, path: str, origin: str, request_headers: str | None = None) -> TestingResponse:
+        """The CORS preflight a browser sends from `origin` before a GET with `request_headers`."""
+        headers = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+        if request_headers is not None:
+            headers["Access-Control-Request-Headers"] = request_headers
+        return self.options(path, headers=headers)
+
     def concurrently(self, requests: Iterable[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
         """Send requests at the same time, each over its own connection."""
 
@@ -73,68 +77,10 @@ class Api:
         return responses
 
 
-@dataclass
-class TestUser:
-    __test__ = False  # a helper, not a test class
-
-    id: str
-    chat_id: int
-    email: str
-    password: str
-    username: str
-    token: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return auth_headers(self.token)
-
-
-def new_password() -> str:
-    return f"pw-{secrets.token_hex(8)}"
-
-
-def user_payload(api: Api | None = None, **overrides: Any) -> dict[str, Any]:
-    chat_id = next(_chat_ids)
-    payload: dict[str, Any] = {
-        "username": f"user{chat_id}",
-        "password": new_password(),
-        "email": f"user{chat_id}@example.com",
-        "chat_id": chat_id,
-    }
-    payload.update(overrides)
-    if api is not None and isinstance(payload.get("password"), str):
-        api.passwords.add(payload["password"])
-    return payload
-
-
-def create_user(api: Api, *, login: bool = True, **overrides: Any) -> TestUser:
-    """Register through the public route and, by default, log in."""
-    payload = user_payload(api, **overrides)
-    response = api.post("/api/register", json=payload)
-    assert response.status == 201, response.text
-    user = TestUser(
-        id=response.json["user_id"],
-        chat_id=int(payload["chat_id"]),
-        email=payload["email"].strip().lower(),
-        password=payload["password"],
-        username=payload["username"],
-    )
-    if login:
-        user.token = log_in(api, user.chat_id, user.password)
-    return user
-
-
-def log_in(api: Api, identifier: int | str, password: str) -> str:
-    response = api.post("/api/login", json={"chat_id": identifier, "password": password})
-    assert response.status == 200, response.text
-    token: str = response.json["token"]
-    assert token.startswith("Bearer ")
-    return token
-
-
-def auth_headers(token: str) -> dict[str, str]:
-    return {"Authorization": token}
+def assert_error(response: TestingResponse, status: int, message: str) -> None:
+    """An error answer: its status, and a body that is exactly its message."""
+    assert response.status == status
+    assert response.json == {"message": message}
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -211,12 +157,3 @@ def stop_server(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-
-def make_friends(api: Api, a: TestUser, b: TestUser) -> None:
-    """`a` asks `b` to be friends and `b` agrees, through the API."""
-    sent = api.post("/api/user-requests", json={"to_id": b.id, "verify_data": "hi"}, headers=a.headers)
-    assert sent.status == 201, sent.text
-    path = f"/api/user-requests/{sent.json['user_request_id']}"
-    answered = api.put(path, json={"status": "agree"}, headers=b.headers)
-    assert answered.status == 204, answered.text

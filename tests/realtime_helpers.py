@@ -14,11 +14,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from chat_api.common.clock import utc_now
-from chat_api.friends.models import Friendship, pair_key
-from chat_api.groups.models import Group, GroupMember
 from chat_api.http.types import ChatApp
 from chat_api.realtime.hub import Hub
-from tests.helpers import Api, TestUser
+from tests.factories import TestUser
+from tests.helpers import Api
 
 T = TypeVar("T")
 
@@ -89,34 +88,6 @@ async def close_code(ws: ClientConnection, timeout: float = 8) -> int | None:
     return ws.close_code
 
 
-async def befriend(a: TestUser, b: TestUser) -> None:
-    """Both directions of a friendship, as the friends routes store it."""
-    now = utc_now()
-    pair = pair_key(a.id, b.id)
-    await Friendship.get_pymongo_collection().insert_many(
-        [
-            {"owner_id": a.id, "friend_id": b.id, "pair": pair, "created_at": now, "unread": 0, "read_key": ""},
-            {"owner_id": b.id, "friend_id": a.id, "pair": pair, "created_at": now, "unread": 0, "read_key": ""},
-        ]
-    )
-
-
-async def make_group(lord: TestUser, *members: TestUser) -> str:
-    now = utc_now()
-    group_id = ObjectId()
-    await Group.get_pymongo_collection().insert_one(
-        {"_id": group_id, "group_name": "g", "lord_id": lord.id, "created_at": now}
-    )
-    rows = [(lord, "lord")] + [(member, "user") for member in members]
-    await GroupMember.get_pymongo_collection().insert_many(
-        [
-            {"group_id": str(group_id), "user_id": u.id, "identity": identity, "joined_at": now, "read_key": ""}
-            for u, identity in rows
-        ]
-    )
-    return str(group_id)
-
-
 def message_data(sender: TestUser, to: TestUser, text: str) -> dict[str, Any]:
     """The `message` event data the direct-message route publishes."""
     message_id = str(ObjectId())
@@ -132,11 +103,3 @@ def message_data(sender: TestUser, to: TestUser, text: str) -> dict[str, Any]:
             "seq": None,
         }
     }
-
-
-def friends_over_rest(api: Api, a: TestUser, b: TestUser) -> None:
-    """A friend request from `a`, agreed by `b`, through the public routes."""
-    sent = api.post("/api/user-requests", headers=a.headers, json={"to_id": b.id, "verify_data": "hi"})
-    assert sent.status == 201, sent.text
-    answer = f"/api/user-requests/{sent.json['user_request_id']}"
-    assert api.put(answer, headers=b.headers, json={"status": "agree"}).status == 204

@@ -167,9 +167,10 @@ class Soak:
                     other = rng.choice(self.users)
                     await self.call(client, "checkEmail", "GET", f"/api/users/checkEmail/{other.email}")
                 elif roll < 0.80:
-                    await self.update_personality(client, me, auth, rng)
+                    mood = f"mood {rng.randrange(1_000_000)}"
+                    await self.update_own(client, me, auth, "update", "personality", mood)
                 elif roll < 0.85:
-                    await self.change_password(client, me, auth)
+                    await self.update_own(client, me, auth, "password", "password", f"pw-{secrets.token_hex(8)}")
                 elif roll < 0.93 and me.friends:
                     await self.send_message(client, me, rng.choice(me.friends), auth, rng)
                 elif roll < 0.97 and me.friends:
@@ -207,25 +208,15 @@ class Soak:
         elif response.status_code == 201:
             conversation.acknowledged[response.json()["user_message_id"]] = text
 
-    async def update_personality(
-        self, client: httpx.AsyncClient, me: SoakUser, auth: dict[str, str], rng: random.Random
+    async def update_own(
+        self, client: httpx.AsyncClient, me: SoakUser, auth: dict[str, str], label: str, field: str, value: str
     ) -> None:
-        value = f"mood {rng.randrange(1_000_000)}"
-        url = f"/api/users/{me.id}"
-        response = await self.call(client, "update", "PUT", url, headers=auth, json={"personality": value})
+        """PUT one field of my own user (`personality` or `password`): once acknowledged, what must be read back."""
+        response = await self.call(client, label, "PUT", f"/api/users/{me.id}", headers=auth, json={field: value})
         if response is None:
             me.uncertain = True
         elif response.status_code == 204:
-            me.personality = value
-
-    async def change_password(self, client: httpx.AsyncClient, me: SoakUser, auth: dict[str, str]) -> None:
-        password = f"pw-{secrets.token_hex(8)}"
-        url = f"/api/users/{me.id}"
-        response = await self.call(client, "password", "PUT", url, headers=auth, json={"password": password})
-        if response is None:
-            me.uncertain = True
-        elif response.status_code == 204:
-            me.password = password
+            setattr(me, field, value)
 
     async def read_back(self) -> list[str]:
         """Every acknowledged write, read back through the API: the list of what is missing or wrong."""

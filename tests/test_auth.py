@@ -12,7 +12,8 @@ import pytest
 from chat_api.config import Settings
 from chat_api.http.types import ChatApp
 from chat_api.security import HASHING_NICENESS, create_token
-from tests.helpers import Api, auth_headers, create_user, log_in
+from tests.factories import auth_headers, create_user, log_in
+from tests.helpers import Api
 
 
 def test_login_by_chat_id_answers_bearer_token(api: Api) -> None:

@@ -15,7 +15,8 @@ from urllib.parse import quote
 import pytest
 from pymongo.database import Database
 
-from tests.helpers import Api, TestUser, create_user, make_friends
+from tests.factories import TestUser, create_group, create_user, request_friend
+from tests.helpers import Api
 
 OPERATORS: list[Any] = [
     {"$ne": None},
@@ -40,13 +41,8 @@ class Scene:
 @pytest.fixture
 def scene(api: Api) -> Scene:
     lord, member, stranger, asker = (create_user(api) for _ in range(4))
-    make_friends(api, lord, member)
-    group = api.post("/api/groups", json={"group_name": "hostile"}, headers=lord.headers)
-    assert group.status == 201, group.text
-    group_id = group.json["group_id"]
-    added = api.post(f"/api/groups/{group_id}/members", json={"user_id": member.id}, headers=lord.headers)
-    assert added.status == 201, added.text
-    request = api.post("/api/user-requests", json={"to_id": stranger.id, "verify_data": "hi"}, headers=asker.headers)
+    group_id = create_group(api, lord, members=(member,), group_name="hostile")
+    request = request_friend(api, asker, stranger.id, "hi")
     assert request.status == 201, request.text
     stranger.extra["asker"] = asker
     return Scene(lord, member, stranger, group_id, request.json["user_request_id"])

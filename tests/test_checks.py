@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import Api, create_user
+from tests.factories import create_user
+from tests.helpers import Api
 
 
 def test_check_email_free_is_200(api: Api) -> None:
@@ -13,12 +14,17 @@ def test_check_email_free_is_200(api: Api) -> None:
     assert response.json["message"]
 
 
-def test_check_email_taken_is_422_case_insensitive(api: Api) -> None:
-    user = create_user(api, login=False)
-    assert api.get(f"/api/users/checkEmail/{user.email}").status == 422
-    response = api.get(f"/api/users/checkEmail/{user.email.upper()}")
+def assert_taken(api: Api, check: str) -> None:
+    """The check answers that the value is taken: 422 with a message."""
+    response = api.get(f"/api/users/{check}")
     assert response.status == 422
     assert response.json["message"]
+
+
+def test_check_email_taken_is_422_case_insensitive(api: Api) -> None:
+    user = create_user(api, login=False)
+    assert_taken(api, f"checkEmail/{user.email}")
+    assert_taken(api, f"checkEmail/{user.email.upper()}")
 
 
 def test_check_email_url_encoded(api: Api) -> None:
@@ -38,9 +44,7 @@ def test_check_email_invalid_is_400(api: Api, email: str) -> None:
 def test_check_chat_id_free_and_taken(api: Api) -> None:
     user = create_user(api, login=False)
     assert api.get(f"/api/users/checkChatId/{user.chat_id + 1}").status == 200
-    taken = api.get(f"/api/users/checkChatId/{user.chat_id}")
-    assert taken.status == 422
-    assert taken.json["message"]
+    assert_taken(api, f"checkChatId/{user.chat_id}")
 
 
 @pytest.mark.parametrize("chat_id", ["abc", "0", "-1", "1.5", str(2**63), "1_000"])

@@ -1,6 +1,6 @@
 """GET /api/conversations and marking a conversation read (friends and groups).
 
-Groups are built by another part of the API: their documents are written directly here.
+Groups are built by another part of the API: their documents are written directly here (tests/factories.py).
 """
 
 from __future__ import annotations
@@ -13,70 +13,11 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from chat_api.groups.repository import unread_filter
-from tests.helpers import Api, TestUser, create_user, make_friends
+from tests.factories import TestUser, create_user, direct_message, insert_group, insert_group_messages, make_friends
+from tests.helpers import Api, assert_error
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 Db = Database[dict[str, Any]]
-
-
-def send(api: Api, sender: TestUser, to: TestUser, msg: str = "hello") -> dict[str, Any]:
-    response = api.post("/api/user-message", json={"to_id": to.id, "msg": msg}, headers=sender.headers)
-    assert response.status == 201, response.text
-    message: dict[str, Any] = response.json["message"]
-    return message
-
-
-def make_group(
-    sync_db: Db, name: str, members: list[TestUser], created_at: datetime | None = None, avatar: str | None = None
-) -> str:
-    oid = ObjectId.from_datetime(created_at) if created_at else ObjectId()
-    created_at = created_at or oid.generation_time
-    sync_db.groups.insert_one(
-        {
-            "_id": oid,
-            "group_name": name,
-            "group_avatar": avatar,
-            "lord_id": members[0].id,
-            "created_at": created_at,
-            "last_message": None,
-            "last_key": None,
-        }
-    )
-    sync_db.group_members.insert_many(
-        [
-            {"group_id": str(oid), "user_id": m.id, "identity": "lord" if i == 0 else "user"}
-            | {"joined_at": created_at, "read_key": ""}
-            for i, m in enumerate(members)
-        ]
-    )
-    return str(oid)
-
-
-def post_in_group(sync_db: Db, group_id: str, sender: TestUser, count: int = 1, msg: str = "hi all") -> str:
-    """Group messages as the groups part stores them, and the group's summary."""
-    docs: list[dict[str, Any]] = []
-    for _ in range(count):
-        oid = ObjectId()
-        docs.append(
-            {
-                "_id": oid,
-                "group_id": group_id,
-                "from_id": sender.id,
-                "msg": msg,
-                "msg_type": "txt",
-                "key": str(oid),
-                "client_key": str(oid),
-                "client_msg_id": None,
-                "created_at": oid.generation_time,
-                "seq": None,
-            }
-        )
-    sync_db.group_messages.insert_many(docs)
-    last = docs[-1]
-    summary = {k: last[k] for k in ("from_id", "msg", "msg_type", "created_at")} | {"id": last["key"]}
-    sync_db.groups.update_one({"_id": ObjectId(group_id)}, {"$set": {"last_message": summary, "last_key": last["key"]}})
-    key: str = last["key"]
-    return key
 
 
 def conversations(api: Api, user: TestUser, query: str = "") -> Any:
@@ -89,11 +30,11 @@ def test_conversations_are_friends_with_messages_and_groups_most_recent_first(ap
     me, alice, bob, quiet = (create_user(api, avatar=f"/a/{i}.png") for i in range(4))
     for friend in (alice, bob, quiet):
         make_friends(api, me, friend)
-    old_group = make_group(sync_db, "old", [me, bob], created_at=datetime.now(UTC) - timedelta(days=3))
-    send(api, alice, me, "from alice")
-    busy_group = make_group(sync_db, "busy", [alice, me], avatar="/g.png")
-    post_in_group(sync_db, busy_group, alice, msg="in busy")
-    last = send(api, me, bob, "to bob")
+    old_group = insert_group(sync_db, me, bob, group_name="old", created_at=datetime.now(UTC) - timedelta(days=3))
+    direct_message(api, alice, me, "from alice")
+    busy_group = insert_group(sync_db, alice, me, group_name="busy", group_avatar="/g.png")
+    insert_group_messages(sync_db, busy_group, alice, msg="in busy")
+    last = direct_message(api, me, bob, "to bob")
     response = conversations(api, me)
     assert response.headers["x-total-count"] == "4"
     listed = response.json
@@ -131,8 +72,8 @@ def test_friend_without_messages_is_not_a_conversation(api: Api) -> None:
 def test_other_peoples_conversations_are_not_listed(api: Api, sync_db: Db) -> None:
     me, a, b = create_user(api), create_user(api), create_user(api)
     make_friends(api, a, b)
-    send(api, a, b)
-    make_group(sync_db, "theirs", [a, b])
+    direct_message(api, a, b)
+    insert_group(sync_db, a, b, group_name="theirs")
     assert conversations(api, me).json == []
 
 
@@ -140,30 +81,29 @@ def test_unread_counts_messages_from_others_since_i_read(api: Api, sync_db: Db) 
     me, friend = create_user(api), create_user(api)
     make_friends(api, me, friend)
     for i in range(3):
-        send(api, friend, me, f"m{i}")
-    send(api, me, friend, "my reply")
-    group = make_group(sync_db, "g", [friend, me])
-    read_up_to = post_in_group(sync_db, group, friend, count=2)
+        direct_message(api, friend, me, f"m{i}")
+    direct_message(api, me, friend, "my reply")
+    group = insert_group(sync_db, friend, me)
+    read_up_to = insert_group_messages(sync_db, group, friend, count=2)
     sync_db.group_members.update_one({"group_id": group, "user_id": me.id}, {"$set": {"read_key": read_up_to}})
-    post_in_group(sync_db, group, friend, count=3)
-    post_in_group(sync_db, group, me, count=2)  # my own never count
+    insert_group_messages(sync_db, group, friend, count=3)
+    insert_group_messages(sync_db, group, me, count=2)  # my own never count
     unread = {c["type"]: c["unread"] for c in conversations(api, me).json}
     assert unread == {"user": 3, "group": 3}
 
 
 def test_group_unread_is_capped_at_999(api: Api, sync_db: Db) -> None:
     me, other = create_user(api), create_user(api)
-    group = make_group(sync_db, "loud", [other, me])
-    post_in_group(sync_db, group, other, count=1_200)
+    group = insert_group(sync_db, other, me, group_name="loud")
+    insert_group_messages(sync_db, group, other, count=1_200)
     [conversation] = conversations(api, me).json
     assert conversation["unread"] == 999
 
 
 def test_conversations_page_with_total(api: Api, sync_db: Db) -> None:
     me = create_user(api)
-    groups = [
-        make_group(sync_db, f"g{i}", [me], created_at=datetime.now(UTC) - timedelta(hours=10 - i)) for i in range(5)
-    ]
+    hours_ago = [datetime.now(UTC) - timedelta(hours=10 - i) for i in range(5)]
+    groups = [insert_group(sync_db, me, group_name=f"g{i}", created_at=at) for i, at in enumerate(hours_ago)]
     newest_first = groups[::-1]
     pages = [conversations(api, me, f"?limit=2&offset={offset}") for offset in (0, 2, 4)]
     assert all(page.headers["x-total-count"] == "5" for page in pages)
@@ -179,8 +119,8 @@ def test_conversations_bad_paging_is_400(api: Api, query: str) -> None:
 def test_mark_user_conversation_read(api: Api, sync_db: Db) -> None:
     me, friend = create_user(api), create_user(api)
     make_friends(api, me, friend)
-    send(api, friend, me, "one")
-    last = send(api, friend, me, "two")
+    direct_message(api, friend, me, "one")
+    last = direct_message(api, friend, me, "two")
     assert conversations(api, me).json[0]["unread"] == 2
     response = api.put(f"/api/conversations/user/{friend.id}/read", headers=me.headers)
     assert response.status == 204
@@ -190,7 +130,7 @@ def test_mark_user_conversation_read(api: Api, sync_db: Db) -> None:
     assert mine["read_key"] == last["id"]
     # The friend's side is untouched, and reading an empty conversation is fine too.
     assert api.put(f"/api/conversations/user/{me.id}/read", headers=friend.headers).status == 204
-    send(api, friend, me, "three")
+    direct_message(api, friend, me, "three")
     assert conversations(api, me).json[0]["unread"] == 1
 
 
@@ -209,28 +149,28 @@ def test_mark_read_of_an_unknown_user_is_404(api: Api, user_id: str) -> None:
 
 def test_mark_group_conversation_read(api: Api, sync_db: Db) -> None:
     me, other = create_user(api), create_user(api)
-    group = make_group(sync_db, "g", [other, me])
-    last = post_in_group(sync_db, group, other, count=4)
+    group = insert_group(sync_db, other, me)
+    last = insert_group_messages(sync_db, group, other, count=4)
     assert conversations(api, me).json[0]["unread"] == 4
     assert api.put(f"/api/conversations/group/{group}/read", headers=me.headers).status == 204
     assert conversations(api, me).json[0]["unread"] == 0
     member = sync_db.group_members.find_one({"group_id": group, "user_id": me.id})
     assert member is not None
     assert member["read_key"] == last
-    post_in_group(sync_db, group, other, count=2)
+    insert_group_messages(sync_db, group, other, count=2)
     assert conversations(api, me).json[0]["unread"] == 2
     assert conversations(api, other).json[0]["unread"] == 0
 
 
 def test_mark_read_of_a_group_without_messages_is_204(api: Api, sync_db: Db) -> None:
     me = create_user(api)
-    group = make_group(sync_db, "g", [me])
+    group = insert_group(sync_db, me)
     assert api.put(f"/api/conversations/group/{group}/read", headers=me.headers).status == 204
 
 
 def test_mark_read_of_a_group_i_am_not_in_is_forbidden(api: Api, sync_db: Db) -> None:
     me, other = create_user(api), create_user(api)
-    group = make_group(sync_db, "g", [other])
+    group = insert_group(sync_db, other)
     response = api.put(f"/api/conversations/group/{group}/read", headers=me.headers)
     assert response.status == 403
 
@@ -238,9 +178,7 @@ def test_mark_read_of_a_group_i_am_not_in_is_forbidden(api: Api, sync_db: Db) ->
 @pytest.mark.parametrize("group_id", [UNKNOWN_ID, "nope"])
 def test_mark_read_of_an_unknown_group_is_404(api: Api, group_id: str) -> None:
     me = create_user(api)
-    response = api.put(f"/api/conversations/group/{group_id}/read", headers=me.headers)
-    assert response.status == 404
-    assert response.json == {"message": "Group not found"}
+    assert_error(api.put(f"/api/conversations/group/{group_id}/read", headers=me.headers), 404, "Group not found")
 
 
 def test_conversation_routes_need_a_token(api: Api) -> None:
@@ -255,8 +193,8 @@ def plan(explained: dict[str, Any]) -> str:
 
 def test_conversation_queries_are_served_by_indexes(api: Api, sync_db: Db) -> None:
     me = create_user(api)
-    group = make_group(sync_db, "g", [me])
-    post_in_group(sync_db, group, me)
+    group = insert_group(sync_db, me)
+    insert_group_messages(sync_db, group, me)
     queries = [
         ("friendships", {"owner_id": {"$eq": me.id}, "last_key": {"$ne": None}}),
         ("group_members", {"user_id": {"$eq": me.id}}),
@@ -270,7 +208,7 @@ def test_conversation_queries_are_served_by_indexes(api: Api, sync_db: Db) -> No
 def test_group_dates_written_by_set_are_read(api: Api, sync_db: Db) -> None:
     # nx-27017 keeps a datetime written by `$set` as a naive ISO string; MongoDB as a date.
     me = create_user(api)
-    group = make_group(sync_db, "g", [me])
+    group = insert_group(sync_db, me)
     moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     sync_db.groups.update_one({"_id": ObjectId(group)}, {"$set": {"created_at": moment}})
     [conversation] = conversations(api, me).json
@@ -279,7 +217,7 @@ def test_group_dates_written_by_set_are_read(api: Api, sync_db: Db) -> None:
 
 def test_group_ids_in_upper_case_name_the_same_group(api: Api, sync_db: Db) -> None:
     me, other = create_user(api), create_user(api)
-    group = make_group(sync_db, "g", [other, me])
-    post_in_group(sync_db, group, other, count=2)
+    group = insert_group(sync_db, other, me)
+    insert_group_messages(sync_db, group, other, count=2)
     assert api.put(f"/api/conversations/group/{group.upper()}/read", headers=me.headers).status == 204
     assert conversations(api, me).json[0]["unread"] == 0

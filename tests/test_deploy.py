@@ -13,7 +13,8 @@ import httpx
 
 from chat_api.store.embedded import free_loopback_port, pid_alive
 from chat_api.store.indexes import declared_indexes
-from tests.helpers import REPO, run_script, stop_server, subprocess_env, user_payload, wait_for_health
+from tests.factories import user_payload
+from tests.helpers import REPO, run_script, stop_server, subprocess_env, wait_for_health
 
 
 @contextmanager

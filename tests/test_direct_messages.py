@@ -12,17 +12,22 @@ from gridfs import GridFSBucket
 from pymongo import DESCENDING
 from pymongo.database import Database
 
+from chat_api.common.clock import utc_now
 from chat_api.friends.models import pair_key
+from chat_api.messages.models import new_message_doc
 from chat_api.messages.repository import direct_messages
-from tests.helpers import Api, TestUser, create_user, make_friends
+from tests.factories import (
+    INVALID_MESSAGE_BODIES,
+    TestUser,
+    create_user,
+    insert_direct_messages,
+    make_friends,
+    send_direct,
+)
+from tests.helpers import Api
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 Db = Database[dict[str, Any]]
-
-
-def send(api: Api, sender: TestUser, to: TestUser | str, msg: str = "hello", **extra: Any) -> Any:
-    to_id = to if isinstance(to, str) else to.id
-    return api.post("/api/user-message", json={"to_id": to_id, "msg": msg, **extra}, headers=sender.headers)
 
 
 def history(api: Api, reader: TestUser, a: str, b: str, query: str = "") -> Any:
@@ -47,7 +52,7 @@ def message_events(sync_db: Db) -> list[dict[str, Any]]:
 
 def test_send_to_friend_is_201_and_published_to_both(api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
-    response = send(api, a, b, "hi there", client_msg_id="c-1")
+    response = send_direct(api, a, b, "hi there", client_msg_id="c-1")
     assert response.status == 201
     message = response.json["message"]
     assert response.json["user_message_id"] == message["id"]
@@ -70,8 +75,8 @@ def test_send_updates_both_conversations_and_the_recipients_unread(
     api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
 ) -> None:
     a, b = pair
-    send(api, a, b, "one")
-    last = send(api, a, b, "two").json["message"]
+    send_direct(api, a, b, "one")
+    last = send_direct(api, a, b, "two").json["message"]
     mine = sync_db.friendships.find_one({"owner_id": a.id})
     theirs = sync_db.friendships.find_one({"owner_id": b.id})
     assert mine is not None
@@ -85,7 +90,7 @@ def test_send_updates_both_conversations_and_the_recipients_unread(
 
 def test_send_to_non_friend_is_forbidden(api: Api, sync_db: Db) -> None:
     a, stranger = create_user(api), create_user(api)
-    response = send(api, a, stranger)
+    response = send_direct(api, a, stranger)
     assert response.status == 403
     assert response.json == {"message": "You can only send messages to your friends"}
     assert sync_db.user_messages.count_documents({}) == 0
@@ -94,36 +99,23 @@ def test_send_to_non_friend_is_forbidden(api: Api, sync_db: Db) -> None:
 def test_send_after_unfriending_is_forbidden(api: Api, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
     assert api.delete(f"/api/friends/{b.id}", headers=a.headers).status == 204
-    assert send(api, b, a).status == 403
+    assert send_direct(api, b, a).status == 403
 
 
 @pytest.mark.parametrize("to_id", [UNKNOWN_ID, "nope", ""])
 def test_send_to_unknown_user_is_404(api: Api, to_id: str) -> None:
     a = create_user(api)
-    response = send(api, a, to_id)
+    response = send_direct(api, a, to_id)
     assert response.status == 404
     assert response.json == {"message": "User not found"}
 
 
 def test_send_to_yourself_is_400(api: Api) -> None:
     a = create_user(api)
-    assert send(api, a, a).status == 400
+    assert send_direct(api, a, a).status == 400
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"msg": ""},
-        {"msg": "x" * 4001},
-        {"msg": None},
-        {"msg": 5},
-        {"msg": "hi", "msg_type": "video"},
-        {"msg": "hi", "client_msg_id": ""},
-        {"msg": "hi", "client_msg_id": "x" * 65},
-        {"msg": "hi", "unknown": 1},
-        {},
-    ],
-)
+@pytest.mark.parametrize("body", [*INVALID_MESSAGE_BODIES, {"msg": None}, {"msg": "hi", "unknown": 1}])
 def test_invalid_message_is_400(api: Api, sync_db: Db, pair: tuple[TestUser, TestUser], body: dict[str, Any]) -> None:
     a, b = pair
     response = api.post("/api/user-message", json={"to_id": b.id, **body}, headers=a.headers)
@@ -134,7 +126,7 @@ def test_invalid_message_is_400(api: Api, sync_db: Db, pair: tuple[TestUser, Tes
 
 def test_message_of_4000_characters_is_accepted(api: Api, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
-    assert send(api, a, b, "é" * 4000).status == 201
+    assert send_direct(api, a, b, "é" * 4000).status == 201
 
 
 @pytest.mark.parametrize("msg_type", ["img", "voice"])
@@ -143,7 +135,7 @@ def test_img_and_voice_messages_carry_an_uploaded_file(
 ) -> None:
     a, b = pair
     url = upload(sync_db)
-    response = send(api, a, b, url, msg_type=msg_type)
+    response = send_direct(api, a, b, url, msg_type=msg_type)
     assert response.status == 201
     assert response.json["message"]["msg"] == url
     assert response.json["message"]["msg_type"] == msg_type
@@ -161,7 +153,7 @@ def test_img_and_voice_messages_carry_an_uploaded_file(
 )
 def test_img_without_an_uploaded_file_is_400(api: Api, pair: tuple[TestUser, TestUser], msg: str) -> None:
     a, b = pair
-    response = send(api, a, b, msg, msg_type="img")
+    response = send_direct(api, a, b, msg, msg_type="img")
     assert response.status == 400
     assert "/api/files/" in response.json["message"]
 
@@ -170,8 +162,8 @@ def test_retry_with_the_same_client_msg_id_answers_the_original(
     api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
 ) -> None:
     a, b = pair
-    first = send(api, a, b, "once", client_msg_id="abc")
-    retry = send(api, a, b, "once", client_msg_id="abc")
+    first = send_direct(api, a, b, "once", client_msg_id="abc")
+    retry = send_direct(api, a, b, "once", client_msg_id="abc")
     assert first.status == 201
     assert retry.status == 200
     assert retry.json == first.json
@@ -187,7 +179,7 @@ def test_retry_after_a_crash_before_publishing_publishes_it(
 ) -> None:
     a, b = pair
     oid = stored_undelivered(sync_db, a, b, "retry-1", deliver_by_ms=int(time.time() * 1000) - 10_000)
-    retry = send(api, a, b, "lost?", client_msg_id="retry-1")
+    retry = send_direct(api, a, b, "lost?", client_msg_id="retry-1")
     assert retry.status == 200
     assert retry.json["user_message_id"] == str(oid)
     [event] = message_events(sync_db)
@@ -199,7 +191,7 @@ def test_retry_after_a_crash_before_publishing_publishes_it(
     theirs = sync_db.friendships.find_one({"owner_id": b.id})
     assert theirs is not None
     assert theirs["last_key"] == str(oid)
-    assert send(api, a, b, "lost?", client_msg_id="retry-1").status == 200
+    assert send_direct(api, a, b, "lost?", client_msg_id="retry-1").status == 200
     assert len(message_events(sync_db)) == 1
 
 
@@ -207,15 +199,15 @@ def test_same_client_msg_id_from_the_other_sender_is_a_new_message(
     api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
 ) -> None:
     a, b = pair
-    assert send(api, a, b, "x", client_msg_id="same").status == 201
-    assert send(api, b, a, "x", client_msg_id="same").status == 201
+    assert send_direct(api, a, b, "x", client_msg_id="same").status == 201
+    assert send_direct(api, b, a, "x", client_msg_id="same").status == 201
     assert sync_db.user_messages.count_documents({}) == 2
 
 
 def test_client_msg_id_reused_for_another_message_is_422(api: Api, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
-    assert send(api, a, b, "first", client_msg_id="k").status == 201
-    response = send(api, a, b, "second", client_msg_id="k")
+    assert send_direct(api, a, b, "first", client_msg_id="k").status == 201
+    response = send_direct(api, a, b, "second", client_msg_id="k")
     assert response.status == 422
     assert "client_msg_id" in response.json["message"]
 
@@ -233,25 +225,10 @@ def test_concurrent_retries_store_one_message(api: Api, sync_db: Db, pair: tuple
     assert theirs["unread"] == 1
 
 
-def stored_undelivered(sync_db: Db, a: TestUser, b: TestUser, client_msg_id: str, **extra: Any) -> ObjectId:
+def stored_undelivered(sync_db: Db, a: TestUser, b: TestUser, client_msg_id: str, deliver_by_ms: int) -> ObjectId:
     """What a first attempt that died right after storing the message leaves behind."""
-    oid = ObjectId()
-    sync_db.user_messages.insert_one(
-        {
-            "_id": oid,
-            "pair": pair_key(a.id, b.id),
-            "from_id": a.id,
-            "to_id": b.id,
-            "msg": "lost?",
-            "msg_type": "txt",
-            "key": str(oid),
-            "client_key": f"{a.id}:{client_msg_id}",
-            "client_msg_id": client_msg_id,
-            "created_at": oid.generation_time,
-            "seq": None,
-            **extra,
-        }
-    )
+    [doc] = insert_direct_messages(sync_db, a, b, msg="lost?", client_msg_id=client_msg_id, deliver_by_ms=deliver_by_ms)
+    oid: ObjectId = doc["_id"]
     return oid
 
 
@@ -261,7 +238,7 @@ def test_retry_while_the_first_attempt_may_still_deliver_does_not_publish(
     a, b = pair
     lease = int(time.time() * 1000) + 60_000
     oid = stored_undelivered(sync_db, a, b, "in-flight", deliver_by_ms=lease)
-    retry = send(api, a, b, "lost?", client_msg_id="in-flight")
+    retry = send_direct(api, a, b, "lost?", client_msg_id="in-flight")
     assert retry.status == 200
     assert retry.json["user_message_id"] == str(oid)
     assert retry.json["message"]["seq"] is None
@@ -283,14 +260,14 @@ def test_messages_without_client_msg_id_are_never_merged(
     api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
 ) -> None:
     a, b = pair
-    assert [send(api, a, b, "same").status for _ in range(3)] == [201, 201, 201]
+    assert [send_direct(api, a, b, "same").status for _ in range(3)] == [201, 201, 201]
     assert sync_db.user_messages.count_documents({}) == 3
 
 
 def test_history_is_newest_first_for_both_participants(api: Api, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
     sent = [
-        send(api, sender, receiver, f"m{i}").json["message"]
+        send_direct(api, sender, receiver, f"m{i}").json["message"]
         for i, (sender, receiver) in enumerate([(a, b), (b, a)] * 3)
     ]
     for reader in (a, b):
@@ -302,7 +279,7 @@ def test_history_is_newest_first_for_both_participants(api: Api, pair: tuple[Tes
 
 def test_history_pages_with_before_and_limit(api: Api, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
-    ids = [send(api, a, b, f"m{i}").json["user_message_id"] for i in range(5)]
+    ids = [send_direct(api, a, b, f"m{i}").json["user_message_id"] for i in range(5)]
     first = history(api, a, a.id, b.id, "?limit=2").json
     assert [m["id"] for m in first] == [ids[4], ids[3]]
     second = history(api, a, a.id, b.id, f"?limit=2&before={first[-1]['id']}").json
@@ -316,14 +293,14 @@ def test_history_shows_only_the_two_participants_messages(api: Api, pair: tuple[
     a, b = pair
     c = create_user(api)
     make_friends(api, a, c)
-    send(api, a, c, "to c")
-    mine = send(api, a, b, "to b").json["message"]
+    send_direct(api, a, c, "to c")
+    mine = send_direct(api, a, b, "to b").json["message"]
     assert history(api, b, b.id, a.id).json == [mine]
 
 
 def test_history_by_a_non_participant_is_forbidden(api: Api, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
-    send(api, a, b)
+    send_direct(api, a, b)
     outsider = create_user(api)
     response = history(api, outsider, a.id, b.id)
     assert response.status == 403
@@ -332,7 +309,7 @@ def test_history_by_a_non_participant_is_forbidden(api: Api, pair: tuple[TestUse
 
 def test_history_stays_readable_after_unfriending(api: Api, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
-    message = send(api, a, b).json["message"]
+    message = send_direct(api, a, b).json["message"]
     api.delete(f"/api/friends/{b.id}", headers=a.headers)
     assert history(api, b, a.id, b.id).json == [message]
 
@@ -369,7 +346,7 @@ def winning_plan(explained: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("before", [None, "6b04ee4e04b0a8010eef234b"])
 def test_history_query_is_served_by_the_pair_key_index(sync_db: Db, before: str | None) -> None:
-    sync_db.user_messages.insert_one({"pair": "a:b", "key": "1", "client_key": "1"})
+    sync_db.user_messages.insert_one(new_message_doc({"pair": "a:b", "to_id": "b"}, "a", "hi", created_at=utc_now()))
     query = direct_messages.page_filter("a:b", before)
     plan = winning_plan(sync_db.user_messages.find(query).sort("key", DESCENDING).limit(50).explain())
     assert "USING INDEX idx_user_messages_pair_key" in plan or "IXSCAN" in plan, plan
@@ -385,27 +362,14 @@ def test_history_of_10000_messages_pages_without_gaps_or_duplicates(
 ) -> None:
     a, b = pair
     conversation = pair_key(a.id, b.id)
-    docs = []
-    for i in range(9_990):
-        oid = ObjectId()
-        sender, receiver = (a.id, b.id) if i % 2 else (b.id, a.id)
-        docs.append(
-            {
-                "_id": oid,
-                "pair": conversation,
-                "from_id": sender,
-                "to_id": receiver,
-                "msg": f"bulk {i}",
-                "msg_type": "txt",
-                "key": str(oid),
-                "client_key": str(oid),
-                "client_msg_id": None,
-                "created_at": oid.generation_time,
-                "seq": None,
-            }
-        )
+    now = utc_now()
+    sides = [(a.id, b.id) if i % 2 else (b.id, a.id) for i in range(9_990)]
+    docs = [
+        new_message_doc({"pair": conversation, "to_id": to_id}, from_id, f"bulk {i}", created_at=now)
+        for i, (from_id, to_id) in enumerate(sides)
+    ]
     sync_db.user_messages.insert_many(docs)
-    sent = [send(api, a, b, f"live {i}").json["user_message_id"] for i in range(10)]
+    sent = [send_direct(api, a, b, f"live {i}").json["user_message_id"] for i in range(10)]
     expected = sorted([str(doc["_id"]) for doc in docs] + sent, reverse=True)
     seen: list[str] = []
     query = "?limit=200"
@@ -426,8 +390,8 @@ def test_send_changes_only_this_pairs_conversations(api: Api, sync_db: Db, pair:
     a, b = pair
     c = create_user(api)
     make_friends(api, a, c)
-    to_c = send(api, a, c, "to c").json["message"]
-    send(api, a, b, "to b")
+    to_c = send_direct(api, a, c, "to c").json["message"]
+    send_direct(api, a, b, "to b")
     for owner, friend in ((a, c), (c, a)):
         side = sync_db.friendships.find_one({"owner_id": owner.id, "friend_id": friend.id})
         assert side is not None
@@ -437,7 +401,7 @@ def test_send_changes_only_this_pairs_conversations(api: Api, sync_db: Db, pair:
 
 def test_ids_in_upper_case_name_the_same_conversation(api: Api, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
-    message = send(api, a, b.id.upper(), "upper").json["message"]
+    message = send_direct(api, a, b.id.upper(), "upper").json["message"]
     assert message["to_id"] == b.id
     assert history(api, b, a.id.upper(), b.id.upper()).json == [message]
     assert api.put(f"/api/conversations/user/{a.id.upper()}/read", headers=b.headers).status == 204

@@ -10,7 +10,8 @@ from pymongo.database import Database
 
 from chat_api.events.models import RETENTION_SECONDS, Event
 from chat_api.events.service import backlog_filter, prune, publish
-from tests.helpers import Api, create_user
+from tests.factories import create_user
+from tests.helpers import Api
 from tests.realtime_helpers import fresh_hub, message_data, run
 
 pytestmark = pytest.mark.usefixtures(fresh_hub.__name__)

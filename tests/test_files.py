@@ -14,7 +14,8 @@ from bson import ObjectId
 from bench.round_trips import CommandCounter
 from chat_api.store import client as store
 from tests.conftest import OtherApp
-from tests.helpers import Api, TestUser, create_user
+from tests.factories import TestUser, create_user
+from tests.helpers import Api
 
 MiB = 1024 * 1024
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + os.urandom(64)

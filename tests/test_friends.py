@@ -7,13 +7,12 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from tests.helpers import Api, TestUser, create_user, make_friends
+from chat_api.common.clock import utc_now
+from chat_api.friends.models import new_friendship_docs
+from tests.factories import TestUser, create_user, make_friends, request_friend
+from tests.helpers import Api
 
 UNKNOWN_ID = "0123456789abcdef01234567"
-
-
-def send(api: Api, sender: TestUser, to_id: str, verify_data: str = "hello") -> Any:
-    return api.post("/api/user-requests", json={"to_id": to_id, "verify_data": verify_data}, headers=sender.headers)
 
 
 def answer(api: Api, user: TestUser, request_id: str, status: str) -> Any:
@@ -32,7 +31,7 @@ def friend_ids(api: Api, user: TestUser) -> list[str]:
 
 def test_send_request_is_201_and_reaches_the_recipient(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     a, b = create_user(api), create_user(api)
-    response = send(api, a, b.id, "it's me")
+    response = request_friend(api, a, b.id, "it's me")
     assert response.status == 201
     request_id = response.json["user_request_id"]
     assert set(response.json) == {"user_request_id"}
@@ -51,13 +50,13 @@ def test_send_request_is_201_and_reaches_the_recipient(api: Api, sync_db: Databa
 
 def test_verify_data_may_be_empty_or_left_out(api: Api) -> None:
     a, b, c = create_user(api), create_user(api), create_user(api)
-    assert send(api, a, b.id, "").status == 201
+    assert request_friend(api, a, b.id, "").status == 201
     assert api.post("/api/user-requests", json={"to_id": c.id}, headers=a.headers).status == 201
 
 
 def test_request_to_yourself_is_400(api: Api) -> None:
     a = create_user(api)
-    response = send(api, a, a.id)
+    response = request_friend(api, a, a.id)
     assert response.status == 400
     assert "yourself" in response.json["message"]
 
@@ -65,7 +64,7 @@ def test_request_to_yourself_is_400(api: Api) -> None:
 @pytest.mark.parametrize("to_id", [UNKNOWN_ID, "not-an-id", "", "1"])
 def test_request_to_unknown_or_malformed_user_is_404(api: Api, to_id: str) -> None:
     a = create_user(api)
-    response = send(api, a, to_id)
+    response = request_friend(api, a, to_id)
     assert response.status == 404
     assert response.json == {"message": "User not found"}
 
@@ -96,17 +95,17 @@ def test_requests_need_a_token(api: Api) -> None:
 
 def test_second_request_while_one_waits_is_422_in_either_direction(api: Api) -> None:
     a, b = create_user(api), create_user(api)
-    assert send(api, a, b.id).status == 201
-    again = send(api, a, b.id)
+    assert request_friend(api, a, b.id).status == 201
+    again = request_friend(api, a, b.id)
     assert again.status == 422
     assert "waiting" in again.json["message"]
-    assert send(api, b, a.id).status == 422
+    assert request_friend(api, b, a.id).status == 422
 
 
 def test_request_between_friends_is_422(api: Api) -> None:
     a, b = create_user(api), create_user(api)
     make_friends(api, a, b)
-    response = send(api, b, a.id)
+    response = request_friend(api, b, a.id)
     assert response.status == 422
     assert "already friends" in response.json["message"]
 
@@ -124,9 +123,9 @@ def test_concurrent_requests_between_two_users_create_one(api: Api, sync_db: Dat
 
 def test_list_shows_incoming_and_outgoing_waiting_requests_with_the_other_profile(api: Api) -> None:
     me, sender, target, stranger = (create_user(api) for _ in range(4))
-    incoming = send(api, sender, me.id, "from sender").json["user_request_id"]
-    outgoing = send(api, me, target.id, "to target").json["user_request_id"]
-    send(api, stranger, sender.id)  # not mine
+    incoming = request_friend(api, sender, me.id, "from sender").json["user_request_id"]
+    outgoing = request_friend(api, me, target.id, "to target").json["user_request_id"]
+    request_friend(api, stranger, sender.id)  # not mine
     response = api.get("/api/user-requests", headers=me.headers)
     assert response.status == 200
     assert response.headers["x-total-count"] == "2"
@@ -144,8 +143,8 @@ def test_list_shows_incoming_and_outgoing_waiting_requests_with_the_other_profil
 
 def test_list_leaves_out_answered_requests(api: Api) -> None:
     me, a, b = create_user(api), create_user(api), create_user(api)
-    agreed = send(api, a, me.id).json["user_request_id"]
-    refused = send(api, b, me.id).json["user_request_id"]
+    agreed = request_friend(api, a, me.id).json["user_request_id"]
+    refused = request_friend(api, b, me.id).json["user_request_id"]
     assert answer(api, me, agreed, "agree").status == 204
     assert answer(api, me, refused, "refuse").status == 204
     response = api.get("/api/user-requests", headers=me.headers)
@@ -158,7 +157,7 @@ def test_list_pages_through_both_directions_newest_first(api: Api) -> None:
     others = [create_user(api) for _ in range(5)]
     ids = []
     for i, other in enumerate(others):
-        sent = send(api, other, me.id) if i % 2 else send(api, me, other.id)
+        sent = request_friend(api, other, me.id) if i % 2 else request_friend(api, me, other.id)
         ids.append(sent.json["user_request_id"])
     newest_first = ids[::-1]
     pages = [api.get(f"/api/user-requests?limit=2&offset={offset}", headers=me.headers) for offset in (0, 2, 4)]
@@ -175,7 +174,7 @@ def test_list_bad_paging_is_400(api: Api, query: str) -> None:
 
 def test_agree_makes_both_friends_and_tells_both(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     a, b = create_user(api), create_user(api)
-    request_id = send(api, a, b.id).json["user_request_id"]
+    request_id = request_friend(api, a, b.id).json["user_request_id"]
     assert answer(api, b, request_id, "agree").status == 204
     assert friend_ids(api, a) == [b.id]
     assert friend_ids(api, b) == [a.id]
@@ -190,18 +189,18 @@ def test_agree_makes_both_friends_and_tells_both(api: Api, sync_db: Database[dic
 
 def test_refuse_makes_no_friends_and_allows_a_new_request(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     a, b = create_user(api), create_user(api)
-    request_id = send(api, a, b.id).json["user_request_id"]
+    request_id = request_friend(api, a, b.id).json["user_request_id"]
     assert answer(api, b, request_id, "refuse").status == 204
     assert friend_ids(api, a) == []
     assert friend_ids(api, b) == []
     assert events(sync_db, "friend_request")[-1]["data"]["request"]["status"] == "refuse"
-    assert send(api, a, b.id).status == 201
-    assert send(api, b, a.id).status == 422
+    assert request_friend(api, a, b.id).status == 201
+    assert request_friend(api, b, a.id).status == 422
 
 
 def test_only_the_recipient_may_answer(api: Api) -> None:
     a, b, c = create_user(api), create_user(api), create_user(api)
-    request_id = send(api, a, b.id).json["user_request_id"]
+    request_id = request_friend(api, a, b.id).json["user_request_id"]
     for user in (a, c):
         response = answer(api, user, request_id, "agree")
         assert response.status == 403
@@ -211,7 +210,7 @@ def test_only_the_recipient_may_answer(api: Api) -> None:
 
 def test_answering_twice_is_422(api: Api) -> None:
     a, b = create_user(api), create_user(api)
-    request_id = send(api, a, b.id).json["user_request_id"]
+    request_id = request_friend(api, a, b.id).json["user_request_id"]
     assert answer(api, b, request_id, "refuse").status == 204
     for status in ("agree", "refuse"):
         response = answer(api, b, request_id, status)
@@ -222,7 +221,7 @@ def test_answering_twice_is_422(api: Api) -> None:
 
 def test_concurrent_answers_have_one_winner(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     a, b = create_user(api), create_user(api)
-    request_id = send(api, a, b.id).json["user_request_id"]
+    request_id = request_friend(api, a, b.id).json["user_request_id"]
     path = f"/api/user-requests/{request_id}"
     requests = [("put", path, {"json": {"status": s}, "headers": b.headers}) for s in ["agree", "refuse"] * 3]
     responses = api.concurrently(requests)
@@ -245,17 +244,15 @@ def test_answer_unknown_request_is_404(api: Api, request_id: str) -> None:
 @pytest.mark.parametrize("body", [{}, {"status": "waiting"}, {"status": "yes"}, {"status": "agree", "x": 1}])
 def test_answer_with_invalid_status_is_400(api: Api, body: dict[str, Any]) -> None:
     a, b = create_user(api), create_user(api)
-    request_id = send(api, a, b.id).json["user_request_id"]
+    request_id = request_friend(api, a, b.id).json["user_request_id"]
     assert api.put(f"/api/user-requests/{request_id}", json=body, headers=b.headers).status == 400
 
 
 def test_agree_keeps_friendships_that_already_exist(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     # A crash after the friendships were written but before the status: answering again completes it.
     a, b = create_user(api), create_user(api)
-    request_id = send(api, a, b.id).json["user_request_id"]
-    sync_db.friendships.insert_one(
-        {"owner_id": a.id, "friend_id": b.id, "pair": ":".join(sorted([a.id, b.id])), "unread": 0, "read_key": ""}
-    )
+    request_id = request_friend(api, a, b.id).json["user_request_id"]
+    sync_db.friendships.insert_one(new_friendship_docs(a.id, b.id, utc_now())[0])  # a's side only
     assert answer(api, b, request_id, "agree").status == 204
     assert sync_db.friendships.count_documents({}) == 2
     assert friend_ids(api, b) == [a.id]
@@ -284,7 +281,7 @@ def test_unfriend_removes_both_sides(api: Api, sync_db: Database[dict[str, Any]]
     assert friend_ids(api, a) == []
     assert friend_ids(api, b) == []
     assert sync_db.friendships.count_documents({}) == 0
-    assert send(api, a, b.id).status == 201  # they may become friends again
+    assert request_friend(api, a, b.id).status == 201  # they may become friends again
 
 
 @pytest.mark.parametrize("user_id", ["stranger", UNKNOWN_ID, "bad-id"])
@@ -300,7 +297,7 @@ def test_unfriend_a_non_friend_is_404(api: Api, user_id: str) -> None:
 def test_friend_and_request_queries_are_served_by_indexes(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     a, b = create_user(api), create_user(api)
     make_friends(api, a, b)
-    send(api, create_user(api), a.id)
+    request_friend(api, create_user(api), a.id)
     queries = [
         ("friendships", {"owner_id": {"$eq": a.id}}),
         ("friendships", {"owner_id": {"$eq": a.id}, "friend_id": {"$eq": b.id}}),
@@ -316,9 +313,8 @@ def test_friend_and_request_queries_are_served_by_indexes(api: Api, sync_db: Dat
 def test_friends_total_counts_only_mine_among_many(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     me, friend = create_user(api), create_user(api)
     make_friends(api, me, friend)
-    sync_db.friendships.insert_many(
-        [{"owner_id": f"other{i}", "friend_id": "x", "pair": f"p{i}", "unread": 0} for i in range(3_000)]
-    )
+    now = utc_now()
+    sync_db.friendships.insert_many([new_friendship_docs(f"other{i}", "x", now)[0] for i in range(3_000)])
     response = api.get("/api/friends", headers=me.headers)
     assert response.headers["x-total-count"] == "1"
     assert [f["id"] for f in response.json] == [friend.id]
@@ -326,8 +322,8 @@ def test_friends_total_counts_only_mine_among_many(api: Api, sync_db: Database[d
 
 def test_ids_in_upper_case_name_the_same_users(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     a, b = create_user(api), create_user(api)
-    assert send(api, a, b.id.upper()).status == 201
-    assert send(api, a, b.id).status == 422
+    assert request_friend(api, a, b.id.upper()).status == 201
+    assert request_friend(api, a, b.id).status == 422
     stored = sync_db.user_requests.find_one({})
     assert stored is not None
     assert stored["to_id"] == b.id

@@ -13,15 +13,23 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from bench.round_trips import CommandCounter, RoundTrips
+from chat_api.common.clock import utc_now
+from chat_api.groups.models import new_member_doc
 from chat_api.groups.repository import group_messages
+from chat_api.messages.models import new_message_doc
 from chat_api.store import client as store
 from tests.conftest import OtherApp
-from tests.helpers import Api, TestUser, create_user, make_friends
-from tests.test_groups import UNKNOWN_ID, add, make_group, new_group
-
-
-def send(api: Api, group_id: str, user: TestUser, msg: str = "hello", **fields: Any) -> Any:
-    return api.post(f"/api/groups/{group_id}/messages", json={"msg": msg, **fields}, headers=user.headers)
+from tests.factories import (
+    INVALID_MESSAGE_BODIES,
+    TestUser,
+    add_member,
+    create_group,
+    create_user,
+    make_friends,
+    send_group,
+)
+from tests.helpers import Api
+from tests.test_groups import UNKNOWN_ID
 
 
 def history(api: Api, group_id: str, user: TestUser, query: str = "") -> Any:
@@ -41,18 +49,13 @@ def stored_file(sync_db: Database[dict[str, Any]]) -> str:
     return f"/api/files/{file_id}"
 
 
-@pytest.fixture
-def group_of(api: Api) -> Any:
-    return lambda lord, members=(), admins=(): make_group(api, lord, members, admins)
-
-
 # Sending
 
 
-def test_a_member_sends_a_message(api: Api, group_of: Any, sync_db: Database[dict[str, Any]]) -> None:
+def test_a_member_sends_a_message(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
-    response = send(api, group_id, member, "hi all")
+    group_id = create_group(api, lord, members=(member,))
+    response = send_group(api, group_id, member, "hi all")
     assert response.status == 201, response.text
     body = response.json
     assert body["group_message_id"] == body["id"]
@@ -64,10 +67,10 @@ def test_a_member_sends_a_message(api: Api, group_of: Any, sync_db: Database[dic
     assert shown[0]["seq"] == body["seq"]
 
 
-def test_send_publishes_one_event_to_every_member(api: Api, group_of: Any, sync_db: Database[dict[str, Any]]) -> None:
+def test_send_publishes_one_event_to_every_member(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, admin, member = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,), admins=(admin,))
-    body = send(api, group_id, member, "to everyone").json
+    group_id = create_group(api, lord, members=(member,), admins=(admin,))
+    body = send_group(api, group_id, member, "to everyone").json
     events = group_events(sync_db)
     assert len(events) == 1
     event = events[0]
@@ -79,11 +82,11 @@ def test_send_publishes_one_event_to_every_member(api: Api, group_of: Any, sync_
     assert event["transient"] is False
 
 
-def test_send_sets_the_groups_last_message(api: Api, group_of: Any, sync_db: Database[dict[str, Any]]) -> None:
+def test_send_sets_the_groups_last_message(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
-    send(api, group_id, lord, "first")
-    last = send(api, group_id, member, "second").json
+    group_id = create_group(api, lord, members=(member,))
+    send_group(api, group_id, lord, "first")
+    last = send_group(api, group_id, member, "second").json
     group = sync_db.groups.find_one({"_id": ObjectId(group_id)})
     assert group is not None
     assert group["last_key"] == last["id"]
@@ -95,19 +98,19 @@ def test_send_sets_the_groups_last_message(api: Api, group_of: Any, sync_db: Dat
 
 def test_a_message_moves_only_its_own_groups_last_message(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord = create_user(api)
-    older, newer = new_group(api, lord), new_group(api, lord)
-    kept = send(api, older, lord, "in the older group").json["id"]
-    last = send(api, newer, lord, "in the newer group").json["id"]
+    older, newer = create_group(api, lord), create_group(api, lord)
+    kept = send_group(api, older, lord, "in the older group").json["id"]
+    last = send_group(api, newer, lord, "in the newer group").json["id"]
     stored = {str(g["_id"]): g["last_key"] for g in sync_db.groups.find()}
     assert stored == {older: kept, newer: last}
 
 
 def test_a_new_member_has_read_what_was_said_before_they_joined(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, friend = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
-    before = send(api, group_id, lord, "before you came").json["id"]
+    group_id = create_group(api, lord)
+    before = send_group(api, group_id, lord, "before you came").json["id"]
     make_friends(api, lord, friend)
-    assert add(api, group_id, lord, friend).status == 201
+    assert add_member(api, group_id, lord, friend).status == 201
     joined = sync_db.group_members.find_one({"group_id": group_id, "user_id": friend.id})
     assert joined is not None
     assert joined["read_key"] == before
@@ -116,20 +119,18 @@ def test_a_new_member_has_read_what_was_said_before_they_joined(api: Api, sync_d
     assert lord_membership["read_key"] == ""
 
 
-def test_a_former_member_no_longer_receives_the_event(
-    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
-) -> None:
+def test_a_former_member_no_longer_receives_the_event(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
+    group_id = create_group(api, lord, members=(member,))
     assert api.delete(f"/api/groups/{group_id}/members/{member.id}", headers=member.headers).status == 204
-    send(api, group_id, lord)
+    send_group(api, group_id, lord)
     assert group_events(sync_db)[0]["recipients"] == [lord.id]
 
 
 def test_send_to_a_group_by_a_non_member_is_forbidden(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
-    response = send(api, group_id, stranger)
+    group_id = create_group(api, lord)
+    response = send_group(api, group_id, stranger)
     assert response.status == 403
     assert response.json["message"]
     assert sync_db.group_messages.count_documents({}) == 0
@@ -139,25 +140,13 @@ def test_send_to_a_group_by_a_non_member_is_forbidden(api: Api, sync_db: Databas
 @pytest.mark.parametrize("group_id", [UNKNOWN_ID, "bad"])
 def test_send_to_an_unknown_group_is_404(api: Api, group_id: str) -> None:
     user = create_user(api)
-    assert send(api, group_id, user).status == 404
+    assert send_group(api, group_id, user).status == 404
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {},
-        {"msg": ""},
-        {"msg": "x" * 4001},
-        {"msg": 5},
-        {"msg": "hi", "msg_type": "video"},
-        {"msg": "hi", "client_msg_id": ""},
-        {"msg": "hi", "client_msg_id": "x" * 65},
-        {"msg": "hi", "group_id": UNKNOWN_ID},
-    ],
-)
+@pytest.mark.parametrize("body", [*INVALID_MESSAGE_BODIES, {"msg": "hi", "group_id": UNKNOWN_ID}])
 def test_send_with_invalid_body_is_400(api: Api, body: dict[str, Any], sync_db: Database[dict[str, Any]]) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     response = api.post(f"/api/groups/{group_id}/messages", json=body, headers=lord.headers)
     assert response.status == 400, response.text
     assert sync_db.group_messages.count_documents({}) == 0
@@ -165,8 +154,8 @@ def test_send_with_invalid_body_is_400(api: Api, body: dict[str, Any], sync_db: 
 
 def test_a_message_of_4000_characters_is_accepted(api: Api) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
-    assert send(api, group_id, lord, "é" * 4000).status == 201
+    group_id = create_group(api, lord)
+    assert send_group(api, group_id, lord, "é" * 4000).status == 201
 
 
 @pytest.mark.parametrize(
@@ -176,17 +165,17 @@ def test_a_message_of_4000_characters_is_accepted(api: Api) -> None:
 @pytest.mark.parametrize("msg_type", ["img", "voice"])
 def test_img_or_voice_without_a_stored_file_url_is_400(api: Api, msg: str, msg_type: str) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
-    response = send(api, group_id, lord, msg, msg_type=msg_type)
+    group_id = create_group(api, lord)
+    response = send_group(api, group_id, lord, msg, msg_type=msg_type)
     assert response.status == 400, response.text
     assert response.json["errors"][0]["field"] == "msg"
 
 
 def test_img_with_a_stored_file_url_is_sent(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     url = stored_file(sync_db)
-    response = send(api, group_id, lord, url, msg_type="img")
+    response = send_group(api, group_id, lord, url, msg_type="img")
     assert response.status == 201, response.text
     assert (response.json["msg"], response.json["msg_type"]) == (url, "img")
 
@@ -194,14 +183,12 @@ def test_img_with_a_stored_file_url_is_sent(api: Api, sync_db: Database[dict[str
 # Idempotent retries
 
 
-def test_a_retry_with_the_same_client_msg_id_returns_the_original(
-    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
-) -> None:
+def test_a_retry_with_the_same_client_msg_id_returns_the_original(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
-    first = send(api, group_id, member, "once", client_msg_id="c-1")
+    group_id = create_group(api, lord, members=(member,))
+    first = send_group(api, group_id, member, "once", client_msg_id="c-1")
     assert first.status == 201
-    again = send(api, group_id, member, "once", client_msg_id="c-1")
+    again = send_group(api, group_id, member, "once", client_msg_id="c-1")
     assert again.status == 200
     assert again.json == first.json
     assert again.json["client_msg_id"] == "c-1"
@@ -210,9 +197,9 @@ def test_a_retry_with_the_same_client_msg_id_returns_the_original(
     assert group_events(sync_db)[0]["data"]["message"]["client_msg_id"] == "c-1"
 
 
-def test_concurrent_retries_store_one_message(api: Api, group_of: Any, sync_db: Database[dict[str, Any]]) -> None:
+def test_concurrent_retries_store_one_message(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     request = (
         "POST",
         f"/api/groups/{group_id}/messages",
@@ -226,43 +213,37 @@ def test_concurrent_retries_store_one_message(api: Api, group_of: Any, sync_db: 
     assert len(group_events(sync_db)) == 1
 
 
-def test_the_same_client_msg_id_from_two_senders_is_two_messages(api: Api, group_of: Any) -> None:
+def test_the_same_client_msg_id_from_two_senders_is_two_messages(api: Api) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
-    assert send(api, group_id, lord, "a", client_msg_id="same").status == 201
-    assert send(api, group_id, member, "b", client_msg_id="same").status == 201
+    group_id = create_group(api, lord, members=(member,))
+    assert send_group(api, group_id, lord, "a", client_msg_id="same").status == 201
+    assert send_group(api, group_id, member, "b", client_msg_id="same").status == 201
 
 
 def store_undelivered(
     sync_db: Database[dict[str, Any]], group_id: str, sender: TestUser, deliver_by_ms: int
 ) -> ObjectId:
     """What a first attempt leaves when its process dies right after storing the message."""
-    oid = ObjectId()
-    sync_db.group_messages.insert_one(
-        {
-            "_id": oid,
-            "group_id": group_id,
-            "from_id": sender.id,
-            "msg": "lost?",
-            "msg_type": "txt",
-            "key": str(oid),
-            "client_key": f"{sender.id}:c-9",
-            "client_msg_id": "c-9",
-            "created_at": oid.generation_time,
-            "seq": None,
-            "deliver_by_ms": deliver_by_ms,
-        }
+    doc = new_message_doc(
+        {"group_id": group_id},
+        sender.id,
+        "lost?",
+        client_msg_id="c-9",
+        created_at=utc_now(),
+        deliver_by_ms=deliver_by_ms,
     )
+    sync_db.group_messages.insert_one(doc)
+    oid: ObjectId = doc["_id"]
     return oid
 
 
 def test_a_retry_of_a_message_stored_but_never_published_publishes_it(
-    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
+    api: Api, sync_db: Database[dict[str, Any]]
 ) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
+    group_id = create_group(api, lord, members=(member,))
     oid = store_undelivered(sync_db, group_id, member, deliver_by_ms=int(time.time() * 1000) - 1)
-    retry = send(api, group_id, member, "lost?", client_msg_id="c-9")
+    retry = send_group(api, group_id, member, "lost?", client_msg_id="c-9")
     assert retry.status == 200
     assert retry.json["id"] == str(oid)
     events = group_events(sync_db)
@@ -275,7 +256,7 @@ def test_a_retry_of_a_message_stored_but_never_published_publishes_it(
     assert group is not None
     assert group["last_key"] == str(oid)
     # and a further retry publishes nothing more
-    assert send(api, group_id, member, "lost?", client_msg_id="c-9").json == retry.json
+    assert send_group(api, group_id, member, "lost?", client_msg_id="c-9").json == retry.json
     assert len(group_events(sync_db)) == 1
 
 
@@ -283,9 +264,9 @@ def test_a_retry_while_the_first_request_is_still_delivering_leaves_it_to_that_r
     api: Api, sync_db: Database[dict[str, Any]]
 ) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     oid = store_undelivered(sync_db, group_id, lord, deliver_by_ms=int(time.time() * 1000) + 60_000)
-    retry = send(api, group_id, lord, "lost?", client_msg_id="c-9")
+    retry = send_group(api, group_id, lord, "lost?", client_msg_id="c-9")
     assert retry.status == 200
     assert (retry.json["id"], retry.json["seq"]) == (str(oid), None)
     assert group_events(sync_db) == []
@@ -296,8 +277,8 @@ def test_a_client_msg_id_reused_for_another_message_is_422(
     api: Api, change: dict[str, str], sync_db: Database[dict[str, Any]]
 ) -> None:
     lord = create_user(api)
-    group_id, other_group = new_group(api, lord), new_group(api, lord)
-    assert send(api, group_id, lord, "/api/files/x", client_msg_id="c").status == 201
+    group_id, other_group = create_group(api, lord), create_group(api, lord)
+    assert send_group(api, group_id, lord, "/api/files/x", client_msg_id="c").status == 201
     target = other_group if change.pop("group", None) else group_id
     if change.get("msg_type") == "img":
         change["msg"] = stored_file(sync_db)
@@ -312,8 +293,8 @@ def test_a_client_msg_id_reused_for_another_message_is_422(
 
 def test_history_is_newest_first_and_pages_by_cursor(api: Api) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
-    sent = [send(api, group_id, lord, f"m{i}").json["id"] for i in range(7)]
+    group_id = create_group(api, lord)
+    sent = [send_group(api, group_id, lord, f"m{i}").json["id"] for i in range(7)]
     first = history(api, group_id, lord, "?limit=3").json
     assert [m["id"] for m in first] == sent[::-1][:3]
     second = history(api, group_id, lord, f"?limit=3&before={first[-1]['id']}").json
@@ -326,16 +307,16 @@ def test_history_is_newest_first_and_pages_by_cursor(api: Api) -> None:
 
 def test_history_shows_only_this_groups_messages(api: Api) -> None:
     lord = create_user(api)
-    group_id, other = new_group(api, lord), new_group(api, lord)
-    mine = send(api, group_id, lord, "here").json["id"]
-    send(api, other, lord, "there")
+    group_id, other = create_group(api, lord), create_group(api, lord)
+    mine = send_group(api, group_id, lord, "here").json["id"]
+    send_group(api, other, lord, "there")
     assert [m["id"] for m in history(api, group_id, lord).json] == [mine]
 
 
 def test_history_is_for_members_only(api: Api) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
-    send(api, group_id, lord)
+    group_id = create_group(api, lord)
+    send_group(api, group_id, lord)
     assert history(api, group_id, stranger).status == 403
     assert history(api, UNKNOWN_ID, stranger).status == 404
     assert history(api, "nope", stranger).status == 404
@@ -344,7 +325,7 @@ def test_history_is_for_members_only(api: Api) -> None:
 @pytest.mark.parametrize("query", ["?limit=0", "?limit=201", "?limit=x", "?before=nope", "?before=123"])
 def test_history_with_a_bad_cursor_is_400(api: Api, query: str) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     assert history(api, group_id, lord, query).status == 400
 
 
@@ -425,7 +406,7 @@ def test_every_group_route_takes_its_store_round_trips(
     call("POST /api/groups/<id>/messages", f"{base}/messages", 201, json={"msg": "m", "client_msg_id": "r"})
     call("POST /api/groups/<id>/messages (retry)", f"{base}/messages", 200, json={"msg": "m", "client_msg_id": "r"})
     call("GET /api/groups/<id>/messages", f"{base}/messages", 200)
-    assert add(api, group_id, lord, other).status == 201
+    assert add_member(api, group_id, lord, other).status == 201
     call("DELETE /api/groups/<id>/members/<user_id>", f"{base}/members/{other.id}", 204)
     call("DELETE /api/groups/<id>", base, 204)
     details = "\n".join(f"{route}: {trips.data} = {trips}" for route, trips in measured.items())
@@ -438,22 +419,12 @@ def test_a_group_message_costs_the_same_whatever_the_number_of_members(
 ) -> None:
     api, counter = counted
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     costs = []
     for size in (1, 150):
         # Memberships written straight to the store: registering 150 users over HTTP would only slow the test.
-        sync_db.group_members.insert_many(
-            [
-                {
-                    "group_id": group_id,
-                    "user_id": str(ObjectId()),
-                    "identity": "user",
-                    "joined_at": ObjectId().generation_time,
-                    "read_key": "",
-                }
-                for _ in range(size)
-            ]
-        )
+        now = utc_now()
+        sync_db.group_members.insert_many([new_member_doc(group_id, str(ObjectId()), "user", now) for _ in range(size)])
         sent = trips(counter, api, "post", f"/api/groups/{group_id}/messages", 201, lord, json={"msg": f"to {size}"})
         costs.append(sent.commands)
     assert costs[0] == costs[1], costs

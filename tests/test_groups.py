@@ -10,44 +10,10 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from tests.conftest import OtherApp
-from tests.helpers import Api, TestUser, create_user, make_friends
+from tests.factories import TestUser, add_member, create_group, create_user, make_friends, request_friend
+from tests.helpers import Api, assert_error
 
 UNKNOWN_ID = "0123456789abcdef01234567"
-
-
-def new_group(api: Api, lord: TestUser, **fields: Any) -> str:
-    response = api.post("/api/groups", json={"group_name": "team", **fields}, headers=lord.headers)
-    assert response.status == 201, response.text
-    group_id: str = response.json["group_id"]
-    return group_id
-
-
-def add(api: Api, group_id: str, by: TestUser, user: TestUser) -> Any:
-    return api.post(f"/api/groups/{group_id}/members", json={"user_id": user.id}, headers=by.headers)
-
-
-def make_group(
-    api: Api,
-    lord: TestUser,
-    members: tuple[TestUser, ...] = (),
-    admins: tuple[TestUser, ...] = (),
-) -> str:
-    """A group whose lord is `lord`, with `members` as plain users and `admins` promoted, all friends of the lord."""
-    group_id = new_group(api, lord)
-    for member in (*members, *admins):
-        make_friends(api, lord, member)
-        assert add(api, group_id, lord, member).status == 201
-    for admin in admins:
-        response = api.put(
-            f"/api/groups/{group_id}/members/{admin.id}", json={"identity": "admin"}, headers=lord.headers
-        )
-        assert response.status == 204, response.text
-    return group_id
-
-
-@pytest.fixture
-def group_of(api: Api) -> Any:
-    return lambda lord, members=(), admins=(): make_group(api, lord, members, admins)
 
 
 def identities(api: Api, group_id: str, viewer: TestUser) -> dict[str, str]:
@@ -125,7 +91,7 @@ def test_every_group_route_without_token_is_401(api: Api, method: str, path: str
 
 def test_get_group_is_for_members_only(api: Api) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     response = api.get(f"/api/groups/{group_id}", headers=stranger.headers)
     assert response.status == 403
     assert response.json["message"]
@@ -134,22 +100,20 @@ def test_get_group_is_for_members_only(api: Api) -> None:
 @pytest.mark.parametrize("group_id", [UNKNOWN_ID, "not-an-id", "0123456789abcdef0123456z"])
 def test_get_unknown_or_malformed_group_is_404(api: Api, group_id: str) -> None:
     user = create_user(api)
-    response = api.get(f"/api/groups/{group_id}", headers=user.headers)
-    assert response.status == 404
-    assert response.json == {"message": "Group not found"}
+    assert_error(api.get(f"/api/groups/{group_id}", headers=user.headers), 404, "Group not found")
 
 
 def test_group_id_in_upper_case_hex_is_the_same_group(api: Api) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     assert api.get(f"/api/groups/{group_id.upper()}", headers=lord.headers).status == 200
 
 
-def test_list_my_groups_pages_with_total_and_my_identity(api: Api, group_of: Any) -> None:
+def test_list_my_groups_pages_with_total_and_my_identity(api: Api) -> None:
     me, other = create_user(api), create_user(api)
-    mine = [new_group(api, me, group_name=f"g{i}") for i in range(3)]
-    theirs = group_of(other, members=(me,))
-    new_group(api, other)  # not mine
+    mine = [create_group(api, me, group_name=f"g{i}") for i in range(3)]
+    theirs = create_group(api, other, members=(me,))
+    create_group(api, other)  # not mine
     response = api.get("/api/groups", headers=me.headers)
     assert response.status == 200
     assert response.headers["x-total-count"] == "4"
@@ -177,9 +141,9 @@ def test_list_my_groups_when_none_is_empty(api: Api) -> None:
 # Changing
 
 
-def test_lord_and_admin_update_a_group_partially(api: Api, group_of: Any) -> None:
+def test_lord_and_admin_update_a_group_partially(api: Api) -> None:
     lord, admin = create_user(api), create_user(api)
-    group_id = group_of(lord, admins=(admin,))
+    group_id = create_group(api, lord, admins=(admin,))
     assert api.put(f"/api/groups/{group_id}", json={"group_desc": "new"}, headers=lord.headers).status == 204
     assert api.put(f"/api/groups/{group_id}", json={"group_name": "renamed"}, headers=admin.headers).status == 204
     shown = api.get(f"/api/groups/{group_id}", headers=admin.headers).json
@@ -189,9 +153,9 @@ def test_lord_and_admin_update_a_group_partially(api: Api, group_of: Any) -> Non
     assert api.get(f"/api/groups/{group_id}", headers=lord.headers).json["group_desc"] is None
 
 
-def test_update_group_by_a_plain_member_is_forbidden(api: Api, group_of: Any) -> None:
+def test_update_group_by_a_plain_member_is_forbidden(api: Api) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
+    group_id = create_group(api, lord, members=(member,))
     response = api.put(f"/api/groups/{group_id}", json={"group_name": "mine now"}, headers=member.headers)
     assert response.status == 403
     assert api.get(f"/api/groups/{group_id}", headers=lord.headers).json["group_name"] == "team"
@@ -199,14 +163,14 @@ def test_update_group_by_a_plain_member_is_forbidden(api: Api, group_of: Any) ->
 
 def test_update_group_by_a_non_member_is_forbidden_and_unknown_is_404(api: Api) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     assert api.put(f"/api/groups/{group_id}", json={"group_name": "x"}, headers=stranger.headers).status == 403
     assert api.put(f"/api/groups/{UNKNOWN_ID}", json={"group_name": "x"}, headers=lord.headers).status == 404
 
 
 def test_update_group_with_an_empty_body_changes_nothing(api: Api) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord, group_desc="kept")
+    group_id = create_group(api, lord, group_desc="kept")
     assert api.put(f"/api/groups/{group_id}", json={}, headers=lord.headers).status == 204
     assert api.get(f"/api/groups/{group_id}", headers=lord.headers).json["group_desc"] == "kept"
 
@@ -216,19 +180,17 @@ def test_update_group_with_an_empty_body_changes_nothing(api: Api) -> None:
 )
 def test_update_group_with_invalid_body_is_400(api: Api, body: Any) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     assert api.put(f"/api/groups/{group_id}", json=body, headers=lord.headers).status == 400
 
 
 # Deleting
 
 
-def test_lord_deletes_the_group_with_its_members_and_messages(
-    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
-) -> None:
+def test_lord_deletes_the_group_with_its_members_and_messages(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
-    kept = new_group(api, lord)
+    group_id = create_group(api, lord, members=(member,))
+    kept = create_group(api, lord)
     sent = api.post(f"/api/groups/{group_id}/messages", json={"msg": "hi"}, headers=member.headers)
     assert sent.status == 201
     assert api.delete(f"/api/groups/{group_id}", headers=lord.headers).status == 204
@@ -240,19 +202,19 @@ def test_lord_deletes_the_group_with_its_members_and_messages(
     assert api.delete(f"/api/groups/{group_id}", headers=lord.headers).status == 404
 
 
-def test_delete_group_by_admin_or_member_is_forbidden(api: Api, group_of: Any) -> None:
+def test_delete_group_by_admin_or_member_is_forbidden(api: Api) -> None:
     lord, admin, member = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,), admins=(admin,))
+    group_id = create_group(api, lord, members=(member,), admins=(admin,))
     assert api.delete(f"/api/groups/{group_id}", headers=admin.headers).status == 403
     assert api.delete(f"/api/groups/{group_id}", headers=member.headers).status == 403
     assert api.get(f"/api/groups/{group_id}", headers=lord.headers).status == 200
 
 
 def test_a_deletion_cut_short_leaves_the_group_alive_with_its_lord_or_gone(
-    api: Api, group_of: Any, sync_db: Database[dict[str, Any]]
+    api: Api, sync_db: Database[dict[str, Any]]
 ) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
+    group_id = create_group(api, lord, members=(member,))
     said = api.post(f"/api/groups/{group_id}/messages", json={"msg": "kept"}, headers=lord.headers).json["id"]
     # Cut after the first step (the other members gone): still a group with its lord and its history.
     sync_db.group_members.delete_many({"group_id": group_id, "user_id": {"$ne": lord.id}})
@@ -272,9 +234,9 @@ def test_a_deletion_cut_short_leaves_the_group_alive_with_its_lord_or_gone(
 # Members
 
 
-def test_list_members_shows_public_profiles_with_identity_and_pages(api: Api, group_of: Any) -> None:
+def test_list_members_shows_public_profiles_with_identity_and_pages(api: Api) -> None:
     lord, admin, member = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,), admins=(admin,))
+    group_id = create_group(api, lord, members=(member,), admins=(admin,))
     response = api.get(f"/api/groups/{group_id}/members", headers=member.headers)
     assert response.status == 200
     assert response.headers["x-total-count"] == "3"
@@ -292,7 +254,7 @@ def test_list_members_shows_public_profiles_with_identity_and_pages(api: Api, gr
 
 def test_list_members_is_for_members_only(api: Api) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     assert api.get(f"/api/groups/{group_id}/members", headers=stranger.headers).status == 403
     assert api.get(f"/api/groups/{UNKNOWN_ID}/members", headers=stranger.headers).status == 404
     assert api.get(f"/api/groups/{group_id}/members?limit=0", headers=lord.headers).status == 400
@@ -301,8 +263,8 @@ def test_list_members_is_for_members_only(api: Api) -> None:
 def test_lord_adds_a_friend_as_a_plain_member(api: Api) -> None:
     lord, friend = create_user(api), create_user(api)
     make_friends(api, lord, friend)
-    group_id = new_group(api, lord)
-    response = add(api, group_id, lord, friend)
+    group_id = create_group(api, lord)
+    response = add_member(api, group_id, lord, friend)
     assert response.status == 201, response.text
     assert response.json["id"] == friend.id
     assert response.json["identity"] == "user"
@@ -311,17 +273,28 @@ def test_lord_adds_a_friend_as_a_plain_member(api: Api) -> None:
     assert [g["id"] for g in api.get("/api/groups", headers=friend.headers).json] == [group_id]
 
 
-def test_admin_adds_a_friend_of_their_own(api: Api, group_of: Any) -> None:
-    lord, admin, friend_of_admin = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, admins=(admin,))
-    make_friends(api, admin, friend_of_admin)
-    assert add(api, group_id, admin, friend_of_admin).status == 201
+@pytest.mark.parametrize(
+    ("adder", "friend_of", "status"),
+    [
+        pytest.param("admin", "admin", 201, id="an admin adds a friend of their own"),
+        pytest.param("admin", "lord", 403, id="the friendship is the adder's, not the lord's"),
+        pytest.param("member", "member", 403, id="a plain member adding is forbidden"),
+    ],
+)
+def test_the_adder_is_lord_or_admin_and_a_friend_of_the_one_added(
+    api: Api, adder: str, friend_of: str, status: int
+) -> None:
+    lord, admin, member, newcomer = (create_user(api) for _ in range(4))
+    group_id = create_group(api, lord, members=(member,), admins=(admin,))
+    users = {"lord": lord, "admin": admin, "member": member}
+    make_friends(api, users[friend_of], newcomer)
+    assert add_member(api, group_id, users[adder], newcomer).status == status
 
 
 def test_add_a_non_friend_is_forbidden(api: Api) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
-    response = add(api, group_id, lord, stranger)
+    group_id = create_group(api, lord)
+    response = add_member(api, group_id, lord, stranger)
     assert response.status == 403
     assert "friend" in response.json["message"]
     assert api.get(f"/api/groups/{group_id}", headers=stranger.headers).status == 403
@@ -329,26 +302,19 @@ def test_add_a_non_friend_is_forbidden(api: Api) -> None:
 
 def test_a_request_not_yet_agreed_or_an_ended_friendship_does_not_count(api: Api) -> None:
     lord, asked, former = create_user(api), create_user(api), create_user(api)
-    group_id = new_group(api, lord)
-    sent = api.post("/api/user-requests", json={"to_id": asked.id, "verify_data": "hi"}, headers=lord.headers)
+    group_id = create_group(api, lord)
+    sent = request_friend(api, lord, asked.id, "hi")
     assert sent.status == 201
-    assert add(api, group_id, lord, asked).status == 403
+    assert add_member(api, group_id, lord, asked).status == 403
     make_friends(api, lord, former)
     assert api.delete(f"/api/friends/{former.id}", headers=lord.headers).status == 204
-    assert add(api, group_id, lord, former).status == 403
+    assert add_member(api, group_id, lord, former).status == 403
 
 
-def test_friendship_is_the_adders_not_the_lords(api: Api, group_of: Any) -> None:
-    lord, admin, friend_of_lord = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, admins=(admin,))
-    make_friends(api, lord, friend_of_lord)
-    assert add(api, group_id, admin, friend_of_lord).status == 403
-
-
-def test_add_a_member_again_is_422(api: Api, group_of: Any) -> None:
+def test_add_a_member_again_is_422(api: Api) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
-    response = add(api, group_id, lord, member)
+    group_id = create_group(api, lord, members=(member,))
+    response = add_member(api, group_id, lord, member)
     assert response.status == 422
     assert response.json["message"] == "This user is already a member of the group"
 
@@ -356,7 +322,7 @@ def test_add_a_member_again_is_422(api: Api, group_of: Any) -> None:
 def test_two_concurrent_adds_of_one_user_make_one_member(api: Api) -> None:
     lord, friend = create_user(api), create_user(api)
     make_friends(api, lord, friend)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     request = ("POST", f"/api/groups/{group_id}/members", {"json": {"user_id": friend.id}, "headers": lord.headers})
     statuses = sorted(r.status_code for r in api.concurrently([request] * 4))
     assert statuses == [201, 422, 422, 422]
@@ -365,25 +331,18 @@ def test_two_concurrent_adds_of_one_user_make_one_member(api: Api) -> None:
 
 def test_add_an_unknown_user_is_404(api: Api) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     response = api.post(f"/api/groups/{group_id}/members", json={"user_id": UNKNOWN_ID}, headers=lord.headers)
     assert response.status == 404
     assert response.json == {"message": "User not found"}
 
 
-def test_a_plain_member_adding_is_forbidden(api: Api, group_of: Any) -> None:
-    lord, member, friend_of_member = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
-    make_friends(api, member, friend_of_member)
-    assert add(api, group_id, member, friend_of_member).status == 403
-
-
 def test_add_to_a_group_of_others_or_unknown(api: Api) -> None:
     lord, stranger, friend = create_user(api), create_user(api), create_user(api)
     make_friends(api, stranger, friend)
-    group_id = new_group(api, lord)
-    assert add(api, group_id, stranger, friend).status == 403
-    assert add(api, UNKNOWN_ID, stranger, friend).status == 404
+    group_id = create_group(api, lord)
+    assert add_member(api, group_id, stranger, friend).status == 403
+    assert add_member(api, UNKNOWN_ID, stranger, friend).status == 404
 
 
 @pytest.mark.parametrize(
@@ -391,51 +350,47 @@ def test_add_to_a_group_of_others_or_unknown(api: Api) -> None:
 )
 def test_add_member_with_invalid_body_is_400(api: Api, body: dict[str, Any]) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     assert api.post(f"/api/groups/{group_id}/members", json=body, headers=lord.headers).status == 400
 
 
 # Removing and leaving
 
 
-def test_a_member_leaves(api: Api, group_of: Any) -> None:
+@pytest.mark.parametrize(
+    "by_lord", [pytest.param(False, id="a member leaves"), pytest.param(True, id="the lord removes admins and users")]
+)
+def test_members_leave_or_the_lord_removes_them(api: Api, by_lord: bool) -> None:
     lord, admin, member = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,), admins=(admin,))
-    assert api.delete(f"/api/groups/{group_id}/members/{member.id}", headers=member.headers).status == 204
-    assert api.delete(f"/api/groups/{group_id}/members/{admin.id}", headers=admin.headers).status == 204
+    group_id = create_group(api, lord, members=(member,), admins=(admin,))
+    for user in (admin, member) if by_lord else (member, admin):
+        remover = lord if by_lord else user
+        assert api.delete(f"/api/groups/{group_id}/members/{user.id}", headers=remover.headers).status == 204
     assert identities(api, group_id, lord) == {lord.id: "lord"}
     assert api.get(f"/api/groups/{group_id}", headers=member.headers).status == 403
 
 
 def test_the_lord_cannot_leave(api: Api) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     response = api.delete(f"/api/groups/{group_id}/members/{lord.id}", headers=lord.headers)
     assert response.status == 422
     assert "delete" in response.json["message"]
     assert identities(api, group_id, lord) == {lord.id: "lord"}
 
 
-def test_the_lord_removes_admins_and_users(api: Api, group_of: Any) -> None:
-    lord, admin, member = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,), admins=(admin,))
-    assert api.delete(f"/api/groups/{group_id}/members/{admin.id}", headers=lord.headers).status == 204
-    assert api.delete(f"/api/groups/{group_id}/members/{member.id}", headers=lord.headers).status == 204
-    assert identities(api, group_id, lord) == {lord.id: "lord"}
-
-
-def test_an_admin_removes_plain_users_only(api: Api, group_of: Any) -> None:
+def test_an_admin_removes_plain_users_only(api: Api) -> None:
     lord, admin, other_admin, member = create_user(api), create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,), admins=(admin, other_admin))
+    group_id = create_group(api, lord, members=(member,), admins=(admin, other_admin))
     assert api.delete(f"/api/groups/{group_id}/members/{other_admin.id}", headers=admin.headers).status == 403
     assert api.delete(f"/api/groups/{group_id}/members/{lord.id}", headers=admin.headers).status == 403
     assert api.delete(f"/api/groups/{group_id}/members/{member.id}", headers=admin.headers).status == 204
     assert set(identities(api, group_id, lord)) == {lord.id, admin.id, other_admin.id}
 
 
-def test_a_plain_member_removing_another_is_forbidden(api: Api, group_of: Any) -> None:
+def test_a_plain_member_removing_another_is_forbidden(api: Api) -> None:
     lord, member, other = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member, other))
+    group_id = create_group(api, lord, members=(member, other))
     assert api.delete(f"/api/groups/{group_id}/members/{other.id}", headers=member.headers).status == 403
     assert other.id in identities(api, group_id, lord)
 
@@ -443,14 +398,14 @@ def test_a_plain_member_removing_another_is_forbidden(api: Api, group_of: Any) -
 @pytest.mark.parametrize("who", ["unknown", "malformed", "stranger"])
 def test_removing_a_non_member_is_404(api: Api, who: str) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     user_id = {"unknown": UNKNOWN_ID, "malformed": "xyz", "stranger": stranger.id}[who]
     assert api.delete(f"/api/groups/{group_id}/members/{user_id}", headers=lord.headers).status == 404
 
 
 def test_leaving_a_group_you_are_not_in_is_403_and_an_unknown_group_404(api: Api) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     assert api.delete(f"/api/groups/{group_id}/members/{stranger.id}", headers=stranger.headers).status == 403
     assert api.delete(f"/api/groups/{UNKNOWN_ID}/members/{stranger.id}", headers=stranger.headers).status == 404
 
@@ -458,9 +413,9 @@ def test_leaving_a_group_you_are_not_in_is_403_and_an_unknown_group_404(api: Api
 # Identities
 
 
-def test_the_lord_promotes_and_demotes(api: Api, group_of: Any) -> None:
+def test_the_lord_promotes_and_demotes(api: Api) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
+    group_id = create_group(api, lord, members=(member,))
     path = f"/api/groups/{group_id}/members/{member.id}"
     assert api.put(path, json={"identity": "admin"}, headers=lord.headers).status == 204
     assert identities(api, group_id, lord)[member.id] == "admin"
@@ -470,15 +425,15 @@ def test_the_lord_promotes_and_demotes(api: Api, group_of: Any) -> None:
 
 def test_the_lords_own_identity_cannot_change(api: Api) -> None:
     lord = create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     response = api.put(f"/api/groups/{group_id}/members/{lord.id}", json={"identity": "user"}, headers=lord.headers)
     assert response.status == 422
     assert identities(api, group_id, lord) == {lord.id: "lord"}
 
 
-def test_only_the_lord_changes_identities(api: Api, group_of: Any) -> None:
+def test_only_the_lord_changes_identities(api: Api) -> None:
     lord, admin, member = create_user(api), create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,), admins=(admin,))
+    group_id = create_group(api, lord, members=(member,), admins=(admin,))
     path = f"/api/groups/{group_id}/members/{member.id}"
     assert api.put(path, json={"identity": "admin"}, headers=admin.headers).status == 403
     assert api.put(path, json={"identity": "admin"}, headers=member.headers).status == 403
@@ -487,7 +442,7 @@ def test_only_the_lord_changes_identities(api: Api, group_of: Any) -> None:
 
 def test_changing_the_identity_of_a_non_member_is_404(api: Api) -> None:
     lord, stranger = create_user(api), create_user(api)
-    group_id = new_group(api, lord)
+    group_id = create_group(api, lord)
     for user_id in (stranger.id, UNKNOWN_ID, "xyz"):
         response = api.put(
             f"/api/groups/{group_id}/members/{user_id}", json={"identity": "admin"}, headers=lord.headers
@@ -500,9 +455,9 @@ def test_changing_the_identity_of_a_non_member_is_404(api: Api) -> None:
 
 
 @pytest.mark.parametrize("body", [{}, {"identity": "lord"}, {"identity": "boss"}, {"identity": "admin", "x": 1}])
-def test_changing_identity_with_invalid_body_is_400(api: Api, group_of: Any, body: dict[str, Any]) -> None:
+def test_changing_identity_with_invalid_body_is_400(api: Api, body: dict[str, Any]) -> None:
     lord, member = create_user(api), create_user(api)
-    group_id = group_of(lord, members=(member,))
+    group_id = create_group(api, lord, members=(member,))
     assert api.put(f"/api/groups/{group_id}/members/{member.id}", json=body, headers=lord.headers).status == 400
 
 

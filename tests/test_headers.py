@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import FRONTEND_ORIGIN
-from tests.helpers import Api, auth_headers, create_user, user_payload
+from tests.conftest import FRONTEND_ORIGIN, OtherApp
+from tests.factories import auth_headers, create_user, user_payload
+from tests.helpers import Api
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 UUID4_HEX = re.compile(r"[0-9a-f]{32}")
@@ -24,9 +25,7 @@ RESPONSES: dict[str, Callable[[Api], httpx.Response]] = {
     "200 user": lambda api: api.get("/api/getUser", headers=create_user(api).headers),
     "201 register": lambda api: api.post("/api/register", json=user_payload(api)),
     "204 logout": lambda api: api.get("/api/logout", headers=create_user(api).headers),
-    "204 preflight": lambda api: api.options(
-        "/api/getUser", headers={"Origin": FRONTEND_ORIGIN, "Access-Control-Request-Method": "GET"}
-    ),
+    "204 preflight": lambda api: api.preflight("/api/getUser", FRONTEND_ORIGIN),
     "200 openapi document": lambda api: api.get("/docs/openapi.json"),
     "400 malformed json": lambda api: api.post(
         "/api/login", content=b"{", headers={"content-type": "application/json"}
@@ -150,6 +149,11 @@ def test_swagger_oauth2_redirect_page_is_not_served(api: Api) -> None:
     assert response.status == 404
 
 
+def header_names(response: httpx.Response, name: str) -> set[str]:
+    """The lower-case names a comma-separated CORS header lists."""
+    return set(response.headers[name].lower().split(","))
+
+
 def test_cors_simple_request_from_refused_origin_gets_no_allow_origin(api: Api) -> None:
     me = create_user(api)
     response = api.get("/api/getUser", headers={**me.headers, "Origin": "http://evil.example"})
@@ -159,40 +163,42 @@ def test_cors_simple_request_from_refused_origin_gets_no_allow_origin(api: Api) 
     assert "access-control-allow-credentials" not in response.headers
 
 
-def test_cors_preflight_from_refused_origin_allows_nothing(api: Api) -> None:
-    response = api.options(
-        "/api/getUser",
-        headers={
-            "Origin": "http://evil.example",
-            "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": "authorization",
-        },
-    )
+@pytest.mark.parametrize("asked", ["authorization", None])
+def test_cors_preflight_from_refused_origin_allows_nothing(api: Api, asked: str | None) -> None:
+    response = api.preflight("/api/getUser", "http://evil.example", asked)
     assert "access-control-allow-origin" not in response.headers
     assert "access-control-allow-headers" not in response.headers
 
 
-def test_cors_simple_request_from_allowed_origin_is_readable(api: Api) -> None:
+@pytest.mark.parametrize(
+    ("path", "exposed"), [("/api/getUser", {"x-request-id"}), ("/api/users", {"location", "x-total-count"})]
+)
+def test_cors_simple_request_from_allowed_origin_is_readable_with_its_headers(
+    api: Api, path: str, exposed: set[str]
+) -> None:
     me = create_user(api)
-    response = api.get("/api/getUser", headers={**me.headers, "Origin": FRONTEND_ORIGIN})
+    response = api.get(path, headers={**me.headers, "Origin": FRONTEND_ORIGIN})
     assert response.status == 200
     assert response.headers["access-control-allow-origin"] == FRONTEND_ORIGIN
     assert "origin" in response.headers["vary"].lower()
-    assert "x-request-id" in response.headers["access-control-expose-headers"].lower().split(",")
+    assert exposed <= header_names(response, "access-control-expose-headers")
 
 
-def test_cors_preflight_from_allowed_origin_lets_the_page_send_its_own_request_id(api: Api) -> None:
-    response = api.options(
-        "/api/getUser",
-        headers={
-            "Origin": FRONTEND_ORIGIN,
-            "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": "authorization,x-request-id",
-        },
-    )
+@pytest.mark.parametrize("asked", ["authorization,content-type", "authorization,x-request-id"])
+def test_cors_preflight_from_allowed_origin_lets_the_page_send_authorization_and_its_own_headers(
+    api: Api, asked: str
+) -> None:
+    response = api.preflight("/api/getUser", FRONTEND_ORIGIN, asked)
+    assert response.status == 204
     assert response.headers["access-control-allow-origin"] == FRONTEND_ORIGIN
-    allowed = set(response.headers["access-control-allow-headers"].lower().split(","))
-    assert {"authorization", "x-request-id"} <= allowed
+    assert set(asked.split(",")) <= header_names(response, "access-control-allow-headers")
+
+
+def test_no_cors_by_default(other_app: OtherApp) -> None:
+    with other_app(cors_origins=()) as client:
+        _, response = client.get("/healthz", headers={"Origin": FRONTEND_ORIGIN})
+    assert response.status == 200
+    assert "access-control-allow-origin" not in response.headers
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ from pymongo.database import Database
 
 from chat_api.config import Settings
 from chat_api.security import create_token
-from tests.helpers import Api, auth_headers, create_user, user_payload
+from tests.factories import auth_headers, create_user, user_payload
+from tests.helpers import Api
 
 OPERATORS: list[Any] = [
     {"$ne": None},

@@ -1,4 +1,4 @@
-"""Cross-cutting HTTP behaviour: error shapes, body limits, CORS, health and the OpenAPI document."""
+"""Cross-cutting HTTP behaviour: error shapes, body limits, health and the OpenAPI document (CORS: test_headers.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from chat_api.http.types import ChatApp
 from chat_api.store.embedded import EmbeddedStore
-from tests.conftest import FRONTEND_ORIGIN, OtherApp
-from tests.helpers import Api, create_user
+from tests.conftest import OtherApp
+from tests.helpers import Api
 
 
 def test_malformed_json_is_400_json(api: Api) -> None:
@@ -58,44 +58,6 @@ def test_unexpected_exception_is_500_json_without_trace(other_app: OtherApp) -> 
     assert response.json == {"message": "Internal server error"}
     assert "Traceback" not in response.text
     assert "secret internals" not in response.text
-
-
-def test_cors_preflight_from_frontend_allows_authorization(api: Api) -> None:
-    response = api.options(
-        "/api/getUser",
-        headers={
-            "Origin": FRONTEND_ORIGIN,
-            "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": "authorization,content-type",
-        },
-    )
-    assert response.status == 204
-    assert response.headers["access-control-allow-origin"] == FRONTEND_ORIGIN
-    allowed = {h.strip() for h in response.headers["access-control-allow-headers"].lower().split(",")}
-    assert {"authorization", "content-type"} <= allowed
-
-
-def test_cors_exposes_location_and_total_count(api: Api) -> None:
-    me = create_user(api)
-    response = api.get("/api/users", headers={**me.headers, "Origin": FRONTEND_ORIGIN})
-    assert response.headers["access-control-allow-origin"] == FRONTEND_ORIGIN
-    exposed = {h.strip() for h in response.headers["access-control-expose-headers"].lower().split(",")}
-    assert {"location", "x-total-count"} <= exposed
-
-
-def test_cors_refuses_unlisted_origin(api: Api) -> None:
-    response = api.options(
-        "/api/getUser",
-        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"},
-    )
-    assert "access-control-allow-origin" not in response.headers
-
-
-def test_no_cors_by_default(other_app: OtherApp) -> None:
-    with other_app(cors_origins=()) as client:
-        _, response = client.get("/healthz", headers={"Origin": FRONTEND_ORIGIN})
-    assert response.status == 200
-    assert "access-control-allow-origin" not in response.headers
 
 
 def test_healthz_pings_the_store(api: Api) -> None:

@@ -16,7 +16,8 @@ import jwt
 import pytest
 
 from chat_api.store.embedded import free_loopback_port
-from tests.helpers import new_password, stop_server, subprocess_env, user_payload, wait_for_health
+from tests.factories import new_password, user_payload
+from tests.helpers import stop_server, subprocess_env, wait_for_health
 
 pytestmark = pytest.mark.no_store  # the server under test runs a store of its own
 

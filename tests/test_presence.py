@@ -16,8 +16,9 @@ from chat_api.events.models import Event
 from chat_api.realtime import presence
 from chat_api.realtime.models import PresenceRecord
 from chat_api.users.models import User
-from tests.helpers import Api, TestUser, create_user
-from tests.realtime_helpers import befriend, frames_until, fresh_hub, no_frame, open_socket, run, ws_url
+from tests.factories import TestUser, new_friends
+from tests.helpers import Api
+from tests.realtime_helpers import frames_until, fresh_hub, no_frame, open_socket, run, ws_url
 
 pytestmark = pytest.mark.usefixtures(fresh_hub.__name__)
 
@@ -40,6 +41,13 @@ async def wait_for_flag(user: TestUser, flag: str, timeout: float = 5) -> None:
             await asyncio.sleep(0.05)
 
 
+def friends_on_sockets(api: Api) -> tuple[TestUser, TestUser]:
+    """Alice and Bob, friends, and only sockets keep Alice online from here on."""
+    alice, bob = new_friends(api)
+    run(api, forget_login(alice))
+    return alice, bob
+
+
 def presence_of(user: TestUser, flag: str) -> Any:
     def done(frames: list[dict[str, Any]]) -> bool:
         return bool(frames) and frames[-1] == {
@@ -53,11 +61,9 @@ def presence_of(user: TestUser, flag: str) -> Any:
 
 
 def test_a_socket_opening_marks_the_user_online_and_tells_friends(api: Api) -> None:
-    alice, bob = create_user(api), create_user(api)
+    alice, bob = friends_on_sockets(api)
 
     async def scenario() -> None:
-        await befriend(alice, bob)
-        await forget_login(alice)
         await User.get_pymongo_collection().update_one({"_id": ObjectId(alice.id)}, {"$set": {"flag": "offline"}})
         watcher, _ = await open_socket(ws_url(api), bob)
         ws, _ = await open_socket(ws_url(api), alice)
@@ -72,11 +78,9 @@ def test_a_socket_opening_marks_the_user_online_and_tells_friends(api: Api) -> N
 
 
 def test_the_last_socket_closing_marks_offline_after_the_grace_period(api: Api) -> None:
-    alice, bob = create_user(api), create_user(api)
+    alice, bob = friends_on_sockets(api)
 
     async def scenario() -> None:
-        await befriend(alice, bob)
-        await forget_login(alice)
         watcher, _ = await open_socket(ws_url(api), bob)
         first, _ = await open_socket(ws_url(api), alice)
         second, _ = await open_socket(ws_url(api), alice)
@@ -92,33 +96,10 @@ def test_the_last_socket_closing_marks_offline_after_the_grace_period(api: Api) 
     run(api, scenario())
 
 
-def test_reconnecting_within_the_grace_period_keeps_the_user_online(other_app: Any) -> None:
-    with other_app(presence_grace=3.0) as client:
-        api = Api(client)
-        alice, bob = create_user(api), create_user(api)
-
-        async def scenario() -> None:
-            await befriend(alice, bob)
-            await forget_login(alice)
-            watcher, _ = await open_socket(ws_url(api), bob)
-            ws, _ = await open_socket(ws_url(api), alice)
-            await ws.close()
-            await asyncio.sleep(0.5)  # a page reload
-            ws, _ = await open_socket(ws_url(api), alice)
-            await no_frame(watcher, wait=4)
-            assert await flag_of(alice) == "online"
-            await ws.close()
-            await watcher.close()
-
-        run(api, scenario())
-
-
 def test_a_dead_workers_records_expire_and_its_users_go_offline(api: Api) -> None:
-    alice, bob = create_user(api), create_user(api)
+    alice, bob = friends_on_sockets(api)
 
     async def scenario() -> None:
-        await befriend(alice, bob)
-        await forget_login(alice)
         # What a crashed worker leaves: a record nobody refreshes any more.
         await PresenceRecord.get_pymongo_collection().insert_one(
             {
@@ -138,11 +119,9 @@ def test_a_dead_workers_records_expire_and_its_users_go_offline(api: Api) -> Non
 
 
 def test_racing_reapers_publish_one_transition(api: Api) -> None:
-    alice, bob = create_user(api), create_user(api)
+    alice, _ = friends_on_sockets(api)
 
     async def scenario() -> None:
-        await befriend(alice, bob)
-        await forget_login(alice)
         expired = utc_now() - timedelta(seconds=5)
         await PresenceRecord.get_pymongo_collection().insert_many(
             [{"_id": f"w{n}:x", "user_id": alice.id, "worker": f"w{n}", "expires_at": expired} for n in range(3)]
@@ -157,10 +136,9 @@ def test_racing_reapers_publish_one_transition(api: Api) -> None:
 
 
 def test_login_and_logout_tell_friends(api: Api) -> None:
-    alice, bob = create_user(api, login=False), create_user(api)
+    alice, bob = new_friends(api, login=False)
 
     async def scenario() -> None:
-        await befriend(alice, bob)
         watcher, _ = await open_socket(ws_url(api), bob)
         async with httpx.AsyncClient(base_url=f"http://{api.client.host}:{api.client.port}") as http:
             login = await http.post("/api/login", json={"chat_id": alice.chat_id, "password": alice.password})
@@ -174,3 +152,22 @@ def test_login_and_logout_tell_friends(api: Api) -> None:
         await watcher.close()
 
     run(api, scenario())
+
+
+def test_reconnecting_within_the_grace_period_keeps_the_user_online(other_app: Any) -> None:
+    with other_app(presence_grace=3.0) as client:
+        api = Api(client)
+        alice, bob = friends_on_sockets(api)
+
+        async def scenario() -> None:
+            watcher, _ = await open_socket(ws_url(api), bob)
+            ws, _ = await open_socket(ws_url(api), alice)
+            await ws.close()
+            await asyncio.sleep(0.5)  # a page reload
+            ws, _ = await open_socket(ws_url(api), alice)
+            await no_frame(watcher, wait=4)
+            assert await flag_of(alice) == "online"
+            await ws.close()
+            await watcher.close()
+
+        run(api, scenario())

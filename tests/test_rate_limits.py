@@ -21,7 +21,8 @@ from chat_api.http.types import ChatApp
 from chat_api.ratelimit.service import Policy, window_of
 from chat_api.store.embedded import free_loopback_port
 from tests.conftest import GENEROUS, OtherApp
-from tests.helpers import Api, create_user, subprocess_env, user_payload
+from tests.factories import create_user, user_payload
+from tests.helpers import Api, subprocess_env
 from tests.test_deploy import serving
 
 DAY = 86400  # windows that do not end during a test (see clear_of_window_ends)

@@ -16,14 +16,12 @@ from chat_api.events.service import newest_seq, publish
 from chat_api.http.types import ChatApp
 from chat_api.logs import RequestContext, TextFormatter
 from chat_api.realtime.hub import Hub
-from tests.helpers import Api, create_user
+from tests.factories import create_group, create_user, new_friends, store_group
+from tests.helpers import Api
 from tests.realtime_helpers import (
-    befriend,
     close_code,
     frames_until,
     fresh_hub,
-    friends_over_rest,
-    make_group,
     message_data,
     next_frame,
     no_frame,
@@ -263,10 +261,9 @@ def test_last_seq_older_than_the_oldest_kept_event_gets_resync_required(api: Api
 
 
 def test_typing_reaches_a_friend_and_is_never_stored_for_replay(api: Api) -> None:
-    alice, bob = create_user(api), create_user(api)
+    alice, bob = new_friends(api)
 
     async def scenario() -> None:
-        await befriend(alice, bob)
         start = await newest_seq()
         typist, _ = await open_socket(ws_url(api), alice)
         friend, _ = await open_socket(ws_url(api), bob)
@@ -291,7 +288,7 @@ def test_typing_in_a_group_reaches_the_other_members(api: Api) -> None:
     lord, member, outsider = create_user(api), create_user(api), create_user(api)
 
     async def scenario() -> None:
-        group_id = await make_group(lord, member)
+        group_id = await store_group(lord, member)
         typist, _ = await open_socket(ws_url(api), lord)
         other, _ = await open_socket(ws_url(api), member)
         stranger, _ = await open_socket(ws_url(api), outsider)
@@ -401,15 +398,7 @@ def test_no_log_line_shows_a_query_token(api: Api) -> None:
 
 def test_messages_sent_over_rest_reach_the_sockets_of_both_sides(api: Api) -> None:
     alice, bob, carol = create_user(api), create_user(api), create_user(api)
-    friends_over_rest(api, alice, bob)
-    friends_over_rest(api, alice, carol)
-    group = api.post("/api/groups", headers=alice.headers, json={"group_name": "trio"})
-    group_id = group.json["group_id"]
-    for member in (bob, carol):
-        assert (
-            api.post(f"/api/groups/{group_id}/members", headers=alice.headers, json={"user_id": member.id}).status
-            == 201
-        )
+    group_id = create_group(api, alice, members=(bob, carol), group_name="trio")  # friends of alice, added by her
 
     async def scenario() -> None:
         alice_tab, _ = await open_socket(ws_url(api), alice)

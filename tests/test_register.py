@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Api, create_user, new_password, user_payload
+from tests.factories import create_user, new_password, user_payload
+from tests.helpers import Api
 
 
 def test_register_returns_201_with_id_and_location(api: Api) -> None:

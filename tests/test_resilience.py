@@ -45,16 +45,8 @@ from chat_api.store.client import EMBEDDED_WRITE_CONCERN, client_options
 from chat_api.store.embedded import EmbeddedStore, free_loopback_port, pid_alive
 from chat_api.users.models import User
 from tests.conftest import OtherApp
-from tests.helpers import (
-    GENEROUS_LIMITS_ENV,
-    Api,
-    create_user,
-    log_in,
-    stop_server,
-    subprocess_env,
-    user_payload,
-    wait_for_health,
-)
+from tests.factories import create_user, log_in, user_payload
+from tests.helpers import GENEROUS_LIMITS_ENV, Api, stop_server, subprocess_env, wait_for_health
 
 # The promise: a request answers within this long even when the store is down or hung.
 ANSWER_BOUND = 5.0

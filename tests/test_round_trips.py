@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sanic_testing.reusable import ReusableClient
 
-from bench.round_trips import CommandCounter, RoundTrips, walk
+from bench.round_trips import CommandCounter, RoundTrips, client_sender, walk
 from chat_api.store import client as store
 from tests.conftest import OtherApp
 
@@ -35,22 +32,13 @@ EXPECTED: dict[str, tuple[int, int]] = {
 }
 
 
-def sender(client: ReusableClient) -> Any:
-    def send(method: str, path: str, token: str | None, body: Any) -> tuple[int, Any]:
-        headers = {"Authorization": token} if token else {}
-        _, response = client.request(path, http_method=method.lower(), headers=headers, json=body)
-        return response.status, response.json if response.content else None
-
-    return send
-
-
 @pytest.fixture
 def counted(other_app: OtherApp, monkeypatch: pytest.MonkeyPatch) -> dict[str, RoundTrips]:
     """Every route once, on an app whose store client reports its commands to a counter."""
     counter = CommandCounter()
     monkeypatch.setitem(store.CLIENT_OPTIONS, "event_listeners", [counter])
     with other_app() as client:
-        return walk(sender(client), counter)
+        return walk(client_sender(client), counter)
 
 
 def test_every_route_takes_exactly_its_store_round_trips(counted: dict[str, RoundTrips]) -> None:

@@ -20,7 +20,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.schemas import BaseSchema
 
 from tests.conftest import OtherApp
-from tests.helpers import BCRYPT_PREFIXES, Api, TestUser, create_user
+from tests.factories import TestUser, create_group, create_user
+from tests.helpers import BCRYPT_PREFIXES, Api
 
 T = TypeVar("T")
 
@@ -61,10 +62,7 @@ class Target:
 
     def group_id(self) -> str:
         """A group whose lord is the current user, created for the case."""
-        response = self.api.post("/api/groups", json={"group_name": "fuzzed"}, headers=self.me.headers)
-        assert response.status == 201, response.text
-        group_id: str = response.json["group_id"]
-        return group_id
+        return create_group(self.api, self.me, group_name="fuzzed")
 
 
 @pytest.fixture

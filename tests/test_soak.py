@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, Api, TestUser, auth_headers, create_user, make_friends
+from tests.factories import TestUser, auth_headers, create_user, make_friends
+from tests.helpers import REPO, Api
 from tests.soak import Conversation, Soak, SoakUser
 
 

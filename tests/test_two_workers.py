@@ -17,7 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from chat_api.store.embedded import free_loopback_port
-from tests.helpers import GENEROUS_LIMITS_ENV, stop_server, subprocess_env, user_payload, wait_for_health
+from tests.factories import user_payload
+from tests.helpers import GENEROUS_LIMITS_ENV, stop_server, subprocess_env, wait_for_health
 
 pytestmark = pytest.mark.no_store  # the server under test runs a store of its own
 MAX_SOCKETS = 40

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from tests.helpers import Api, TestUser, create_user, log_in, new_password
+from tests.factories import TestUser, create_user, log_in, new_password
+from tests.helpers import Api, assert_error
 
 PUBLIC_FIELDS = {
     "id", "chat_id", "email", "username", "personality", "avatar",
@@ -74,9 +75,7 @@ def test_get_user_shows_public_fields(api: Api) -> None:
 @pytest.mark.parametrize("user_id", ["0123456789abcdef01234567", "not-an-id", "abcdefghijkl", "1"])
 def test_get_unknown_or_malformed_user_is_404(api: Api, user_id: str) -> None:
     me = create_user(api)
-    response = api.get(f"/api/users/{user_id}", headers=me.headers)
-    assert response.status == 404
-    assert response.json == {"message": "User not found"}
+    assert_error(api.get(f"/api/users/{user_id}", headers=me.headers), 404, "User not found")
 
 
 def test_update_own_user_changes_only_given_fields(api: Api) -> None:

@@ -8,7 +8,8 @@ import os
 import httpx
 import pytest
 
-from tests.helpers import Api, TestUser, log_in
+from tests.factories import TestUser, log_in
+from tests.helpers import Api
 from tests.realtime_helpers import fresh_hub, next_frame, open_socket, run, ws_url
 
 pytestmark = pytest.mark.usefixtures(fresh_hub.__name__)
