@@ -11,7 +11,6 @@ from typing import Any
 
 from beanie import PydanticObjectId
 from pydantic import TypeAdapter, ValidationError
-from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints
@@ -21,7 +20,7 @@ from chat_api.common.fields import MAX_INT64, Password
 from chat_api.config import settings_or_exit
 from chat_api.security import hash_password
 from chat_api.store.indexes import create_indexes
-from chat_api.users.models import User
+from chat_api.users import repository as users_repository
 from chat_api.users.schemas import UserCreate
 from chat_api.users.service import new_user
 from scripts._chat_seed import ChatCounts, ChatPlan, seed_chat
@@ -42,8 +41,7 @@ async def seed(
     """Insert `count` users with consecutive chat_ids after the highest one; return those chat_ids
     and the users' ids (hex), in chat_id order."""
     await create_indexes(db)  # so that the demo users obey the same uniqueness as registrations
-    highest = await User.get_pymongo_collection().find_one({}, {"chat_id": 1}, sort=[("chat_id", DESCENDING)])
-    first = (highest["chat_id"] if highest else 10_000) + 1
+    first = (await users_repository.highest_chat_id() or 10_000) + 1
     if first + count - 1 > MAX_INT64:
         raise SeedError(
             f"no room for {count:,} consecutive chat_ids after the highest one in use ({first - 1}); "
@@ -73,7 +71,7 @@ async def seed(
             for user, user_id in zip(users, user_ids[start : start + batch], strict=True):
                 user.id = user_id
             try:
-                await User.insert_many(users)
+                await users_repository.insert_users(users)
             except BulkWriteError as error:
                 inserted = start + error.details.get("nInserted", 0)
                 raise SeedError(

@@ -80,6 +80,17 @@ async def insert_user(user: User) -> None:
     await user.insert()
 
 
+async def insert_users(batch: list[User]) -> None:
+    """A bulk load (the seed); raises BulkWriteError when a unique index refuses one of them."""
+    await User.insert_many(batch)
+
+
+async def highest_chat_id() -> int | None:
+    """The highest chat_id in use (served by the unique `chat_id_1` index), None without users."""
+    doc = await users().find_one({}, {"chat_id": 1}, sort=[("chat_id", -1)])
+    return None if doc is None else int(doc["chat_id"])
+
+
 async def set_fields(user_id: ObjectId, changes: dict[str, Any]) -> bool:
     """`$set` the changes; False if the user no longer exists. Raises DuplicateKeyError on a taken value.
 
