@@ -61,8 +61,9 @@ def redact_record(record: logging.LogRecord) -> None:
         record.exc_text = redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
-    if isinstance(getattr(record, "request", None), str):
-        record.request = redact(record.request)
+    request = getattr(record, "request", None)
+    if isinstance(request, str):  # the "METHOD url" of Sanic's access lines
+        record.request = redact(request)
     record.redacted = True
 
 
@@ -167,8 +168,10 @@ class JsonFormatter(logging.Formatter):
             for field in ("method", "path", "status", "duration_ms", "client"):
                 entry[field] = getattr(record, field, None)
             entry["bytes"] = getattr(record, "byte", None)
-        if record.exc_info or record.exc_text:
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_text:  # the traceback as rendered, and redacted, when the record was made
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
