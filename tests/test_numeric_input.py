@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from chat_api.common.fields import MAX_INT64, whole_number
 from chat_api.events.service import publish
 from tests.helpers import Api, TestUser, create_user
-from tests.realtime_helpers import close_code, fresh_hub, make_group, next_frame, run, ws_url
+from tests.realtime_helpers import befriend, close_code, fresh_hub, make_group, next_frame, open_socket, run, ws_url
 
 pytestmark = pytest.mark.usefixtures("api", fresh_hub.__name__)  # the hub starts with the server
 
@@ -233,3 +233,30 @@ def test_property_websocket_last_seq_refuses_anything_but_ascii_digits(api: Api)
         assert run(api, _close_code_for_frame(api, user, text)) == 4401
 
     check()
+
+
+def test_path_ids_are_ascii_hex_only(api: Api) -> None:
+    alice = create_user(api)
+    arabic_indic = alice.id.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    fullwidth = alice.id.translate(str.maketrans("0123456789abcdef", "０１２３４５６７８９ａｂｃｄｅｆ"))
+    for other_form in (arabic_indic, fullwidth, f"{alice.id}\n", f" {alice.id}", f"{alice.id} "):
+        response = api.get(f"/api/users/{quote(other_form, safe='')}", headers=alice.headers)
+        assert response.status == 404, (other_form, response.text)
+        assert isinstance(response.json["message"], str)
+    assert api.get(f"/api/users/{alice.id.upper()}", headers=alice.headers).status == 200
+
+
+def test_typing_frame_ids_are_ascii_hex_only(api: Api) -> None:
+    alice, bob = create_user(api), create_user(api)
+
+    async def scenario() -> None:
+        await befriend(alice, bob)
+        ws, _ = await open_socket(ws_url(api), alice)
+        arabic_indic = bob.id.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+        for other_form in (arabic_indic, f"{bob.id}\n", f" {bob.id}", bob.id[:-1] + "²"):
+            await ws.send(json.dumps({"type": "typing", "to_id": other_form}))
+            frame = await next_frame(ws)
+            assert frame == {"type": "error", "message": "to_id and group_id are 24 lowercase hex digits"}, frame
+        await ws.close()
+
+    run(api, scenario())
