@@ -22,6 +22,9 @@ APP_LOGGERS = ("chat_api",)
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
 ACCESS_LOGGER = "sanic.access"
 REDACTED = "[redacted]"
+# Set on a record once redacted. A name no caller passes in `extra` (logging refuses an extra that
+# would overwrite an attribute the record already has).
+REDACTED_MARK = "_chat_api_redacted"
 
 # What may carry a secret in a log line, whoever wrote it (the app, Sanic, a library, a
 # traceback): the value of a `token` query parameter (any `..._token` too), of an Authorization
@@ -48,7 +51,10 @@ def redact_record(record: logging.LogRecord) -> None:
     """Rewrite a record so that no handler can render a secret from it: the message with its
     arguments merged in, the traceback (rendered now, kept in `exc_text`, which every formatter
     uses in place of rendering it again), the stack, and the request of an access line."""
-    if getattr(record, "redacted", False):
+    request = getattr(record, "request", None)
+    if isinstance(request, str):  # the "METHOD url" of Sanic's access lines, an `extra` set after the factory ran
+        record.request = redact(request)
+    if getattr(record, REDACTED_MARK, False):
         return
     try:
         message = record.getMessage()
@@ -61,10 +67,7 @@ def redact_record(record: logging.LogRecord) -> None:
         record.exc_text = redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
-    request = getattr(record, "request", None)
-    if isinstance(request, str):  # the "METHOD url" of Sanic's access lines
-        record.request = redact(request)
-    record.redacted = True
+    setattr(record, REDACTED_MARK, True)
 
 
 class RedactSecrets(logging.Filter):
