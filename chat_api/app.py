@@ -16,7 +16,7 @@ from chat_api.files import routes as files_routes
 from chat_api.friends import routes as friends_routes
 from chat_api.groups import routes as groups_routes
 from chat_api.health import routes as health_routes
-from chat_api.http.errors import register_error_handler
+from chat_api.http.errors import PathOnlyErrorHandler, register_error_handler
 from chat_api.http.middleware import register_middleware
 from chat_api.http.openapi import OPENAPI_CONFIG, setup_openapi
 from chat_api.http.ratelimit import setup_rate_limits
@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     # env_prefix=None: Sanic would otherwise also read SANIC_* variables into its config, behind
     # the settings' back (a stray SANIC_PROXIES_COUNT would make forged addresses trusted).
     # configure_logging=False: Sanic's own logging set-up would replace ours with its defaults.
-    app: ChatApp = Sanic(APP_NAME, env_prefix=None, configure_logging=False)
+    # error_handler: Sanic's own would log the whole URL, `?token=` included, when a WebSocket handler raises.
+    app: ChatApp = Sanic(APP_NAME, env_prefix=None, configure_logging=False, error_handler=PathOnlyErrorHandler())
     app.ctx.settings = settings
     app.config.REQUEST_MAX_SIZE = REQUEST_MAX_SIZE
     app.config.FALLBACK_ERROR_FORMAT = "json"

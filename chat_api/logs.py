@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -19,6 +21,79 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 APP_LOGGERS = ("chat_api",)
 SANIC_LOGGERS = ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets")
 ACCESS_LOGGER = "sanic.access"
+REDACTED = "[redacted]"
+# Set on a record once redacted. A name no caller passes in `extra` (logging refuses an extra that
+# would overwrite an attribute the record already has).
+REDACTED_MARK = "_chat_api_redacted"
+
+# What may carry a secret in a log line, whoever wrote it (the app, Sanic, a library, a
+# traceback): the value of a `token` query parameter (any `..._token` too), of an Authorization
+# header, of a password field, what follows "Bearer", and any JWT-shaped string on its own. A
+# JWT is three base64url segments whose first starts with "eyJ" (`{"`): a looser "three dotted
+# words" would also eat module paths (chat_api.http.auth) and version numbers.
+_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b((?:[a-z0-9]+_)?token=)[^&;\s'\"<>#]*"), rf"\1{REDACTED}"),
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|basic)\s+)?[^\s'\",;}]+"), rf"\1{REDACTED}"),
+    (re.compile(r"(?i)(\w*password['\"]?\s*[:=]\s*)(?:'[^']*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;&}]+)"), rf"\1{REDACTED}"),
+    (re.compile(r"(?i)\b(bearer)(?:\s+|%20|\+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with every token, Authorization value, password value and JWT replaced by [redacted]."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Rewrite a record so that no handler can render a secret from it: the message with its
+    arguments merged in, the traceback (rendered now, kept in `exc_text`, which every formatter
+    uses in place of rendering it again), the stack, and the request of an access line."""
+    request = getattr(record, "request", None)
+    if isinstance(request, str):  # the "METHOD url" of Sanic's access lines, an `extra` set after the factory ran
+        record.request = redact(request)
+    if getattr(record, REDACTED_MARK, False):
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: logging reports that itself when a handler formats it
+        return
+    record.msg, record.args = redact(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    setattr(record, REDACTED_MARK, True)
+
+
+class RedactSecrets(logging.Filter):
+    """On every handler we install: the records a factory other than ours made are redacted too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
+
+
+def _redacting_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        redact_record(record)
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    return factory
+
+
+def redact_every_record() -> None:
+    """Redact each record as it is made, before any handler sees it: ours, pytest's, or any other
+    a deployment adds to a logger. Idempotent: the factory is wrapped once per process."""
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "redacting", False):
+        logging.setLogRecordFactory(_redacting_factory(current))
 
 
 class RequestContext(logging.Filter):
@@ -96,7 +171,9 @@ class JsonFormatter(logging.Formatter):
             for field in ("method", "path", "status", "duration_ms", "client"):
                 entry[field] = getattr(record, field, None)
             entry["bytes"] = getattr(record, "byte", None)
-        if record.exc_info:
+        if record.exc_text:  # the traceback as rendered, and redacted, when the record was made
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
@@ -114,6 +191,7 @@ def configure_logging(settings: Settings) -> None:
     same loggers again. In JSON mode the root logger gets the same handlers, so that whatever
     another library logs is a JSON line too.
     """
+    redact_every_record()
     formatter: logging.Formatter = JsonFormatter() if settings.log_format == "json" else TextFormatter()
     handlers = _handlers(formatter)
     sanic_level = logging.DEBUG if settings.log_level == "DEBUG" else logging.INFO
@@ -134,6 +212,7 @@ def _handlers(formatter: logging.Formatter) -> list[logging.Handler]:
     err = _Handler(sys.stderr)
     err.setLevel(logging.WARNING)
     for handler in (out, err):
+        handler.addFilter(RedactSecrets())
         handler.addFilter(RequestContext())
         handler.setFormatter(formatter)
     return [out, err]

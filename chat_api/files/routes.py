@@ -57,7 +57,8 @@ def body_stream(request: Request) -> Http | None:
     """The request's body stream, or None if the declared length is past DISCARD_LIMIT: Sanic then
     closes the connection after the answer instead of reading that much."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > DISCARD_LIMIT:
+    # ASCII digits only: `"²".isdigit()` is true and `int("²")` raises.
+    if declared.isascii() and declared.isdigit() and int(declared) > DISCARD_LIMIT:
         return None
     return cast(Http | None, request.stream)  # HTTP/1.1: the app serves no HTTP/3
 

@@ -13,7 +13,10 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from sanic import Request
 from sanic.constants import HTTP_METHODS
 from sanic.exceptions import MethodNotAllowed, SanicException
+from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse, json
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from sanic.signals import Event
 
 from chat_api.common.errors import Conflict, DomainError, FieldErrors, Forbidden, Invalid, NotFound
 from chat_api.http.types import ChatApp
@@ -28,6 +31,8 @@ DOMAIN_STATUSES: tuple[tuple[type[DomainError], int], ...] = (
     (Conflict, 422),
 )
 CONFLICT_STATUS = 422
+# RFC 6455: "the server encountered an unexpected condition that prevented it from fulfilling the request".
+WEBSOCKET_INTERNAL_ERROR = 1011
 
 
 class ApiError(SanicException):
@@ -139,5 +144,27 @@ def allowed_methods(request: Request) -> list[str]:
     return allowed
 
 
+class PathOnlyErrorHandler(ErrorHandler):
+    """Sanic's handler, but its log line names the path, never the URL: a query string can carry a
+    token (`/ws?token=`). Sanic calls `log` for a WebSocket handler that raised; HTTP errors go
+    through handle_exception, which logs the path too."""
+
+    @staticmethod
+    def log(request: Request, exception: Exception) -> None:
+        quiet = getattr(exception, "quiet", False)
+        if quiet is False or getattr(request.app.config, "NOISY_EXCEPTIONS", False) is True:
+            path = getattr(request, "path", None)
+            log.error("unhandled error on %s %s", getattr(request, "method", None), path, exc_info=exception)
+
+
+async def close_crashed_socket(websocket: WebsocketImplProtocol, **_: Any) -> None:
+    """A WebSocket handler raised: close with 1011 (Sanic would close with 1000, "normal closure",
+    which tells the client that all went well)."""
+    await websocket.close(WEBSOCKET_INTERNAL_ERROR, "internal server error")
+
+
 def register_error_handler(app: ChatApp) -> None:
+    """Install the one JSON error answer, and 1011 for a crashed WebSocket handler. The app must be
+    built with `error_handler=PathOnlyErrorHandler()`."""
     app.error_handler.add(Exception, handle_exception)
+    app.signal(Event.WEBSOCKET_HANDLER_EXCEPTION.value)(close_crashed_socket)

@@ -13,6 +13,7 @@ from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from sanic_ext.extensions.openapi import openapi
 
+from chat_api.common.fields import whole_number
 from chat_api.config import Settings
 from chat_api.events.models import EventType
 from chat_api.events.service import encode, events_after, newest_seq, publish, resumable
@@ -56,14 +57,17 @@ async def stop_hub(app: ChatApp) -> None:
 
 
 def _last_seq(value: Any) -> int | None:
-    """A non-negative whole number (a string of digits too, from the query), else FrameError."""
+    """A non-negative whole number (a string of ASCII digits too, from the query), else FrameError.
+
+    Not `str.isdigit()`: it takes "²" (which `int()` then refuses: a crash) and "١٢" (which `int()`
+    reads as 12).
+    """
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
-        raise FrameError("last_seq must be a whole number of at least 0")
-    return value
+    try:
+        return whole_number(value, minimum=0, maximum=MAX_SEQ)
+    except ValueError:
+        raise FrameError("last_seq must be a whole number of at least 0") from None
 
 
 async def _authenticate(request: Request, ws: WebsocketImplProtocol) -> tuple[CurrentUser, int | None] | None:
