@@ -24,7 +24,8 @@ from chat_api.security import create_token
 from chat_api.store.embedded import free_loopback_port
 from tests.conftest import OtherApp
 from tests.crashing_app import CRASH_PATH, CRASH_WS_PATH, add_crashing_routes
-from tests.helpers import REPO, Api, create_user, stop_server, subprocess_env, wait_for_health
+from tests.factories import create_user
+from tests.helpers import REPO, Api, stop_server, subprocess_env, wait_for_health
 from tests.realtime_helpers import close_code
 
 INTERNAL_ERROR = {"message": "Internal server error"}

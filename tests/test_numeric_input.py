@@ -17,8 +17,9 @@ from websockets.asyncio.client import connect
 
 from chat_api.common.fields import MAX_INT64, whole_number
 from chat_api.events.service import publish
-from tests.helpers import Api, TestUser, create_user
-from tests.realtime_helpers import befriend, close_code, fresh_hub, make_group, next_frame, open_socket, run, ws_url
+from tests.factories import TestUser, befriend, create_user, store_group
+from tests.helpers import Api
+from tests.realtime_helpers import close_code, fresh_hub, next_frame, open_socket, run, ws_url
 
 pytestmark = pytest.mark.usefixtures("api", fresh_hub.__name__)  # the hub starts with the server
 
@@ -83,7 +84,7 @@ def test_whole_number_reads_ascii_digits_as_int(text: str) -> None:
 @pytest.mark.parametrize("value", NOT_ASCII_DIGITS)
 def test_query_numbers_refuse_anything_but_ascii_digits(api: Api, value: str) -> None:
     alice, bob = create_user(api), create_user(api)
-    group = run(api, make_group(alice, bob))
+    group = run(api, store_group(alice, bob))
     checks = [
         with_query("/api/events", after=value),
         with_query("/api/events", limit=value),
@@ -115,7 +116,7 @@ BAD_MESSAGE_IDS = [
 @pytest.mark.parametrize("before", BAD_MESSAGE_IDS, ids=repr)
 def test_before_refuses_anything_but_ascii_hex(api: Api, before: str) -> None:
     alice, bob = create_user(api), create_user(api)
-    group = run(api, make_group(alice, bob))
+    group = run(api, store_group(alice, bob))
     for path in (f"/api/user-message/{alice.id}/{bob.id}", f"/api/groups/{group}/messages"):
         response = api.get(with_query(path, before=before), headers=alice.headers)
         assert_json_400(response)
