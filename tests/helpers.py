@@ -9,13 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sanic_testing.reusable import ReusableClient
 from sanic_testing.testing import TestingResponse
+
+from chat_api.store.embedded import free_loopback_port
 
 BCRYPT_PREFIXES = ("$2b$", "$2a$", "$2y$")
 
@@ -157,3 +159,22 @@ def stop_server(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def serve_and_log(tmp_path: Path, log_format: str, command: list[str], scenario: Callable[[int], None]) -> list[str]:
+    """Run the server `command` (a real process, DEBUG logs in `log_format`, a store of its own under
+    `tmp_path`) until it answers, play `scenario(port)` against it, stop it, and return every line it logged."""
+    port = free_loopback_port()
+    env = subprocess_env(tmp_path / "data", PORT=str(port), LOG_LEVEL="DEBUG", LOG_FORMAT=log_format)
+    stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=out, stderr=err, text=True, start_new_session=True
+        )
+        try:
+            wait_for_health(f"http://127.0.0.1:{port}", process=process)
+            scenario(port)
+        finally:
+            stop_server(process)
+    assert process.returncode == 0, stderr.read_text()
+    return [line for path in (stdout, stderr) for line in path.read_text().splitlines() if line.strip()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,10 @@ from websockets.asyncio.client import connect
 from chat_api.config import Settings
 from chat_api.logs import JsonFormatter, RequestContext, TextFormatter, configure_logging, redact
 from chat_api.security import create_token
-from chat_api.store.embedded import free_loopback_port
 from tests.conftest import OtherApp
 from tests.crashing_app import CRASH_PATH, CRASH_WS_PATH, add_crashing_routes
 from tests.factories import create_user
-from tests.helpers import REPO, Api, stop_server, subprocess_env, wait_for_health
+from tests.helpers import Api, serve_and_log
 from tests.realtime_helpers import close_code
 
 INTERNAL_ERROR = {"message": "Internal server error"}
@@ -177,41 +175,28 @@ def test_redact_leaves_ordinary_lines_alone() -> None:
 
 
 def run_crashing_server(tmp_path: Path, log_format: str, token: str) -> list[str]:
-    port = free_loopback_port()
-    env = subprocess_env(tmp_path / "data", PORT=str(port), LOG_LEVEL="DEBUG", LOG_FORMAT=log_format)
-    base_url = f"http://127.0.0.1:{port}"
-    stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
     query = f"?token={quote(token)}&last_seq=1"
-    with stdout.open("w") as out, stderr.open("w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from tests.crashing_app import main; raise SystemExit(main())"],
-            cwd=tmp_path,
-            env={**env, "PYTHONPATH": str(REPO)},
-            stdout=out,
-            stderr=err,
-            text=True,
-            start_new_session=True,
+
+    def crash(port: int) -> None:
+        response = httpx.get(
+            f"http://127.0.0.1:{port}{CRASH_PATH}{query}", headers={"Authorization": token}, timeout=30
         )
-        try:
-            wait_for_health(base_url, process=process)
-            response = httpx.get(f"{base_url}{CRASH_PATH}{query}", headers={"Authorization": token}, timeout=30)
-            assert response.status_code == 500
-            assert response.json() == INTERNAL_ERROR
+        assert response.status_code == 500
+        assert response.json() == INTERNAL_ERROR
 
-            async def sockets() -> list[int | None]:
-                codes = []
-                for path in (CRASH_WS_PATH, "/ws"):
-                    # /ws: a last_seq that used to crash the handler, with the token in the query.
-                    url = f"ws://127.0.0.1:{port}{path}{query.replace('last_seq=1', 'last_seq=%C2%B2')}"
-                    async with connect(url, additional_headers={"Authorization": token}) as ws:
-                        codes.append(await close_code(ws))
-                return codes
+        async def sockets() -> list[int | None]:
+            codes = []
+            for path in (CRASH_WS_PATH, "/ws"):
+                # /ws: a last_seq that used to crash the handler, with the token in the query.
+                url = f"ws://127.0.0.1:{port}{path}{query.replace('last_seq=1', 'last_seq=%C2%B2')}"
+                async with connect(url, additional_headers={"Authorization": token}) as ws:
+                    codes.append(await close_code(ws))
+            return codes
 
-            assert asyncio.run(sockets()) == [1011, 4401]
-        finally:
-            stop_server(process)
-    assert process.returncode == 0, stderr.read_text()
-    return [line for path in (stdout, stderr) for line in path.read_text().splitlines() if line.strip()]
+        assert asyncio.run(sockets()) == [1011, 4401]
+
+    command = [sys.executable, "-c", "from tests.crashing_app import main; raise SystemExit(main())"]
+    return serve_and_log(tmp_path, log_format, command, crash)
 
 
 @pytest.mark.no_store  # the server runs a store of its own

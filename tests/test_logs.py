@@ -4,7 +4,6 @@ in them, and never a password or a token."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +14,8 @@ import httpx
 import jwt
 import pytest
 
-from chat_api.store.embedded import free_loopback_port
 from tests.factories import new_password, user_payload
-from tests.helpers import stop_server, subprocess_env, wait_for_health
+from tests.helpers import serve_and_log
 
 pytestmark = pytest.mark.no_store  # the server under test runs a store of its own
 
@@ -87,28 +85,12 @@ def scenario(client: Client) -> None:
 
 
 def run_scenario(tmp_path: Path, log_format: str) -> Run:
-    port = free_loopback_port()
-    env = subprocess_env(tmp_path / "data", PORT=str(port), LOG_LEVEL="DEBUG", LOG_FORMAT=log_format)
-    base_url = f"http://127.0.0.1:{port}"
     run = Run()
-    stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
-    with stdout.open("w") as out, stderr.open("w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chat_api"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=err,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            wait_for_health(base_url, process=process)
-            scenario(Client(base_url, run))
-        finally:
-            stop_server(process)
-    assert process.returncode == 0, stderr.read_text()
-    run.lines = [line for path in (stdout, stderr) for line in path.read_text().splitlines() if line.strip()]
+
+    def play(port: int) -> None:
+        scenario(Client(f"http://127.0.0.1:{port}", run))
+
+    run.lines = serve_and_log(tmp_path, log_format, [sys.executable, "-m", "chat_api"], play)
     return run
 
 
