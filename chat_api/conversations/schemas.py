@@ -19,6 +19,7 @@ class LastMessage(BaseModel):
     msg: str
     msg_type: MsgType
     created_at: datetime
+    erased: bool = Field(False, description="Its sender deleted their account with erasure: `msg` is blank")
 
     @field_validator("created_at", mode="after")
     @classmethod
@@ -34,6 +35,9 @@ class Conversation(BaseModel):
     last_message: LastMessage | None
     unread: int = Field(description="Messages from others not read yet; for a group, at most 999")
     updated_at: datetime = Field(description="When the last message was sent (a group without any: its creation)")
+    deleted: bool = Field(
+        False, description="The friend deleted their account: read-only, named `Deleted account` (docs/api.md)"
+    )
 
     @field_validator("updated_at", mode="after")
     @classmethod

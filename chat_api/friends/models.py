@@ -53,6 +53,9 @@ class Friendship(Document):
     last_key: str | None = None
     unread: int = 0
     read_key: str = ""
+    # The friend deleted their account: this side stays as the owner's read-only conversation with them,
+    # no longer a friendship (not listed, not counted, no messages). Absent on every other document.
+    friend_deleted: bool = False
 
     class Settings:
         name = "friendships"

@@ -50,7 +50,12 @@ class GroupMessage(StoredMessage):
 
     class Settings:
         name = "group_messages"
-        indexes: ClassVar[list[IndexModel]] = [ascending("group_id", "key"), ascending("client_key", unique=True)]
+        # from_id: the messages an account sent, found when it is erased (accounts.service).
+        indexes: ClassVar[list[IndexModel]] = [
+            ascending("group_id", "key"),
+            ascending("client_key", unique=True),
+            ascending("from_id"),
+        ]
 
 
 def new_group_doc(fields: dict[str, Any], lord_id: str, now: datetime) -> dict[str, Any]:

@@ -34,6 +34,8 @@ class StoredMessage(Document):
     # (epoch ms); after it, a retry with the same client_msg_id takes the delivery over. An int:
     # nx-27017 turns dates written by $set into strings, which equality filters would then miss.
     deliver_by_ms: int | None = None
+    # Its sender deleted their account with `?erase=true`: `msg` is blank and `msg_type` txt.
+    erased: bool = False
 
 
 class DirectMessage(StoredMessage):
@@ -42,7 +44,12 @@ class DirectMessage(StoredMessage):
 
     class Settings:
         name = "user_messages"
-        indexes: ClassVar[list[IndexModel]] = [ascending("pair", "key"), ascending("client_key", unique=True)]
+        # from_id: the messages an account sent, found when it is erased (accounts.service).
+        indexes: ClassVar[list[IndexModel]] = [
+            ascending("pair", "key"),
+            ascending("client_key", unique=True),
+            ascending("from_id"),
+        ]
 
 
 def new_message_doc(
@@ -83,3 +90,14 @@ def message_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "msg_type": doc["msg_type"],
         "created_at": doc["created_at"],
     }
+
+
+# What an erased message becomes: text that says nothing, marked as erased.
+ERASED = {"msg": "", "msg_type": "txt", "erased": True}
+
+
+def erased_summary(summary: Mapping[str, Any] | None, sender: str) -> dict[str, Any] | None:
+    """A conversation's summary with its text erased if `sender` wrote it; None when there is nothing to change."""
+    if summary is None or summary.get("from_id") != sender:
+        return None
+    return {**summary, **ERASED}

@@ -45,6 +45,7 @@ class MessagePublic(BaseModel):
     client_msg_id: str | None
     created_at: datetime
     seq: Annotated[int | None, Field(description="The event that delivered it (null inside the event itself)")]
+    erased: Annotated[bool, Field(description="Its sender deleted their account with erasure: `msg` is blank")] = False
 
     @field_validator("created_at", mode="after")
     @classmethod
@@ -62,6 +63,7 @@ class MessagePublic(BaseModel):
             client_msg_id=doc.get("client_msg_id"),
             created_at=doc["created_at"],
             seq=doc.get("seq"),
+            erased=doc.get("erased", False),
         )
 
 

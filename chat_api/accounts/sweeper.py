@@ -1,0 +1,50 @@
+"""The sweeper's life in each worker: a sweep before the worker serves, then one every SWEEP_INTERVAL seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from pymongo.errors import PyMongoError
+
+from chat_api.accounts import service
+from chat_api.http.types import ChatApp
+
+log = logging.getLogger("chat_api.accounts")
+
+
+def setup_sweeper(app: ChatApp) -> None:
+    """Register after the store's listeners: the first sweep needs the store."""
+    app.before_server_start(start_sweeper)
+    app.before_server_stop(stop_sweeper)
+
+
+async def sweep_once() -> None:
+    try:
+        finished = await service.sweep()
+    except PyMongoError as error:  # the store is away: the next sweep tries again
+        log.warning("account deletion sweep failed: %s", error)
+        return
+    if finished:
+        log.info("finished %s account deletions cut short", finished)
+
+
+async def start_sweeper(app: ChatApp) -> None:
+    # Awaited: a worker that starts after a crash finishes what it can before serving.
+    await sweep_once()
+    app.ctx.sweeper = asyncio.create_task(_forever(), name="account-deletion-sweeper")
+
+
+async def _forever() -> None:
+    while True:
+        await asyncio.sleep(service.SWEEP_INTERVAL)
+        await sweep_once()
+
+
+async def stop_sweeper(app: ChatApp) -> None:
+    task: asyncio.Task[None] | None = getattr(app.ctx, "sweeper", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
