@@ -19,7 +19,6 @@ class LastMessage(BaseModel):
     msg: str
     msg_type: MsgType
     created_at: datetime
-    erased: bool = Field(False, description="Its sender deleted their account with erasure: `msg` is blank")
 
     @field_validator("created_at", mode="after")
     @classmethod

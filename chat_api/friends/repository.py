@@ -80,9 +80,10 @@ async def friendship(owner_id: str, friend_id: str, projection: dict[str, int] |
     return await friendships().find_one(query, projection or {"_id": 1})
 
 
-# A side kept as the read-only conversation with a deleted account is no friendship. `$ne: True` matches the
-# documents without the field (all but those); both stores apply it after the (owner_id, friend_id) index.
-LIVE = {"friend_deleted": {"$ne": True}}
+# A side kept as the read-only conversation with a deleted account is no friendship. The field is only ever
+# written as true, so "absent" is "a friendship": `$exists` rather than `$ne: True`, which nx-27017 ignores in a
+# delete (docs/store.md). Both stores apply it after the index on the other fields.
+LIVE = {"friend_deleted": {"$exists": False}}
 
 
 async def are_friends(a: str, b: str) -> bool:
