@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from pymongo.errors import PyMongoError
@@ -12,6 +11,8 @@ from chat_api.accounts import service
 from chat_api.http.types import ChatApp
 
 log = logging.getLogger("chat_api.accounts")
+# How long a stopping worker waits for a sweep under way (each store command is bounded by STORE_TIMEOUT anyway).
+CLOSE_TIMEOUT = 5.0
 
 
 def setup_sweeper(app: ChatApp) -> None:
@@ -25,6 +26,9 @@ async def sweep_once() -> None:
         finished = await service.sweep()
     except PyMongoError as error:  # the store is away: the next sweep tries again
         log.warning("account deletion sweep failed: %s", error)
+        return
+    except Exception:  # never the end of the sweeper: the next sweep tries again
+        log.exception("account deletion sweep failed")
         return
     if finished:
         log.info("finished %s account deletions cut short", finished)
@@ -46,5 +50,5 @@ async def stop_sweeper(app: ChatApp) -> None:
     task: asyncio.Task[None] | None = getattr(app.ctx, "sweeper", None)
     if task is not None:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Waited, never awaited: the task's end (cancelled, or a failure already logged) raises nothing here.
+        await asyncio.wait([task], timeout=CLOSE_TIMEOUT)
