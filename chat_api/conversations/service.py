@@ -18,7 +18,7 @@ from chat_api.groups import repository as groups
 from chat_api.groups import service as group_service
 from chat_api.users import repository as users
 
-# The name a conversation with a deleted account shows (the placeholder of docs/api.md, "Deleted accounts").
+# The name a conversation with a deleted account shows (the placeholder of docs/api.md, "Delete your account").
 DELETED_ACCOUNT_NAME = "Deleted account"
 # How often marking read retries when messages keep arriving between its read and its write.
 READ_ATTEMPTS = 5
