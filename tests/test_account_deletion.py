@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,10 +27,22 @@ from chat_api.friends import repository as friends_repository
 from chat_api.groups import repository as groups_repository
 from chat_api.http.types import ChatApp
 from chat_api.store.documents import DOCUMENT_MODELS
+from chat_api.store.embedded import free_loopback_port
 from chat_api.users import repository as users_repository
 from tests.conftest import OtherApp
-from tests.helpers import Api, TestUser, create_user, make_friends, user_payload
+from tests.helpers import (
+    GENEROUS_LIMITS_ENV,
+    Api,
+    TestUser,
+    create_user,
+    make_friends,
+    stop_server,
+    subprocess_env,
+    user_payload,
+    wait_for_health,
+)
 from tests.realtime_helpers import close_code, frames_until, fresh_hub, next_frame, open_socket, run, ws_url
+from tests.test_two_workers import register_and_log_in, sockets_on_both_workers
 
 pytestmark = pytest.mark.usefixtures(fresh_hub.__name__)
 
@@ -547,3 +562,36 @@ def test_every_worker_sweeps_at_start_up_and_then_periodically(
                 break
             time.sleep(0.1)
         assert (response.json, response.headers["x-total-count"]) == ([], "0")
+
+
+@pytest.mark.no_store  # the server under test runs a store of its own
+def test_every_socket_on_every_worker_closes_with_4401(tmp_path: Path) -> None:
+    """`python -m chat_api` with two workers: the account's sockets on both close within a second of the 200."""
+    port = free_loopback_port()
+    env = subprocess_env(tmp_path / "data", PORT=str(port), WEB_CONCURRENCY="2", **GENEROUS_LIMITS_ENV)
+    base = f"http://127.0.0.1:{port}"
+    with (tmp_path / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "chat_api"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_for_health(base, process=server)
+            with httpx.Client(base_url=base, timeout=10) as http:
+                user_id, token = register_and_log_in(http)
+
+            async def scenario() -> tuple[set[int], set[int | None], float]:
+                sockets, worker_of = await sockets_on_both_workers(f"ws://127.0.0.1:{port}/ws", token)
+                async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                    started = time.monotonic()
+                    deleted = await client.delete(f"/api/users/{user_id}", headers={"Authorization": token})
+                    assert deleted.status_code == 200, deleted.text
+                codes = await asyncio.gather(*(close_code(ws, timeout=2) for ws in sockets))
+                return set(worker_of.values()), set(codes), time.monotonic() - started
+
+            workers, codes, elapsed = asyncio.run(scenario())
+            assert len(workers) == 2, f"every socket landed on one worker; see {tmp_path / 'server.log'}"
+            assert codes == {4401}
+            assert elapsed < 1.5  # the request itself included
+        finally:
+            stop_server(server)
