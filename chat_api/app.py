@@ -8,6 +8,8 @@ from types import ModuleType
 from sanic import Sanic
 from sanic_ext import Extend
 
+from chat_api.accounts import routes as accounts_routes
+from chat_api.accounts.sweeper import setup_sweeper
 from chat_api.auth import routes as auth_routes
 from chat_api.config import Settings
 from chat_api.conversations import routes as conversations_routes
@@ -36,6 +38,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     health_routes,
     auth_routes,
     users_routes,
+    accounts_routes,
     friends_routes,
     messages_routes,
     conversations_routes,
@@ -72,6 +75,8 @@ def create_app(settings: Settings | None = None) -> ChatApp:
     # The store's listeners before the real-time hub's: the hub reads the event log as it starts.
     setup_store(app)
     realtime_routes.setup_realtime(app)
+    # After the store's listeners too: the first sweep of unfinished account deletions reads the store.
+    setup_sweeper(app)
     return app
 
 

@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,21 @@ def serve_and_log(tmp_path: Path, log_format: str, command: list[str], scenario:
             stop_server(process)
     assert process.returncode == 0, stderr.read_text()
     return [line for path in (stdout, stderr) for line in path.read_text().splitlines() if line.strip()]
+
+
+@contextmanager
+def running_server(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`python -m chat_api` as a real process (its output in tmp_path/server.log, a store of its own, the
+    limiter on with generous budgets, `settings` as environment variables), up and answering; stopped after."""
+    port = free_loopback_port()
+    env = subprocess_env(tmp_path / "data", PORT=str(port), **GENEROUS_LIMITS_ENV, **settings)
+    with (tmp_path / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "chat_api"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_for_health(f"http://127.0.0.1:{port}", process=server)
+            yield server, port
+        finally:
+            stop_server(server)

@@ -27,7 +27,10 @@ EXPECTED: dict[str, tuple[int, int]] = {
     # insert: every worker closes the user's sockets), the friends to tell
     "GET /api/logout": (7, 0),
     "POST /api/logout": (7, 0),
-    "DELETE /api/users/<own id>": (2, 0),
+    # token user; the deletion's mark, the user, the waiting requests (to, from), the friendships, presence records,
+    # the `logout` event closing every socket (newest seq, insert), the memberships, the mark removed (an account
+    # without friends or groups: docs/reliability.md, "Account deletion")
+    "DELETE /api/users/<own id>": (11, 0),
     "GET /healthz": (1, 0),
 }
 

@@ -28,6 +28,9 @@ class Conversation(BaseModel):
     last_message: LastMessage | None
     unread: int = Field(description="Messages from others not read yet; for a group, at most 999")
     updated_at: StoredTime = Field(description="When the last message was sent (a group without any: its creation)")
+    deleted: bool = Field(
+        False, description="The friend deleted their account: read-only, named `Deleted account` (docs/api.md)"
+    )
 
 
 CONVERSATION_LIST: TypeAdapter[list[Conversation]] = TypeAdapter(list[Conversation])

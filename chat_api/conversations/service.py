@@ -18,6 +18,8 @@ from chat_api.groups import repository as groups
 from chat_api.groups import service as group_service
 from chat_api.users import repository as users
 
+# The name a conversation with a deleted account shows (the placeholder of docs/api.md, "Delete your account").
+DELETED_ACCOUNT_NAME = "Deleted account"
 # How often marking read retries when messages keep arriving between its read and its write.
 READ_ATTEMPTS = 5
 
@@ -61,11 +63,15 @@ async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversa
     for entry in page:
         last = entry.doc.get("last_message")
         last_message = LastMessage.model_validate(last) if last else None
+        deleted = False
         if entry.type == "user":
             profile = profiles.get(entry.id)
+            count = int(entry.doc.get("unread", 0))
             if profile is None:
-                continue  # the friend's account was deleted
-            name, avatar, count = profile.username, profile.avatar, int(entry.doc.get("unread", 0))
+                # The friend deleted their account: the conversation stays, read-only, under a placeholder.
+                name, avatar, deleted = DELETED_ACCOUNT_NAME, None, True
+            else:
+                name, avatar = profile.username, profile.avatar
         else:
             name, avatar, count = entry.doc["group_name"], entry.doc.get("group_avatar"), unread[entry.id]
         updated_at = last_message.created_at if last_message else stored_datetime(entry.doc["created_at"])
@@ -78,6 +84,7 @@ async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversa
                 last_message=last_message,
                 unread=count,
                 updated_at=updated_at,
+                deleted=deleted,
             )
         )
     return result, len(entries)

@@ -11,7 +11,7 @@ from pymongo import IndexModel
 
 from chat_api.store.keys import ascending
 
-EventType = Literal["message", "group_message", "friend_request", "presence", "typing", "logout"]
+EventType = Literal["message", "group_message", "friend_request", "presence", "typing", "logout", "group_lord_changed"]
 # Events are kept at least this long; a resume from before the oldest kept event is a resync.
 RETENTION_SECONDS = 7 * 24 * 3600
 

@@ -81,3 +81,17 @@ async def read_chunks(info: FileInfo) -> AsyncIterator[bytes]:
         if chunk is None:
             raise MissingChunk(f"file {info.id} has no chunk {n}")
         yield bytes(chunk["data"])
+
+
+async def delete_files_of(owner_id: str) -> None:
+    """Delete every file an account uploaded: their URLs answer 404 from then on.
+
+    Found by `metadata.owner_id`, which no index serves (nx-27017 keeps fixed indexes on its GridFS tables): a
+    scan of the files' metadata, paid only by an erasure. Each file's record goes first, then its chunks, as
+    PyMongo's GridFS does; a crash in between leaves chunks no route reaches. `delete_many` on `fs.*` deletes
+    nothing on nx-27017 (docs/store.md), so each record is deleted by its `_id`.
+    """
+    cursor = files_collection().find({"metadata.owner_id": {"$eq": owner_id}}, {"_id": 1})
+    for file_id in [doc["_id"] async for doc in cursor]:
+        await files_collection().delete_one({"_id": file_id})
+        await chunks_collection().delete_many({"files_id": file_id})

@@ -53,6 +53,10 @@ class Friendship(Document):
     last_key: str | None = None
     unread: int = 0
     read_key: str = ""
+    # The friend deleted their account: this side stays as the owner's read-only conversation with them,
+    # no longer a friendship (not listed, not counted, no messages). Written only as true, by accounts.service,
+    # and absent on every other document: queries test its absence (friends.repository.LIVE).
+    friend_deleted: bool = False
 
     class Settings:
         name = "friendships"

@@ -14,7 +14,7 @@ from pymongo import DESCENDING, UpdateMany, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from chat_api.common.pagination import count_matching
+from chat_api.common.pagination import COUNT_BATCH, count_matching
 from chat_api.friends.models import Friendship, UserRequest, new_friendship_docs
 
 DUPLICATE_KEY = 11000
@@ -80,13 +80,20 @@ async def friendship(owner_id: str, friend_id: str, projection: dict[str, int] |
     return await friendships().find_one(query, projection or {"_id": 1})
 
 
+# A side kept as the read-only conversation with a deleted account is no friendship. The field is only ever
+# written as true, so "absent" is "a friendship": `$exists` rather than `$ne: True`, which nx-27017 ignores in a
+# delete (docs/store.md). Both stores apply it after the index on the other fields.
+LIVE = {"friend_deleted": {"$exists": False}}
+
+
 async def are_friends(a: str, b: str) -> bool:
-    return await friendship(a, b) is not None
+    side = await friendship(a, b, {"friend_deleted": 1})
+    return side is not None and not side.get("friend_deleted", False)
 
 
 async def friend_ids(user_id: str) -> list[str]:
     """The ids of a user's friends: the owner's side of each friendship (`owner_id_1_friend_id_1`)."""
-    cursor = friendships().find({"owner_id": {"$eq": user_id}}, {"_id": 0, "friend_id": 1})
+    cursor = friendships().find({"owner_id": {"$eq": user_id}, **LIVE}, {"_id": 0, "friend_id": 1})
     return [doc["friend_id"] for doc in await cursor.to_list()]
 
 
@@ -111,13 +118,13 @@ async def delete_friendships(ids: list[ObjectId]) -> None:
 
 async def delete_pair(pair: str) -> int:
     """Both sides of the friendship of a pair; how many sides there were."""
-    result = await friendships().delete_many({"pair": {"$eq": pair}})
+    result = await friendships().delete_many({"pair": {"$eq": pair}, **LIVE})
     return result.deleted_count
 
 
 async def friends_page(user_id: str, limit: int, offset: int) -> tuple[list[str], int]:
     """A page of my friends' ids in the order we became friends, and how many friends in all."""
-    query = {"owner_id": {"$eq": user_id}}
+    query = {"owner_id": {"$eq": user_id}, **LIVE}
     page = friendships().find(query, {"friend_id": 1}).sort("_id", 1).skip(offset).limit(limit)
     docs, total = await asyncio.gather(page.to_list(), count_matching(friendships(), query))
     return [doc["friend_id"] for doc in docs], total
@@ -163,3 +170,40 @@ async def mark_read(side_id: ObjectId, last_key: str | None) -> bool:
         {"$set": {"unread": 0, "read_key": last_key or ""}},
     )
     return result.matched_count == 1
+
+
+# An account being deleted (accounts.service)
+
+
+async def delete_waiting_requests_of(user_id: str) -> None:
+    """The waiting requests to and from a user, through (to_id, status) and (from_id, status); answering one is
+    then a 404. Answered ones stay (no route shows them)."""
+    await asyncio.gather(
+        requests().delete_many({"to_id": {"$eq": user_id}, "status": {"$eq": "waiting"}}),
+        requests().delete_many({"from_id": {"$eq": user_id}, "status": {"$eq": "waiting"}}),
+    )
+
+
+async def sides_of(user_id: str) -> list[dict[str, Any]]:
+    """A user's own sides of their friendships: the friend and the conversation's newest message."""
+    projection = {"friend_id": 1, "last_message": 1, "friend_deleted": 1}
+    cursor = friendships().find({"owner_id": {"$eq": user_id}}, projection)
+    return await cursor.batch_size(COUNT_BATCH).to_list()
+
+
+async def end_friendships(user_id: str, friends_sides: list[UpdateOne]) -> None:
+    """The friends' sides become read-only conversations (`friends_sides`, one update for each of the user's own
+    sides, in one round trip), then the user's own sides go: a crash in between leaves them to be found again."""
+    if not friends_sides:
+        return  # no friendship, nothing to delete
+    await friendships().bulk_write(friends_sides, ordered=False)
+    await friendships().delete_many({"owner_id": {"$eq": user_id}})
+
+
+def ended_side(friend_id: str, user_id: str, last_message: dict[str, Any] | None) -> UpdateOne:
+    """The update that makes the friend's side of a friendship with the deleted `user_id` read-only, and puts
+    `last_message` (the erased summary) on it when given."""
+    changes: dict[str, Any] = {"friend_deleted": True}
+    if last_message is not None:
+        changes["last_message"] = last_message
+    return UpdateOne({"owner_id": {"$eq": friend_id}, "friend_id": {"$eq": user_id}}, {"$set": changes})

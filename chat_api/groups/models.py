@@ -50,7 +50,7 @@ class GroupMessage(StoredMessage):
 
     class Settings:
         name = "group_messages"
-        indexes: ClassVar[list[IndexModel]] = [ascending("group_id", "key"), ascending("client_key", unique=True)]
+        indexes: ClassVar[list[IndexModel]] = [ascending("group_id", "key"), *StoredMessage.SHARED_INDEXES]
 
 
 def new_group_doc(fields: dict[str, Any], lord_id: str, now: datetime) -> dict[str, Any]:

@@ -175,3 +175,39 @@ async def unread_count(group_id: str, read_key: str, me: str) -> int:
 
 async def delete_messages(group_id: str) -> None:
     await group_messages.collection().delete_many({"group_id": {"$eq": group_id}})
+
+
+# An account being deleted (groups.service.forget_account)
+
+
+async def memberships_with_identity(user_id: str) -> list[dict[str, Any]]:
+    """Every membership of a user: the group and the identity in it (`user_id_1_group_id_1`)."""
+    cursor = members().find({"user_id": {"$eq": user_id}}, {"_id": 0, "group_id": 1, "identity": 1})
+    return await cursor.batch_size(MEMBER_BATCH).to_list()
+
+
+async def members_with_seniority(group_id: str) -> list[dict[str, Any]]:
+    """Every member of a group with identity and joining time, in one round trip (`group_id_1_user_id_1`)."""
+    cursor = members().find({"group_id": {"$eq": group_id}}, {"user_id": 1, "identity": 1, "joined_at": 1})
+    return await cursor.batch_size(MEMBER_BATCH).to_list()
+
+
+async def promote_to_lord(member_id: ObjectId) -> bool:
+    """Make a membership the lord's; False if it is gone (the member left meanwhile)."""
+    result = await members().update_one({"_id": member_id}, {"$set": {"identity": "lord"}})
+    return result.matched_count == 1
+
+
+async def set_lord(group_id: str, user_id: str) -> None:
+    await groups().update_one({"_id": ObjectId(group_id)}, {"$set": {"lord_id": user_id}})
+
+
+async def delete_membership(group_id: str, user_id: str) -> None:
+    """Remove a membership whatever its identity (the lord's too: the account is being deleted)."""
+    await members().delete_one(member_filter(group_id, user_id))
+
+
+async def replace_last_message(group_id: str, key: str, summary: dict[str, Any]) -> None:
+    """Put `summary` in place of the group's newest message if that is still the message `key`."""
+    query = {"_id": ObjectId(group_id), "last_key": {"$eq": key}}
+    await groups().update_one(query, {"$set": {"last_message": summary}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from chat_api.common.fields import NOT_NULL, ObjectIdString, PartialUpdate, StrictModel
 from chat_api.groups.models import Identity
@@ -91,6 +91,7 @@ class GroupMessagePublic(BaseModel):
     created_at: datetime
     # The event that delivered the message; null inside that event itself (the frame carries it).
     seq: int | None
+    erased: Annotated[bool, Field(description="Its sender deleted their account with erasure: `msg` is blank")] = False
 
 
 class GroupMessageSent(GroupMessagePublic):

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from chat_api.common.clock import utc_now
+from chat_api.common.clock import stored_datetime, utc_now
 from chat_api.common.errors import Conflict, Forbidden, GroupNotFound, Invalid, NotFound, UserNotFound
 from chat_api.common.ids import canonical_id, parse_object_id
 from chat_api.events.service import publish
@@ -19,7 +19,7 @@ from chat_api.groups import repository
 from chat_api.groups.models import Identity, new_group_doc, new_member_doc
 from chat_api.groups.repository import group_messages
 from chat_api.groups.schemas import GroupCreate, GroupMemberPublic, GroupMessagePublic, GroupPublic
-from chat_api.messages.models import message_summary
+from chat_api.messages.models import erased_summary, message_summary
 from chat_api.messages.schemas import MessageIn
 from chat_api.messages.service import new_message, store_message
 from chat_api.users import repository as users
@@ -230,6 +230,7 @@ def message_public(doc: Mapping[str, Any]) -> GroupMessagePublic:
         client_msg_id=doc.get("client_msg_id"),
         created_at=doc["created_at"],
         seq=doc.get("seq"),
+        erased=doc.get("erased", False),
     )
 
 
@@ -306,3 +307,64 @@ async def mark_read(group_id: str, user_id: str) -> None:
     last_key = group.get("last_key")
     if last_key and last_key > member.get("read_key", ""):
         await repository.mark_read(member["_id"], last_key)
+
+
+# An account being deleted (accounts.service): every step can run again after a crash.
+
+# How often a lord's succession is tried again when the chosen successor leaves at that very moment.
+SUCCESSION_ATTEMPTS = 5
+
+
+def successor(members: list[Mapping[str, Any]], leaving: str) -> Mapping[str, Any] | None:
+    """Who becomes lord when `leaving` goes: a member already promoted by a succession cut short, else the
+    longest-standing admin, else the longest-standing member (ties: the earlier membership); None if nobody."""
+    others = [m for m in members if m["user_id"] != leaving]
+    rank = {"lord": 0, "admin": 1, "user": 2}
+    return min(others, key=lambda m: (rank[m["identity"]], stored_datetime(m["joined_at"]), m["_id"]), default=None)
+
+
+async def forget_account(user_id: str) -> None:
+    """The deleted account leaves every group: a group it lords passes to its successor, who every member hears
+    of (`group_lord_changed`), or is deleted if nobody else is left in it."""
+    for membership in await repository.memberships_with_identity(user_id):
+        group_id = membership["group_id"]
+        if membership["identity"] == "lord":
+            await _pass_on(group_id, user_id)
+        await repository.delete_membership(group_id, user_id)
+
+
+async def _pass_on(group_id: str, lord_id: str) -> None:
+    """Make the successor the lord of `group_id` (the membership first, then the group, then the event), or
+    delete the group when the lord was its last member. The lord's membership goes after this (the caller): until
+    then a crash leaves it, and the next run finds the group again."""
+    for _ in range(SUCCESSION_ATTEMPTS):
+        group, members = await asyncio.gather(
+            repository.find_group(group_id, {"_id": 1}), repository.members_with_seniority(group_id)
+        )
+        heir = successor(members, lord_id)
+        if group is None or heir is None:
+            # Nobody left to lead it, or a deletion of the group was cut short: finish deleting it.
+            await repository.delete_group_document(group_id)
+            await repository.delete_messages(group_id)
+            await repository.delete_members(group_id)
+            return
+        if await repository.promote_to_lord(heir["_id"]):
+            await repository.set_lord(group_id, heir["user_id"])
+            recipients = [m["user_id"] for m in members if m["user_id"] != lord_id]
+            data = {"group_id": group_id, "lord_id": heir["user_id"], "previous_lord_id": lord_id}
+            await publish("group_lord_changed", recipients, data)
+            return
+    raise RuntimeError(f"no successor of group {group_id} stayed long enough to become its lord")
+
+
+async def erase_messages_from(user_id: str) -> None:
+    """Blank every group message the account sent, and each group's summary where it is the newest message."""
+    group_ids = await group_messages.conversations_from(user_id)
+    await group_messages.erase_from(user_id)
+    if not group_ids:
+        return
+    projection = {"last_message": 1, "last_key": 1}
+    for group in await repository.groups_by_ids(sorted(group_ids), projection):
+        summary = erased_summary(group.get("last_message"), user_id)
+        if summary is not None:
+            await repository.replace_last_message(str(group["_id"]), group["last_key"], summary)

@@ -34,6 +34,12 @@ class StoredMessage(Document):
     # (epoch ms); after it, a retry with the same client_msg_id takes the delivery over. An int:
     # nx-27017 turns dates written by $set into strings, which equality filters would then miss.
     deliver_by_ms: int | None = None
+    # Its sender deleted their account with `?erase=true`: `msg` is blank and `msg_type` txt.
+    erased: bool = False
+
+    # Both message collections have these besides their history's (<conversation>, key): the unique
+    # client_key, and from_id (the messages an account sent, found when it is erased: accounts.service).
+    SHARED_INDEXES: ClassVar[list[IndexModel]] = [ascending("client_key", unique=True), ascending("from_id")]
 
 
 class DirectMessage(StoredMessage):
@@ -42,7 +48,7 @@ class DirectMessage(StoredMessage):
 
     class Settings:
         name = "user_messages"
-        indexes: ClassVar[list[IndexModel]] = [ascending("pair", "key"), ascending("client_key", unique=True)]
+        indexes: ClassVar[list[IndexModel]] = [ascending("pair", "key"), *StoredMessage.SHARED_INDEXES]
 
 
 def new_message_doc(
@@ -83,3 +89,14 @@ def message_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "msg_type": doc["msg_type"],
         "created_at": doc["created_at"],
     }
+
+
+# What an erased message becomes: text that says nothing, marked as erased.
+ERASED = {"msg": "", "msg_type": "txt", "erased": True}
+
+
+def erased_summary(summary: Mapping[str, Any] | None, sender: str) -> dict[str, Any] | None:
+    """A conversation's summary with its text erased if `sender` wrote it; None when there is nothing to change."""
+    if summary is None or summary.get("from_id") != sender:
+        return None
+    return {**summary, **ERASED}

@@ -14,7 +14,7 @@ from bson import ObjectId
 from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
-from chat_api.messages.models import DirectMessage
+from chat_api.messages.models import ERASED, DirectMessage
 
 
 class MessageStore:
@@ -45,6 +45,15 @@ class MessageStore:
     async def set_seq(self, message_id: ObjectId, seq: int) -> None:
         """Mark a message delivered by the event `seq`."""
         await self.collection().update_one({"_id": message_id}, {"$set": {"seq": seq}})
+
+    async def erase_from(self, sender: str) -> None:
+        """Blank the text of every message `sender` sent, through `from_id_1`; the messages keep their place."""
+        await self.collection().update_many({"from_id": {"$eq": sender}}, {"$set": ERASED})
+
+    async def conversations_from(self, sender: str) -> set[str]:
+        """The conversations `sender` has sent messages to (`from_id_1`, the documents' conversation field)."""
+        cursor = self.collection().find({"from_id": {"$eq": sender}}, {"_id": 0, self.conversation: 1})
+        return {doc[self.conversation] async for doc in cursor}
 
     def page_filter(self, conversation_id: str, before: str | None) -> dict[str, Any]:
         """The filter of a history page, served by the (<conversation>, key) index: `$eq` spelled out

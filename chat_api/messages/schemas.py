@@ -43,6 +43,7 @@ class MessagePublic(BaseModel):
     client_msg_id: str | None
     created_at: StoredTime
     seq: Annotated[int | None, Field(description="The event that delivered it (null inside the event itself)")]
+    erased: Annotated[bool, Field(description="Its sender deleted their account with erasure: `msg` is blank")] = False
 
     @classmethod
     def from_stored(cls, doc: Mapping[str, Any]) -> MessagePublic:
@@ -55,6 +56,7 @@ class MessagePublic(BaseModel):
             client_msg_id=doc.get("client_msg_id"),
             created_at=doc["created_at"],
             seq=doc.get("seq"),
+            erased=doc.get("erased", False),
         )
 
 

@@ -85,6 +85,19 @@ async def logged_out(user_id: str) -> None:
     await _tell_friends(user_id, "offline")
 
 
+# Above every token version an account can reach: the `logout` event of a deleted account closes all its sockets.
+EVERY_TOKEN_VERSION = 2**62
+
+
+async def account_deleted(user_id: str, friend_ids: list[str]) -> None:
+    """After the user document is gone: drop every record, close the account's sockets on every worker (4401),
+    and tell its friends (`friend_ids`) it is offline."""
+    await PresenceRecord.get_pymongo_collection().delete_many({"user_id": {"$eq": user_id}})
+    await publish("logout", [user_id], {"token_version": EVERY_TOKEN_VERSION}, transient=True)
+    if friend_ids:
+        await publish("presence", friend_ids, {"user_id": user_id, "flag": "offline"}, transient=True)
+
+
 async def _has_live_record(user_id: str, now: datetime) -> bool:
     doc = await PresenceRecord.get_pymongo_collection().find_one(
         {"user_id": {"$eq": user_id}, "expires_at": {"$gte": now}}, {"_id": 1}

@@ -23,7 +23,7 @@ from chat_api.http.auth import TokenRefused, user_for_token
 from chat_api.http.types import ChatApp
 from chat_api.realtime import presence
 from chat_api.realtime.hub import UNAUTHORIZED, Connection, Hub
-from chat_api.users.repository import CurrentUser
+from chat_api.users.repository import CurrentUser, user_exists
 
 bp = Blueprint("realtime", strict_slashes=False)
 log = logging.getLogger("chat_api.realtime")
@@ -205,6 +205,9 @@ async def _typing(user_id: str, message: dict[str, Any]) -> None:
     type_: EventType = "typing"
     if to_id is not None:
         if not await friends.are_friends(user_id, to_id):
+            # As for a message: an unknown (or deleted) user is named as such, checked on refusal only.
+            if not await user_exists(to_id):
+                raise FrameError("no such user")
             raise FrameError("typing notices go to friends only")
         await publish(type_, [to_id], {"from_id": user_id, "to_id": to_id}, transient=True)
         return

@@ -9,10 +9,11 @@ from chat_api.groups.models import Group, GroupMember, GroupMessage
 from chat_api.messages.models import DirectMessage
 from chat_api.ratelimit.models import RateLimitCounter
 from chat_api.realtime.models import PresenceRecord
-from chat_api.users.models import User
+from chat_api.users.models import AccountDeletion, User
 
 DOCUMENT_MODELS: list[type[Document]] = [
     User,
+    AccountDeletion,
     RateLimitCounter,
     UserRequest,
     Friendship,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
 from chat_api.common.ids import parse_object_id
-from chat_api.users.models import Flag, User
+from chat_api.users.models import AccountDeletion, Flag, User, deletion_fields
 from chat_api.users.schemas import PUBLIC_PROJECTION, UserPublic
 
 _TOKEN_PROJECTION = {**PUBLIC_PROJECTION, "token_version": 1}
@@ -139,3 +140,35 @@ async def token_version(user_id: str) -> int:
     """The account's current token version (0 if it is gone)."""
     user = await users().find_one({"_id": ObjectId(user_id)}, {"token_version": 1})
     return int(user.get("token_version", 0)) if user else 0
+
+
+# Account deletions under way (`account_deletions`, one per account being deleted)
+
+
+def deletions() -> AsyncCollection[dict[str, Any]]:
+    return AccountDeletion.get_pymongo_collection()
+
+
+async def mark_deletion(user_id: ObjectId, erase: bool, now: datetime, lease_until_ms: int) -> None:
+    """Record that the account is being deleted, held by the caller until `lease_until_ms` (an upsert on `_id`)."""
+    fields = deletion_fields(str(user_id), erase, now, lease_until_ms)
+    await deletions().update_one({"_id": user_id}, {"$set": fields}, upsert=True)
+
+
+async def due_deletions(now_ms: int, limit: int) -> list[dict[str, Any]]:
+    """Deletions nobody holds any more (their lease ran out): one query on `lease_until_ms_1`, also when there
+    are none."""
+    query = {"lease_until_ms": {"$lt": now_ms}}
+    cursor = deletions().find(query, {"erase": 1, "lease_until_ms": 1}).sort("lease_until_ms", 1)
+    return await cursor.limit(limit).to_list()
+
+
+async def claim_deletion(user_id: ObjectId, lease_until_ms: int, until_ms: int) -> bool:
+    """Take over a deletion whose lease was `lease_until_ms`: True for the one claimant whose write matched."""
+    query = {"_id": user_id, "lease_until_ms": {"$eq": lease_until_ms}}
+    result = await deletions().update_one(query, {"$set": {"lease_until_ms": until_ms}})
+    return result.modified_count == 1
+
+
+async def deletion_done(user_id: ObjectId) -> None:
+    await deletions().delete_one({"_id": user_id})

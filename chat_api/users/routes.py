@@ -17,7 +17,6 @@ from chat_api.common.pagination import Pagination
 from chat_api.http.auth import current_user
 from chat_api.http.endpoint import endpoint, paged
 from chat_api.http.errors import CONFLICT_STATUS, error_body
-from chat_api.http.openapi import MessageBody
 from chat_api.http.ratelimit import Gate, Policies, client_address
 from chat_api.http.responses import json_model, json_page
 from chat_api.http.validation import Handler, parse_value
@@ -106,13 +105,7 @@ async def update_user(request: Request, user_id: str, body: UserUpdate) -> HTTPR
     return empty()
 
 
-@bp.delete("/users/<user_id:str>")
-@endpoint(tag="users", path=USER_ID_PATH, responses={200: (MessageBody, "Deleted")}, errors=(401, 403, 404))
-async def delete_user(request: Request, user_id: str) -> HTTPResponse:
-    """Delete the caller's own account."""
-    oid = await service.own_account(current_user(request).id, parse_object_id(user_id), "delete")
-    await service.delete_user(oid)
-    return json({"message": "User deleted"})
+# DELETE /api/users/<id> is chat_api/accounts/routes.py: deleting an account reaches into every package.
 
 
 def taken_answer(message: str) -> HTTPResponse:

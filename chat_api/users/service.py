@@ -94,8 +94,3 @@ async def update_user(user_id: ObjectId, changes: dict[str, Any], hasher: Passwo
         raise DuplicateValue(duplicate_field(error)) from None
     if not updated:
         raise UserNotFound
-
-
-async def delete_user(user_id: ObjectId) -> None:
-    if not await repository.delete_user(user_id):
-        raise UserNotFound

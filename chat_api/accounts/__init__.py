@@ -1,0 +1,1 @@
+"""Account deletion: every package's part of forgetting an account, finished even across a crash."""
