@@ -12,7 +12,8 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
-from chat_api.groups.repository import unread_filter
+from chat_api.groups.repository import group_messages
+from chat_api.messages.models import message_summary, new_message_doc
 from tests.helpers import Api, TestUser, create_user, make_friends
 
 UNKNOWN_ID = "0123456789abcdef01234567"
@@ -38,45 +39,39 @@ def make_group(
             "group_avatar": avatar,
             "lord_id": members[0].id,
             "created_at": created_at,
+            "last_n": 0,
             "last_message": None,
-            "last_key": None,
+            "message_n": 0,
         }
     )
     sync_db.group_members.insert_many(
         [
             {"group_id": str(oid), "user_id": m.id, "identity": "lord" if i == 0 else "user"}
-            | {"joined_at": created_at, "read_key": ""}
+            | {"joined_at": created_at, "read_n": 0}
             for i, m in enumerate(members)
         ]
     )
     return str(oid)
 
 
-def post_in_group(sync_db: Db, group_id: str, sender: TestUser, count: int = 1, msg: str = "hi all") -> str:
-    """Group messages as the groups part stores them, and the group's summary."""
-    docs: list[dict[str, Any]] = []
-    for _ in range(count):
-        oid = ObjectId()
-        docs.append(
-            {
-                "_id": oid,
-                "group_id": group_id,
-                "from_id": sender.id,
-                "msg": msg,
-                "msg_type": "txt",
-                "key": str(oid),
-                "client_key": str(oid),
-                "client_msg_id": None,
-                "created_at": oid.generation_time,
-                "seq": None,
-            }
-        )
+def post_in_group(sync_db: Db, group_id: str, sender: TestUser, count: int = 1, msg: str = "hi all") -> int:
+    """Group messages as the groups part stores them (numbered from the group's counter), and the
+    group's summary; the number of the last one."""
+    counter = sync_db.groups.find_one_and_update({"_id": ObjectId(group_id)}, {"$inc": {"last_n": count}})
+    assert counter is not None
+    first = counter.get("last_n", 0) + 1
+    now = datetime.now(UTC)
+    docs = [
+        new_message_doc({"group_id": group_id}, sender.id, msg, n=n, created_at=now)
+        for n in range(first, first + count)
+    ]
     sync_db.group_messages.insert_many(docs)
     last = docs[-1]
-    summary = {k: last[k] for k in ("from_id", "msg", "msg_type", "created_at")} | {"id": last["key"]}
-    sync_db.groups.update_one({"_id": ObjectId(group_id)}, {"$set": {"last_message": summary, "last_key": last["key"]}})
-    key: str = last["key"]
-    return key
+    sync_db.groups.update_one(
+        {"_id": ObjectId(group_id)}, {"$set": {"last_message": message_summary(last), "message_n": last["n"]}}
+    )
+    n: int = last["n"]
+    return n
 
 
 def conversations(api: Api, user: TestUser, query: str = "") -> Any:
@@ -144,19 +139,20 @@ def test_unread_counts_messages_from_others_since_i_read(api: Api, sync_db: Db) 
     send(api, me, friend, "my reply")
     group = make_group(sync_db, "g", [friend, me])
     read_up_to = post_in_group(sync_db, group, friend, count=2)
-    sync_db.group_members.update_one({"group_id": group, "user_id": me.id}, {"$set": {"read_key": read_up_to}})
+    sync_db.group_members.update_one({"group_id": group, "user_id": me.id}, {"$set": {"read_n": read_up_to}})
     post_in_group(sync_db, group, friend, count=3)
     post_in_group(sync_db, group, me, count=2)  # my own never count
     unread = {c["type"]: c["unread"] for c in conversations(api, me).json}
     assert unread == {"user": 3, "group": 3}
 
 
-def test_group_unread_is_capped_at_999(api: Api, sync_db: Db) -> None:
+def test_group_unread_is_exact_past_999(api: Api, sync_db: Db) -> None:
+    # It was capped at 999 until issue 11: unread counts are exact now.
     me, other = create_user(api), create_user(api)
     group = make_group(sync_db, "loud", [other, me])
     post_in_group(sync_db, group, other, count=1_200)
     [conversation] = conversations(api, me).json
-    assert conversation["unread"] == 999
+    assert conversation["unread"] == 1_200
 
 
 def test_conversations_page_with_total(api: Api, sync_db: Db) -> None:
@@ -187,7 +183,7 @@ def test_mark_user_conversation_read(api: Api, sync_db: Db) -> None:
     assert conversations(api, me).json[0]["unread"] == 0
     mine = sync_db.friendships.find_one({"owner_id": me.id})
     assert mine is not None
-    assert mine["read_key"] == last["id"]
+    assert mine["read_n"] == sync_db.user_messages.find_one({"key": last["id"]}, {"n": 1})["n"] == 2
     # The friend's side is untouched, and reading an empty conversation is fine too.
     assert api.put(f"/api/conversations/user/{me.id}/read", headers=friend.headers).status == 204
     send(api, friend, me, "three")
@@ -216,7 +212,7 @@ def test_mark_group_conversation_read(api: Api, sync_db: Db) -> None:
     assert conversations(api, me).json[0]["unread"] == 0
     member = sync_db.group_members.find_one({"group_id": group, "user_id": me.id})
     assert member is not None
-    assert member["read_key"] == last
+    assert member["read_n"] == last == 4
     post_in_group(sync_db, group, other, count=2)
     assert conversations(api, me).json[0]["unread"] == 2
     assert conversations(api, other).json[0]["unread"] == 0
@@ -258,9 +254,9 @@ def test_conversation_queries_are_served_by_indexes(api: Api, sync_db: Db) -> No
     group = make_group(sync_db, "g", [me])
     post_in_group(sync_db, group, me)
     queries = [
-        ("friendships", {"owner_id": {"$eq": me.id}, "last_key": {"$ne": None}}),
+        ("friendships", {"owner_id": {"$eq": me.id}, "message_n": {"$gt": 0}}),
         ("group_members", {"user_id": {"$eq": me.id}}),
-        ("group_messages", unread_filter(group, "", me.id)),
+        ("group_messages", group_messages.unread_filter(group, 0, me.id)),
     ]
     for collection, query in queries:
         shown = plan(sync_db[collection].find(query).explain())

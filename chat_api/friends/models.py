@@ -96,3 +96,9 @@ def new_friendship_docs(a: str, b: str, now: datetime, read_n: int = 0) -> list[
         | {"last_message": None, "message_n": 0, "read_n": read_n}
         for owner, friend in ((a, b), (b, a))
     ]
+
+
+def new_direct_conversation_doc(pair: str, last_n: int) -> dict[str, Any]:
+    """A pair's conversation counter as stored, its last number taken `last_n` (messages take theirs
+    with `friends.repository.take_number`, which creates it on the first)."""
+    return {"_id": pair, "last_n": last_n}

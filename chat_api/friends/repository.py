@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 from bson import ObjectId
-from pymongo import DESCENDING, ReturnDocument, UpdateMany, UpdateOne
+from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -146,21 +146,15 @@ async def last_number(pair: str) -> int:
     return int(counter["last_n"]) if counter is not None else 0
 
 
-async def record_message(pair: str, from_id: str, to_id: str, n: int, summary: dict[str, Any]) -> None:
-    """The message number `n` of the pair was delivered: both sides' last message, and the sender's
-    read position (they have read their own message), in one round trip."""
-    await friendships().bulk_write(
-        [
-            # Only ever forwards: of two messages sent at once, the higher number stays the summary.
-            UpdateMany(
-                {"pair": {"$eq": pair}, "message_n": {"$lt": n}}, {"$set": {"last_message": summary, "message_n": n}}
-            ),
-            UpdateOne(
-                {"owner_id": {"$eq": from_id}, "friend_id": {"$eq": to_id}, "read_n": {"$lt": n}},
-                {"$set": {"read_n": n}},
-            ),
-        ],
-        ordered=False,
+async def record_message(pair: str, n: int, summary: dict[str, Any]) -> None:
+    """The message number `n` of the pair was delivered: both sides' last message, in one write.
+
+    Only ever forwards: of two messages sent at once, the higher number stays the summary. Nobody's
+    read position moves: my own messages never count as unread, and sending one does not mean I
+    read what came before it.
+    """
+    await friendships().update_many(
+        {"pair": {"$eq": pair}, "message_n": {"$lt": n}}, {"$set": {"last_message": summary, "message_n": n}}
     )
 
 

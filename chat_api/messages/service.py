@@ -138,7 +138,7 @@ async def deliver(doc: dict[str, Any]) -> int:
     """
     data = {"message": MessagePublic.from_stored(doc).model_dump(mode="json")}
     seq = await publish("message", [doc["from_id"], doc["to_id"]], data)
-    await friends.record_message(doc["pair"], doc["from_id"], doc["to_id"], doc["n"], message_summary(doc))
+    await friends.record_message(doc["pair"], doc["n"], message_summary(doc))
     await direct_messages.set_seq(doc["_id"], seq)
     return seq
 
