@@ -72,15 +72,17 @@ def seed(uri: str, database: str, members: int) -> tuple[list[str], str]:
                     "friend_id": b,
                     "pair": ":".join(sorted((a, b))),
                     "created_at": now,
-                    "unread": 0,
-                    "read_key": "",
+                    "message_n": 0,
+                    "read_n": 0,
                 }
                 for x, y in pairs
                 for a, b in ((x, y), (y, x))
             ]
         )
         group_id = ObjectId()
-        db.groups.insert_one({"_id": group_id, "group_name": "bench", "lord_id": sender, "created_at": now})
+        db.groups.insert_one(
+            {"_id": group_id, "group_name": "bench", "lord_id": sender, "created_at": now, "last_n": 0, "message_n": 0}
+        )
         db.group_members.insert_many(
             [
                 {
@@ -88,7 +90,7 @@ def seed(uri: str, database: str, members: int) -> tuple[list[str], str]:
                     "user_id": str(oid),
                     "identity": "lord" if n == 0 else "user",
                     "joined_at": now,
-                    "read_key": "",
+                    "read_n": 0,
                 }
                 for n, oid in enumerate(ids)
             ]

@@ -95,8 +95,8 @@ async def befriend(a: TestUser, b: TestUser) -> None:
     pair = pair_key(a.id, b.id)
     await Friendship.get_pymongo_collection().insert_many(
         [
-            {"owner_id": a.id, "friend_id": b.id, "pair": pair, "created_at": now, "unread": 0, "read_key": ""},
-            {"owner_id": b.id, "friend_id": a.id, "pair": pair, "created_at": now, "unread": 0, "read_key": ""},
+            {"owner_id": a.id, "friend_id": b.id, "pair": pair, "created_at": now, "message_n": 0, "read_n": 0},
+            {"owner_id": b.id, "friend_id": a.id, "pair": pair, "created_at": now, "message_n": 0, "read_n": 0},
         ]
     )
 
@@ -105,12 +105,12 @@ async def make_group(lord: TestUser, *members: TestUser) -> str:
     now = utc_now()
     group_id = ObjectId()
     await Group.get_pymongo_collection().insert_one(
-        {"_id": group_id, "group_name": "g", "lord_id": lord.id, "created_at": now}
+        {"_id": group_id, "group_name": "g", "lord_id": lord.id, "created_at": now, "last_n": 0, "message_n": 0}
     )
     rows = [(lord, "lord")] + [(member, "user") for member in members]
     await GroupMember.get_pymongo_collection().insert_many(
         [
-            {"group_id": str(group_id), "user_id": u.id, "identity": identity, "joined_at": now, "read_key": ""}
+            {"group_id": str(group_id), "user_id": u.id, "identity": identity, "joined_at": now, "read_n": 0}
             for u, identity in rows
         ]
     )

@@ -25,23 +25,26 @@ EXPECTED: dict[str, int] = {
     "POST /api/user-requests": 6,
     # token, both directions' pages and counts (together), the profiles
     "GET /api/user-requests": 6,
-    # token, request, both friendships (one insert), conditional status, publish (2)
-    "PUT /api/user-requests/<id> agree": 6,
+    # token, request, the pair's last message number (issue 11: what was said before is read), both
+    # friendships (one insert), conditional status, publish (2)
+    "PUT /api/user-requests/<id> agree": 7,
     "PUT /api/user-requests/<id> refuse": 5,
     # token, page + count (together), profiles
     "GET /api/friends": 4,
     # token, delete both sides
     "DELETE /api/friends/<user_id>": 2,
-    # token, friendship, insert, publish (2), both summaries + unread (one bulk), seq
-    "POST /api/user-message": 7,
+    # token, friendship, the message's number (issue 11: one findAndModify on the pair's counter),
+    # insert, publish (2), both summaries (one update), seq
+    "POST /api/user-message": 8,
     # the same with the file's existence checked beside the friendship
-    "POST /api/user-message img": 8,
-    # token, friendship, the insert the unique client_key refuses, the original
-    "POST /api/user-message retry": 4,
+    "POST /api/user-message img": 9,
+    # token, friendship, a number (left unused: a hole), the insert the unique client_key refuses, the original
+    "POST /api/user-message retry": 5,
     # token, the page
     "GET /api/user-message/<from_id>/<to_id>": 2,
-    # token, friendships + memberships (together), groups, profiles + one count per group on the page (together)
-    "GET /api/conversations": 6,
+    # token, friendships + memberships (together), groups, profiles + one exact unread count per
+    # conversation on the page (together; issue 11 counts direct conversations too)
+    "GET /api/conversations": 7,
     # token, friendship, conditional update
     "PUT /api/conversations/user/<id>/read": 3,
     # token, group + membership (together), update
@@ -108,10 +111,10 @@ def test_chat_routes_take_their_measured_store_round_trips(measure: Any, sync_db
         lambda: api.get(f"/api/user-message/{me.id}/{friend.id}", headers=me.headers),
     )
     group = sync_db.groups.insert_one(
-        {"group_name": "g", "lord_id": me.id, "created_at": "2026-01-01T00:00:00", "last_key": "f" * 24}
+        {"group_name": "g", "lord_id": me.id, "created_at": "2026-01-01T00:00:00", "last_n": 1, "message_n": 1}
     )
     group_id = str(group.inserted_id)
-    sync_db.group_members.insert_one({"group_id": group_id, "user_id": me.id, "identity": "lord", "read_key": ""})
+    sync_db.group_members.insert_one({"group_id": group_id, "user_id": me.id, "identity": "lord", "read_n": 0})
     call("GET /api/conversations", 200, lambda: api.get("/api/conversations", headers=friend.headers))
     call("GET /api/conversations", 200, lambda: api.get("/api/conversations", headers=me.headers))
     call(

@@ -254,7 +254,7 @@ def test_agree_keeps_friendships_that_already_exist(api: Api, sync_db: Database[
     a, b = create_user(api), create_user(api)
     request_id = send(api, a, b.id).json["user_request_id"]
     sync_db.friendships.insert_one(
-        {"owner_id": a.id, "friend_id": b.id, "pair": ":".join(sorted([a.id, b.id])), "unread": 0, "read_key": ""}
+        {"owner_id": a.id, "friend_id": b.id, "pair": ":".join(sorted([a.id, b.id])), "message_n": 0, "read_n": 0}
     )
     assert answer(api, b, request_id, "agree").status == 204
     assert sync_db.friendships.count_documents({}) == 2
@@ -317,7 +317,7 @@ def test_friends_total_counts_only_mine_among_many(api: Api, sync_db: Database[d
     me, friend = create_user(api), create_user(api)
     make_friends(api, me, friend)
     sync_db.friendships.insert_many(
-        [{"owner_id": f"other{i}", "friend_id": "x", "pair": f"p{i}", "unread": 0} for i in range(3_000)]
+        [{"owner_id": f"other{i}", "friend_id": "x", "pair": f"p{i}", "message_n": 0} for i in range(3_000)]
     )
     response = api.get("/api/friends", headers=me.headers)
     assert response.headers["x-total-count"] == "1"
