@@ -183,7 +183,9 @@ def test_mark_user_conversation_read(api: Api, sync_db: Db) -> None:
     assert conversations(api, me).json[0]["unread"] == 0
     mine = sync_db.friendships.find_one({"owner_id": me.id})
     assert mine is not None
-    assert mine["read_n"] == sync_db.user_messages.find_one({"key": last["id"]}, {"n": 1})["n"] == 2
+    stored = sync_db.user_messages.find_one({"key": last["id"]}, {"n": 1})
+    assert stored is not None
+    assert mine["read_n"] == stored["n"] == 2
     # The friend's side is untouched, and reading an empty conversation is fine too.
     assert api.put(f"/api/conversations/user/{me.id}/read", headers=friend.headers).status == 204
     send(api, friend, me, "three")
