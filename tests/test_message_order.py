@@ -14,6 +14,7 @@ The model (the test's own recount of what each user must see) is kept beside the
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +177,7 @@ def delete_account(api: Api, model: Model, a: int) -> None:
     raise NotImplementedError
 
 
-APPLY = {
+APPLY: dict[str, Callable[..., None]] = {
     "send_direct": send_direct,
     "send_group": send_group,
     "read_direct": read_direct,
