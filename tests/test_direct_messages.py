@@ -446,3 +446,35 @@ def test_ids_in_upper_case_name_the_same_conversation(api: Api, pair: tuple[Test
     assert message["to_id"] == b.id
     assert history(api, b, a.id.upper(), b.id.upper()).json == [message]
     assert api.put(f"/api/conversations/user/{a.id.upper()}/read", headers=b.headers).status == 204
+
+
+def test_before_must_be_a_message_of_this_conversation(api: Api, pair: tuple[TestUser, TestUser]) -> None:
+    a, b = pair
+    c = create_user(api)
+    make_friends(api, a, c)
+    elsewhere = send(api, a, c, "to c").json["message"]["id"]
+    first = send(api, a, b, "one").json["message"]["id"]
+    second = send(api, a, b, "two").json["message"]["id"]
+    assert [m["id"] for m in history(api, a, a.id, b.id, f"?before={second}").json] == [first]
+    assert history(api, a, a.id, b.id, f"?before={first}").json == []
+    for before in (elsewhere, UNKNOWN_ID):
+        response = history(api, a, a.id, b.id, f"?before={before}")
+        assert response.status == 400
+        assert response.json == {"message": "`before` must be the id of a message of this conversation"}
+
+
+def test_numbering_continues_after_unfriending_and_befriending_again(
+    api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
+) -> None:
+    a, b = pair
+    send(api, a, b, "one")
+    send(api, b, a, "two")
+    assert api.delete(f"/api/friends/{b.id}", headers=a.headers).status == 204
+    make_friends(api, a, b)
+    # What was said before counts as read; the next message is number 3.
+    third = send(api, b, a, "three").json["message"]["id"]
+    assert unread(api, a, b) == 1
+    stored = sync_db.user_messages.find_one({"key": third}, {"n": 1})
+    assert stored is not None
+    assert stored["n"] == 3
+    assert [m["msg"] for m in history(api, a, a.id, b.id).json] == ["three", "two", "one"]

@@ -136,7 +136,8 @@ async def take_number(pair: str) -> int:
     counter = await direct_conversations().find_one_and_update(
         {"_id": pair}, {"$inc": {"last_n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
     )
-    assert counter is not None  # an upsert returning the document after it always has one
+    if counter is None:  # an upsert returning the document after it always has one
+        raise RuntimeError(f"the counter of {pair} was not returned")
     return int(counter["last_n"])
 
 
