@@ -14,7 +14,13 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from chat_api.friends.models import Friendship, new_friendship_docs, pair_key
+from chat_api.friends.models import (
+    DirectConversation,
+    Friendship,
+    new_direct_conversation_doc,
+    new_friendship_docs,
+    pair_key,
+)
 from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity, new_group_doc, new_member_doc
 from chat_api.messages.models import DirectMessage, message_summary, new_message_doc
 
@@ -62,8 +68,8 @@ class Clock:
         return self.next
 
 
-def new_message(clock: Clock, from_id: str, msg: str, **where: str) -> dict[str, Any]:
-    return new_message_doc(where, from_id, msg, created_at=clock.tick())
+def new_message(clock: Clock, from_id: str, msg: str, n: int, **where: str) -> dict[str, Any]:
+    return new_message_doc(where, from_id, msg, n=n, created_at=clock.tick())
 
 
 def friend_pairs(user_ids: list[str], friends: int) -> Iterator[tuple[str, str]]:
@@ -80,22 +86,21 @@ def friend_pairs(user_ids: list[str], friends: int) -> Iterator[tuple[str, str]]
 
 def conversation(
     clock: Clock, a: str, b: str, count: int, now: datetime
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """`count` messages between a and b, and their two Friendship documents: each side has read all
-    but the last message, which is unread by its recipient."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """`count` messages between a and b numbered 1 to `count`, their two Friendship documents and the
+    pair's counter: each side has read all but the last message, which is unread by its recipient."""
     pair = pair_key(a, b)
     messages = []
-    for n in range(count):
-        sender, recipient = (a, b) if n % 2 == 0 else (b, a)
-        messages.append(new_message(clock, sender, LINES[n % len(LINES)], pair=pair, to_id=recipient))
+    for index in range(count):
+        sender, recipient = (a, b) if index % 2 == 0 else (b, a)
+        messages.append(new_message(clock, sender, LINES[index % len(LINES)], index + 1, pair=pair, to_id=recipient))
     friendships = new_friendship_docs(a, b, now)
     for doc in friendships:
         if messages:
             last = messages[-1]
             unread = last["to_id"] == doc["owner_id"]
-            read = messages[-2]["key"] if unread and len(messages) > 1 else "" if unread else last["key"]
-            doc.update(last_message=message_summary(last), last_key=last["key"], unread=int(unread), read_key=read)
-    return messages, friendships
+            doc.update(last_message=message_summary(last), message_n=count, read_n=count - 1 if unread else count)
+    return messages, friendships, new_direct_conversation_doc(pair, count)
 
 
 def group(
@@ -108,19 +113,21 @@ def group(
     doc = new_group_doc(fields, members[0], now)
     group_id = str(doc["_id"])
     messages = [
-        new_message(clock, members[n % len(members)], LINES[n % len(LINES)], group_id=group_id) for n in range(count)
+        new_message(clock, members[i % len(members)], LINES[i % len(LINES)], i + 1, group_id=group_id)
+        for i in range(count)
     ]
     last = messages[-1] if messages else None
+    doc.update(last_n=count)
     if last is not None:
-        doc.update(last_message=message_summary(last), last_key=last["key"])
+        doc.update(last_message=message_summary(last), message_n=count)
     identities: list[Identity] = ["lord", "admin"]
     member_docs = []
     for index, user_id in enumerate(members):
-        read_key = ""
+        read_n = 0
         if last is not None:
-            read_key = last["key"] if last["from_id"] == user_id else messages[-2]["key"] if len(messages) > 1 else ""
+            read_n = count if last["from_id"] == user_id else count - 1
         identity: Identity = identities[index] if index < 2 else "user"
-        member_docs.append(new_member_doc(group_id, user_id, identity, now, read_key))
+        member_docs.append(new_member_doc(group_id, user_id, identity, now, read_n))
     return doc, member_docs, messages
 
 
@@ -154,11 +161,14 @@ async def seed_chat(
     groups = [members for members in blocks if len(members) >= 2]  # a group of one is no chat
     clock = Clock(now, (len(pairs) + len(groups)) * plan.messages)
     out = Batches(db, batch)
-    names = {model: model.Settings.name for model in (Friendship, DirectMessage, Group, GroupMember, GroupMessage)}
+    models = (Friendship, DirectConversation, DirectMessage, Group, GroupMember, GroupMessage)
+    names = {model: model.Settings.name for model in models}
     for a, b in pairs:
-        messages, friendships = conversation(clock, a, b, plan.messages, now)
+        messages, friendships, counter = conversation(clock, a, b, plan.messages, now)
         await out.add(names[DirectMessage], messages)
         await out.add(names[Friendship], friendships)
+        if messages:
+            await out.add(names[DirectConversation], [counter])
         counts.friendships += 1
         counts.direct_messages += len(messages)
     for number, members in enumerate(groups, start=1):

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 from pymongo.database import Database
 from sanic_testing.testing import TestingResponse
 
 from chat_api.common.clock import utc_now
-from chat_api.friends.models import Friendship, new_friendship_docs, pair_key
+from chat_api.friends.models import DirectConversation, Friendship, new_friendship_docs, pair_key
 from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity, new_group_doc, new_member_doc
 from chat_api.messages.models import DirectMessage, message_summary, new_message_doc
 from tests.helpers import Api
@@ -191,22 +192,36 @@ def insert_group(
     return str(group["_id"])
 
 
-def insert_group_messages(sync_db: Db, group_id: str, sender: TestUser, count: int = 1, msg: str = "hi all") -> str:
-    """Group messages as the groups part stores them, and the group's summary of the last; that one's key."""
-    docs = [new_message_doc({"group_id": group_id}, sender.id, msg, created_at=utc_now()) for _ in range(count)]
+def insert_group_messages(sync_db: Db, group_id: str, sender: TestUser, count: int = 1, msg: str = "hi all") -> int:
+    """Group messages as the groups part stores them (numbered from the group's counter), and the group's summary
+    of the last; that one's number."""
+    counter = sync_db[Group.Settings.name].find_one_and_update(
+        {"_id": ObjectId(group_id)}, {"$inc": {"last_n": count}}, return_document=ReturnDocument.AFTER
+    )
+    assert counter is not None
+    last_n = int(counter["last_n"])
+    numbers = range(last_n - count + 1, last_n + 1)
+    docs = [new_message_doc({"group_id": group_id}, sender.id, msg, n=n, created_at=utc_now()) for n in numbers]
     sync_db[GroupMessage.Settings.name].insert_many(docs)
-    last = docs[-1]
-    summary = {"last_message": message_summary(last), "last_key": last["key"]}
+    summary = {"last_message": message_summary(docs[-1]), "message_n": last_n}
     sync_db[Group.Settings.name].update_one({"_id": ObjectId(group_id)}, {"$set": summary})
-    return str(last["key"])
+    return last_n
 
 
 def insert_direct_messages(
     sync_db: Db, a: TestUser, b: TestUser, count: int = 1, msg: str = "hello", **fields: Any
 ) -> list[dict[str, Any]]:
-    """Undelivered direct messages from `a` to `b` written to the store (`fields` as `new_message_doc` takes)."""
-    target = {"pair": pair_key(a.id, b.id), "to_id": b.id}
-    docs = [new_message_doc(target, a.id, msg, created_at=utc_now(), **fields) for _ in range(count)]
+    """Undelivered direct messages from `a` to `b` written to the store, numbered from the pair's counter
+    (`fields` as `new_message_doc` takes)."""
+    pair = pair_key(a.id, b.id)
+    counter = sync_db[DirectConversation.Settings.name].find_one_and_update(
+        {"_id": pair}, {"$inc": {"last_n": count}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    assert counter is not None
+    last_n = int(counter["last_n"])
+    target = {"pair": pair, "to_id": b.id}
+    numbers = range(last_n - count + 1, last_n + 1)
+    docs = [new_message_doc(target, a.id, msg, n=n, created_at=utc_now(), **fields) for n in numbers]
     sync_db[DirectMessage.Settings.name].insert_many(docs)
     return docs
 

@@ -27,23 +27,26 @@ EXPECTED: dict[str, int] = {
     "POST /api/user-requests": 6,
     # token, both directions' pages and counts (together), the profiles
     "GET /api/user-requests": 6,
-    # token, request, both friendships (one insert), conditional status, publish (2)
-    "PUT /api/user-requests/<id> agree": 6,
+    # token, request, the pair's last message number (issue 11: what was said before is read), both
+    # friendships (one insert), conditional status, publish (2)
+    "PUT /api/user-requests/<id> agree": 7,
     "PUT /api/user-requests/<id> refuse": 5,
     # token, page + count (together), profiles
     "GET /api/friends": 4,
     # token, delete both sides
     "DELETE /api/friends/<user_id>": 2,
-    # token, friendship, insert, publish (2), both summaries + unread (one bulk), seq
-    "POST /api/user-message": 7,
+    # token, friendship, the message's number (issue 11: one findAndModify on the pair's counter),
+    # insert, publish (2), both summaries (one update), seq
+    "POST /api/user-message": 8,
     # the same with the file's existence checked beside the friendship
-    "POST /api/user-message img": 8,
-    # token, friendship, the insert the unique client_key refuses, the original
-    "POST /api/user-message retry": 4,
+    "POST /api/user-message img": 9,
+    # token, friendship, a number (left unused: a hole), the insert the unique client_key refuses, the original
+    "POST /api/user-message retry": 5,
     # token, the page
     "GET /api/user-message/<from_id>/<to_id>": 2,
-    # token, friendships + memberships (together), groups, profiles + one count per group on the page (together)
-    "GET /api/conversations": 6,
+    # token, friendships + memberships (together), groups, profiles + one exact unread count per
+    # conversation on the page (together; issue 11 counts direct conversations too)
+    "GET /api/conversations": 7,
     # token, friendship, conditional update
     "PUT /api/conversations/user/<id>/read": 3,
     # token, group + membership (together), update
@@ -109,9 +112,9 @@ def test_chat_routes_take_their_measured_store_round_trips(measure: Any, sync_db
         200,
         lambda: api.get(f"/api/user-message/{me.id}/{friend.id}", headers=me.headers),
     )
-    # Its date as nx-27017 keeps one written by `$set` (a naive string), and a last key, so marking it read writes.
+    # Its date as nx-27017 keeps one written by `$set` (a naive string), and a message, so marking it read writes.
     group, [membership] = group_docs(me, (), utc_now())
-    sync_db.groups.insert_one(group | {"created_at": "2026-01-01T00:00:00", "last_key": "f" * 24})
+    sync_db.groups.insert_one(group | {"created_at": "2026-01-01T00:00:00", "last_n": 1, "message_n": 1})
     sync_db.group_members.insert_one(membership)
     group_id = str(group["_id"])
     call("GET /api/conversations", 200, lambda: api.get("/api/conversations", headers=friend.headers))

@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
-from chat_api.groups.repository import unread_filter
+from chat_api.groups.repository import group_messages
 from tests.factories import TestUser, create_user, direct_message, insert_group, insert_group_messages, make_friends
 from tests.helpers import Api, assert_error
 
@@ -85,19 +85,20 @@ def test_unread_counts_messages_from_others_since_i_read(api: Api, sync_db: Db) 
     direct_message(api, me, friend, "my reply")
     group = insert_group(sync_db, friend, me)
     read_up_to = insert_group_messages(sync_db, group, friend, count=2)
-    sync_db.group_members.update_one({"group_id": group, "user_id": me.id}, {"$set": {"read_key": read_up_to}})
+    sync_db.group_members.update_one({"group_id": group, "user_id": me.id}, {"$set": {"read_n": read_up_to}})
     insert_group_messages(sync_db, group, friend, count=3)
     insert_group_messages(sync_db, group, me, count=2)  # my own never count
     unread = {c["type"]: c["unread"] for c in conversations(api, me).json}
     assert unread == {"user": 3, "group": 3}
 
 
-def test_group_unread_is_capped_at_999(api: Api, sync_db: Db) -> None:
+def test_group_unread_is_exact_past_999(api: Api, sync_db: Db) -> None:
+    # It was capped at 999 until issue 11: unread counts are exact now.
     me, other = create_user(api), create_user(api)
     group = insert_group(sync_db, other, me, group_name="loud")
     insert_group_messages(sync_db, group, other, count=1_200)
     [conversation] = conversations(api, me).json
-    assert conversation["unread"] == 999
+    assert conversation["unread"] == 1_200
 
 
 def test_conversations_page_with_total(api: Api, sync_db: Db) -> None:
@@ -127,7 +128,9 @@ def test_mark_user_conversation_read(api: Api, sync_db: Db) -> None:
     assert conversations(api, me).json[0]["unread"] == 0
     mine = sync_db.friendships.find_one({"owner_id": me.id})
     assert mine is not None
-    assert mine["read_key"] == last["id"]
+    stored = sync_db.user_messages.find_one({"key": last["id"]}, {"n": 1})
+    assert stored is not None
+    assert mine["read_n"] == stored["n"] == 2
     # The friend's side is untouched, and reading an empty conversation is fine too.
     assert api.put(f"/api/conversations/user/{me.id}/read", headers=friend.headers).status == 204
     direct_message(api, friend, me, "three")
@@ -156,7 +159,7 @@ def test_mark_group_conversation_read(api: Api, sync_db: Db) -> None:
     assert conversations(api, me).json[0]["unread"] == 0
     member = sync_db.group_members.find_one({"group_id": group, "user_id": me.id})
     assert member is not None
-    assert member["read_key"] == last
+    assert member["read_n"] == last == 4
     insert_group_messages(sync_db, group, other, count=2)
     assert conversations(api, me).json[0]["unread"] == 2
     assert conversations(api, other).json[0]["unread"] == 0
@@ -196,9 +199,9 @@ def test_conversation_queries_are_served_by_indexes(api: Api, sync_db: Db) -> No
     group = insert_group(sync_db, me)
     insert_group_messages(sync_db, group, me)
     queries = [
-        ("friendships", {"owner_id": {"$eq": me.id}, "last_key": {"$ne": None}}),
+        ("friendships", {"owner_id": {"$eq": me.id}, "message_n": {"$gt": 0}}),
         ("group_members", {"user_id": {"$eq": me.id}}),
-        ("group_messages", unread_filter(group, "", me.id)),
+        ("group_messages", group_messages.unread_filter(group, 0, me.id)),
     ]
     for collection, query in queries:
         shown = plan(sync_db[collection].find(query).explain())

@@ -50,6 +50,13 @@ def message_events(sync_db: Db) -> list[dict[str, Any]]:
     return list(sync_db.events.find({"type": "message"}).sort("seq", 1))
 
 
+def unread(api: Api, reader: TestUser, friend: TestUser) -> int:
+    """The reader's unread count of the conversation with `friend`, as GET /api/conversations shows it."""
+    listed = api.get("/api/conversations", headers=reader.headers).json
+    [count] = [c["unread"] for c in listed if (c["type"], c["id"]) == ("user", friend.id)]
+    return int(count)
+
+
 def test_send_to_friend_is_201_and_published_to_both(api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]) -> None:
     a, b = pair
     response = send_direct(api, a, b, "hi there", client_msg_id="c-1")
@@ -81,11 +88,12 @@ def test_send_updates_both_conversations_and_the_recipients_unread(
     theirs = sync_db.friendships.find_one({"owner_id": b.id})
     assert mine is not None
     assert theirs is not None
-    assert mine["last_key"] == theirs["last_key"] == last["id"]
+    assert mine["last_message"]["id"] == theirs["last_message"]["id"] == last["id"]
+    assert mine["message_n"] == theirs["message_n"] == 2
     assert mine["last_message"]["msg"] == theirs["last_message"]["msg"] == "two"
     assert set(mine["last_message"]) == {"id", "from_id", "msg", "msg_type", "created_at"}
-    assert (mine["unread"], theirs["unread"]) == (0, 2)
-    assert mine["read_key"] == last["id"]
+    assert (unread(api, a, b), unread(api, b, a)) == (0, 2)
+    assert [m["n"] for m in sync_db.user_messages.find().sort("n", 1)] == [1, 2]
 
 
 def test_send_to_non_friend_is_forbidden(api: Api, sync_db: Db) -> None:
@@ -169,9 +177,11 @@ def test_retry_with_the_same_client_msg_id_answers_the_original(
     assert retry.json == first.json
     assert sync_db.user_messages.count_documents({}) == 1
     assert len(message_events(sync_db)) == 1
-    theirs = sync_db.friendships.find_one({"owner_id": b.id})
-    assert theirs is not None
-    assert theirs["unread"] == 1
+    assert unread(api, b, a) == 1
+    # The retry kept its original's number; the number it took stays unused (a hole).
+    assert sync_db.user_messages.find_one({}, {"n": 1})["n"] == 1  # type: ignore[index]
+    assert send_direct(api, a, b, "next").json["message"]["id"] == history(api, a, a.id, b.id).json[0]["id"]
+    assert unread(api, b, a) == 2
 
 
 def test_retry_after_a_crash_before_publishing_publishes_it(
@@ -190,7 +200,8 @@ def test_retry_after_a_crash_before_publishing_publishes_it(
     assert stored["seq"] == event["seq"]
     theirs = sync_db.friendships.find_one({"owner_id": b.id})
     assert theirs is not None
-    assert theirs["last_key"] == str(oid)
+    assert theirs["last_message"]["id"] == str(oid)
+    assert unread(api, b, a) == 1
     assert send_direct(api, a, b, "lost?", client_msg_id="retry-1").status == 200
     assert len(message_events(sync_db)) == 1
 
@@ -220,13 +231,11 @@ def test_concurrent_retries_store_one_message(api: Api, sync_db: Db, pair: tuple
     assert len({r.json()["user_message_id"] for r in responses}) == 1
     assert sync_db.user_messages.count_documents({}) == 1
     assert len(message_events(sync_db)) == 1
-    theirs = sync_db.friendships.find_one({"owner_id": b.id})
-    assert theirs is not None
-    assert theirs["unread"] == 1
+    assert unread(api, b, a) == 1
 
 
 def stored_undelivered(sync_db: Db, a: TestUser, b: TestUser, client_msg_id: str, deliver_by_ms: int) -> ObjectId:
-    """What a first attempt that died right after storing the message leaves behind."""
+    """What a first attempt that died right after storing the message leaves behind (number 1)."""
     [doc] = insert_direct_messages(sync_db, a, b, msg="lost?", client_msg_id=client_msg_id, deliver_by_ms=deliver_by_ms)
     oid: ObjectId = doc["_id"]
     return oid
@@ -344,17 +353,22 @@ def winning_plan(explained: dict[str, Any]) -> str:
     return str(explained["queryPlanner"]["winningPlan"])
 
 
-@pytest.mark.parametrize("before", [None, "6b04ee4e04b0a8010eef234b"])
-def test_history_query_is_served_by_the_pair_key_index(sync_db: Db, before: str | None) -> None:
-    sync_db.user_messages.insert_one(new_message_doc({"pair": "a:b", "to_id": "b"}, "a", "hi", created_at=utc_now()))
-    query = direct_messages.page_filter("a:b", before)
-    plan = winning_plan(sync_db.user_messages.find(query).sort("key", DESCENDING).limit(50).explain())
-    assert "USING INDEX idx_user_messages_pair_key" in plan or "IXSCAN" in plan, plan
+@pytest.mark.parametrize("before_n", [None, 7])
+def test_history_query_is_served_by_the_pair_number_index(sync_db: Db, before_n: int | None) -> None:
+    sync_db.user_messages.insert_one(
+        new_message_doc({"pair": "a:b", "to_id": "b"}, "a", "hi", n=1, created_at=utc_now())
+    )
+    query = direct_messages.page_filter("a:b", before_n)
+    plan = winning_plan(sync_db.user_messages.find(query).sort("n", DESCENDING).limit(50).explain())
+    assert "USING INDEX idx_user_messages_pair_n" in plan or "IXSCAN" in plan, plan
     assert "COLLSCAN" not in plan
     # The check can fail: the plain-equality form scans the table on nx-27017.
     if "USING INDEX" in plan:
-        scan = winning_plan(sync_db.user_messages.find({"pair": "a:b"}).sort("key", DESCENDING).explain())
+        scan = winning_plan(sync_db.user_messages.find({"pair": "a:b"}).sort("n", DESCENDING).explain())
         assert "USING INDEX" not in scan
+    # The unread count's range (the `before` lookup is by `_id`, which nx-27017's explain cannot show).
+    plan = winning_plan(sync_db.user_messages.find(direct_messages.unread_filter("a:b", 3, "a")).explain())
+    assert "USING INDEX" in plan or "IXSCAN" in plan, plan
 
 
 def test_history_of_10000_messages_pages_without_gaps_or_duplicates(
@@ -365,12 +379,14 @@ def test_history_of_10000_messages_pages_without_gaps_or_duplicates(
     now = utc_now()
     sides = [(a.id, b.id) if i % 2 else (b.id, a.id) for i in range(9_990)]
     docs = [
-        new_message_doc({"pair": conversation, "to_id": to_id}, from_id, f"bulk {i}", created_at=now)
+        new_message_doc({"pair": conversation, "to_id": to_id}, from_id, f"bulk {i}", n=i + 1, created_at=now)
         for i, (from_id, to_id) in enumerate(sides)
     ]
     sync_db.user_messages.insert_many(docs)
+    sync_db.direct_conversations.insert_one({"_id": conversation, "last_n": len(docs)})
     sent = [send_direct(api, a, b, f"live {i}").json["user_message_id"] for i in range(10)]
-    expected = sorted([str(doc["_id"]) for doc in docs] + sent, reverse=True)
+    # Newest first by number: the ids' own order (their seconds) plays no part.
+    expected = sent[::-1] + [str(doc["_id"]) for doc in reversed(docs)]
     seen: list[str] = []
     query = "?limit=200"
     while True:
@@ -395,7 +411,7 @@ def test_send_changes_only_this_pairs_conversations(api: Api, sync_db: Db, pair:
     for owner, friend in ((a, c), (c, a)):
         side = sync_db.friendships.find_one({"owner_id": owner.id, "friend_id": friend.id})
         assert side is not None
-        assert side["last_key"] == to_c["id"]
+        assert side["last_message"]["id"] == to_c["id"]
         assert side["last_message"]["msg"] == "to c"
 
 
@@ -405,3 +421,35 @@ def test_ids_in_upper_case_name_the_same_conversation(api: Api, pair: tuple[Test
     assert message["to_id"] == b.id
     assert history(api, b, a.id.upper(), b.id.upper()).json == [message]
     assert api.put(f"/api/conversations/user/{a.id.upper()}/read", headers=b.headers).status == 204
+
+
+def test_before_must_be_a_message_of_this_conversation(api: Api, pair: tuple[TestUser, TestUser]) -> None:
+    a, b = pair
+    c = create_user(api)
+    make_friends(api, a, c)
+    elsewhere = send_direct(api, a, c, "to c").json["message"]["id"]
+    first = send_direct(api, a, b, "one").json["message"]["id"]
+    second = send_direct(api, a, b, "two").json["message"]["id"]
+    assert [m["id"] for m in history(api, a, a.id, b.id, f"?before={second}").json] == [first]
+    assert history(api, a, a.id, b.id, f"?before={first}").json == []
+    for before in (elsewhere, UNKNOWN_ID):
+        response = history(api, a, a.id, b.id, f"?before={before}")
+        assert response.status == 400
+        assert response.json == {"message": "`before` must be the id of a message of this conversation"}
+
+
+def test_numbering_continues_after_unfriending_and_befriending_again(
+    api: Api, sync_db: Db, pair: tuple[TestUser, TestUser]
+) -> None:
+    a, b = pair
+    send_direct(api, a, b, "one")
+    send_direct(api, b, a, "two")
+    assert api.delete(f"/api/friends/{b.id}", headers=a.headers).status == 204
+    make_friends(api, a, b)
+    # What was said before counts as read; the next message is number 3.
+    third = send_direct(api, b, a, "three").json["message"]["id"]
+    assert unread(api, a, b) == 1
+    stored = sync_db.user_messages.find_one({"key": third}, {"n": 1})
+    assert stored is not None
+    assert stored["n"] == 3
+    assert [m["msg"] for m in history(api, a, a.id, b.id).json] == ["three", "two", "one"]

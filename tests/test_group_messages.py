@@ -89,7 +89,7 @@ def test_send_sets_the_groups_last_message(api: Api, sync_db: Database[dict[str,
     last = send_group(api, group_id, member, "second").json
     group = sync_db.groups.find_one({"_id": ObjectId(group_id)})
     assert group is not None
-    assert group["last_key"] == last["id"]
+    assert (group["last_n"], group["message_n"]) == (2, 2)
     assert group["last_message"]["id"] == last["id"]
     assert group["last_message"]["msg"] == "second"
     assert group["last_message"]["from_id"] == member.id
@@ -101,22 +101,22 @@ def test_a_message_moves_only_its_own_groups_last_message(api: Api, sync_db: Dat
     older, newer = create_group(api, lord), create_group(api, lord)
     kept = send_group(api, older, lord, "in the older group").json["id"]
     last = send_group(api, newer, lord, "in the newer group").json["id"]
-    stored = {str(g["_id"]): g["last_key"] for g in sync_db.groups.find()}
-    assert stored == {older: kept, newer: last}
+    stored = {str(g["_id"]): (g["last_message"]["id"], g["message_n"]) for g in sync_db.groups.find()}
+    assert stored == {older: (kept, 1), newer: (last, 1)}
 
 
 def test_a_new_member_has_read_what_was_said_before_they_joined(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     lord, friend = create_user(api), create_user(api)
     group_id = create_group(api, lord)
-    before = send_group(api, group_id, lord, "before you came").json["id"]
+    send_group(api, group_id, lord, "before you came")
     make_friends(api, lord, friend)
     assert add_member(api, group_id, lord, friend).status == 201
     joined = sync_db.group_members.find_one({"group_id": group_id, "user_id": friend.id})
     assert joined is not None
-    assert joined["read_key"] == before
+    assert joined["read_n"] == 1
     lord_membership = sync_db.group_members.find_one({"group_id": group_id, "user_id": lord.id})
     assert lord_membership is not None
-    assert lord_membership["read_key"] == ""
+    assert lord_membership["read_n"] == 0
 
 
 def test_a_former_member_no_longer_receives_the_event(api: Api, sync_db: Database[dict[str, Any]]) -> None:
@@ -223,11 +223,13 @@ def test_the_same_client_msg_id_from_two_senders_is_two_messages(api: Api) -> No
 def store_undelivered(
     sync_db: Database[dict[str, Any]], group_id: str, sender: TestUser, deliver_by_ms: int
 ) -> ObjectId:
-    """What a first attempt leaves when its process dies right after storing the message."""
+    """What a first attempt leaves when its process dies right after storing the message (number 1)."""
+    sync_db.groups.update_one({"_id": ObjectId(group_id)}, {"$inc": {"last_n": 1}})
     doc = new_message_doc(
         {"group_id": group_id},
         sender.id,
         "lost?",
+        n=1,
         client_msg_id="c-9",
         created_at=utc_now(),
         deliver_by_ms=deliver_by_ms,
@@ -254,7 +256,7 @@ def test_a_retry_of_a_message_stored_but_never_published_publishes_it(
     assert stored["seq"] == retry.json["seq"]
     group = sync_db.groups.find_one({"_id": ObjectId(group_id)})
     assert group is not None
-    assert group["last_key"] == str(oid)
+    assert (group["last_message"]["id"], group["message_n"]) == (str(oid), 1)
     # and a further retry publishes nothing more
     assert send_group(api, group_id, member, "lost?", client_msg_id="c-9").json == retry.json
     assert len(group_events(sync_db)) == 1
@@ -329,13 +331,19 @@ def test_history_with_a_bad_cursor_is_400(api: Api, query: str) -> None:
     assert history(api, group_id, lord, query).status == 400
 
 
-def test_history_is_served_by_the_group_key_index(api: Api, sync_db: Database[dict[str, Any]]) -> None:
+def test_history_is_served_by_the_group_number_index(api: Api, sync_db: Database[dict[str, Any]]) -> None:
     """The app created the indexes when it started (the `api` fixture starts it)."""
-    for before in (None, str(ObjectId())):
-        query = group_messages.page_filter("0123456789abcdef01234567", before)
-        plan = json.dumps(sync_db.group_messages.find(query).sort("key", -1).limit(50).explain(), default=str)
+    group_id = "0123456789abcdef01234567"
+    for before_n in (None, 7):
+        query = group_messages.page_filter(group_id, before_n)
+        plan = json.dumps(sync_db.group_messages.find(query).sort("n", -1).limit(50).explain(), default=str)
         # nx-27017 answers with SQLite's plan (naming its index after the fields), MongoDB with its own
-        assert "idx_group_messages_group_id_key" in plan or ("IXSCAN" in plan and "group_id_1_key_1" in plan), plan
+        assert "idx_group_messages_group_id_n" in plan or ("IXSCAN" in plan and "group_id_1_n_1" in plan), plan
+    # The unread count reads the same index, from the member's read position on.
+    plan = json.dumps(
+        sync_db.group_messages.find(group_messages.unread_filter(group_id, 3, "x")).explain(), default=str
+    )
+    assert "idx_group_messages_group_id_n" in plan or ("IXSCAN" in plan and "group_id_1_n_1" in plan), plan
 
 
 # Store round trips
@@ -374,8 +382,9 @@ EXPECTED = {
     "POST /api/groups/<id>/members": 6,
     "PUT /api/groups/<id>/members/<user_id>": 4,
     "DELETE /api/groups/<id>/members/<user_id>": 4,
-    "POST /api/groups/<id>/messages": 8,
-    "POST /api/groups/<id>/messages (retry)": 5,
+    # One more each since issue 11: the message's number, taken from the group's counter.
+    "POST /api/groups/<id>/messages": 9,
+    "POST /api/groups/<id>/messages (retry)": 6,
     "GET /api/groups/<id>/messages": 4,
     "DELETE /api/groups/<id>": 7,
 }

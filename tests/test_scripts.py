@@ -233,15 +233,15 @@ def check_seeded_friendships(db: Any, chat_users: set[str], others: set[str]) ->
         for message in messages:
             assert message.key == str(message.id) == message.client_key
             assert {message.from_id, message.to_id} == {friendship.owner_id, friendship.friend_id}
-        newest = max(messages, key=lambda m: m.key)
-        assert friendship.last_key == newest.key
+        assert sorted(m.n for m in messages) == [1, 2, 3, 4, 5]
+        newest = max(messages, key=lambda m: m.n)
+        assert friendship.message_n == newest.n
+        assert db.direct_conversations.find_one({"_id": friendship.pair}) == {"_id": friendship.pair, "last_n": 5}
         assert friendship.last_message is not None
         assert friendship.last_message["id"] == newest.key
         assert friendship.last_message["msg"] == newest.msg
         # The newest message is unread by its recipient only.
-        assert friendship.unread == (1 if newest.to_id == friendship.owner_id else 0)
-        read_up_to = sorted(m.key for m in messages)[-2] if friendship.unread else newest.key
-        assert friendship.read_key == read_up_to
+        assert friendship.read_n == (4 if newest.to_id == friendship.owner_id else 5)
         assert newest.created_at == max(m.created_at for m in messages)
     assert not others & {f.friend_id for f in friendships}
 
@@ -261,8 +261,12 @@ def check_seeded_groups(db: Any, chat_users: set[str]) -> None:
         ]
         assert len(messages) == 5
         assert {m.from_id for m in messages} <= {m.user_id for m in mine}
-        assert group.last_key == max(m.key for m in messages)
-        assert all(m.read_key for m in mine)
+        assert sorted(m.n for m in messages) == [1, 2, 3, 4, 5]
+        assert group.last_n == group.message_n == 5
+        newest = max(messages, key=lambda m: m.n)
+        assert group.last_message is not None
+        assert group.last_message["id"] == newest.key
+        assert all(m.read_n == (5 if m.user_id == newest.from_id else 4) for m in mine)
 
 
 def test_seed_without_chat_inserts_only_users(tmp_path: Path) -> None:
@@ -275,7 +279,14 @@ def test_seed_without_chat_inserts_only_users(tmp_path: Path) -> None:
     try:
         client: MongoClient[dict[str, Any]] = MongoClient(store.uri)
         assert client.chat.users.estimated_document_count() == 10
-        for collection in ("friendships", "user_messages", "groups", "group_members", "group_messages"):
+        for collection in (
+            "friendships",
+            "direct_conversations",
+            "user_messages",
+            "groups",
+            "group_members",
+            "group_messages",
+        ):
             assert client.chat[collection].find_one() is None
         client.close()
     finally:
@@ -334,5 +345,124 @@ def test_a_seeded_demo_user_sees_friends_conversations_and_groups_over_http(
                 ("user", ids[11]): 1,
                 ("group", group_id): 1,
             }
+    finally:
+        store.stop()
+
+
+def legacy_message(where: dict[str, str], from_id: str, msg: str, oid: ObjectId) -> dict[str, Any]:
+    """A message as stored before issue 11: ordered by its key (its id's hex), no number."""
+    return {"_id": oid, **where, "from_id": from_id, "msg": msg, "msg_type": "txt", "key": str(oid)} | {
+        "client_key": str(oid),
+        "client_msg_id": None,
+        "created_at": oid.generation_time,
+        "seq": 1,
+    }
+
+
+def legacy_store(db: Any) -> dict[str, Any]:
+    """Two users with a direct conversation and a group, as an older version stored them: keys, the
+    recipient's `unread` counter, `read_key`s; returns what the checks need."""
+    me, friend = str(ObjectId()), str(ObjectId())
+    pair = pair_key(me, friend)
+    # Ids made out of order on purpose: the old order is the key's, whatever the insertion order.
+    oids = sorted(ObjectId() for _ in range(5))
+    senders = [friend, me, friend, friend, me]
+    direct = [legacy_message({"pair": pair, "to_id": me if s == friend else friend}, s, f"d{i}", oid)
+              for i, (s, oid) in enumerate(zip(senders, oids, strict=True))]  # fmt: skip
+    db.user_messages.insert_many(direct[::-1])
+    summary = {
+        "id": str(oids[-1]),
+        "from_id": me,
+        "msg": "d4",
+        "msg_type": "txt",
+        "created_at": direct[-1]["created_at"],
+    }
+    # My side: two of the friend's messages arrived unread since I last read (my own reply moved read_key).
+    db.friendships.insert_many(
+        [
+            {"owner_id": me, "friend_id": friend, "pair": pair, "unread": 2, "read_key": str(oids[-1])},
+            {"owner_id": friend, "friend_id": me, "pair": pair, "unread": 0, "read_key": str(oids[-1])},
+        ]
+    )
+    db.friendships.update_many({"pair": pair}, {"$set": {"last_message": summary, "last_key": str(oids[-1])}})
+    group_id = ObjectId()
+    group_oids = sorted(ObjectId() for _ in range(4))
+    group_messages = [
+        legacy_message({"group_id": str(group_id)}, friend, f"g{i}", oid) for i, oid in enumerate(group_oids)
+    ]
+    db.group_messages.insert_many(group_messages)
+    db.groups.insert_one(
+        {"_id": group_id, "group_name": "old", "lord_id": friend, "created_at": group_oids[0].generation_time}
+        | {"last_key": str(group_oids[-1]), "last_message": {**summary, "id": str(group_oids[-1]), "from_id": friend}}
+    )
+    db.group_members.insert_many(
+        [
+            {"group_id": str(group_id), "user_id": friend, "identity": "lord", "read_key": ""},
+            {"group_id": str(group_id), "user_id": me, "identity": "user", "read_key": str(group_oids[0])},
+        ]
+    )
+    return {"me": me, "friend": friend, "pair": pair, "direct": [str(o) for o in oids], "group_id": str(group_id)}
+
+
+def snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:
+    names = ("user_messages", "group_messages", "friendships", "groups", "group_members", "direct_conversations")
+    return {name: list(db[name].find().sort("_id", 1)) for name in names}
+
+
+def test_number_messages_numbers_old_messages_once_in_their_old_order(tmp_path: Path) -> None:
+    env = subprocess_env(tmp_path / "data")
+    store = EmbeddedStore(tmp_path / "data").start()
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(store.uri, tz_aware=True)
+        db = client.chat
+        legacy = legacy_store(db)
+        result = run_script("scripts.number_messages", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "numbered 5 direct and 4 group messages" in result.stdout
+        assert "2 friendships, 1 groups and 2 members" in result.stdout
+        assert "14/14" in result.stderr  # the progress bar: 9 messages, 2 friendships, 1 group, 2 members
+        numbers = {m["key"]: m["n"] for m in db.user_messages.find()}
+        assert [numbers[key] for key in legacy["direct"]] == [1, 2, 3, 4, 5]
+        assert db.direct_conversations.find_one({"_id": legacy["pair"]}) == {"_id": legacy["pair"], "last_n": 5}
+        assert sorted(m["n"] for m in db.group_messages.find()) == [1, 2, 3, 4]
+        mine = db.friendships.find_one({"owner_id": legacy["me"]})
+        theirs = db.friendships.find_one({"owner_id": legacy["friend"]})
+        assert mine is not None
+        assert theirs is not None
+        # The friend's messages 3 and 4 were my two unread: read up to 2.
+        assert (mine["message_n"], mine["read_n"], theirs["read_n"]) == (5, 2, 5)
+        assert not {"last_key", "unread", "read_key"} & (set(mine) | set(theirs))
+        group = db.groups.find_one()
+        assert group is not None
+        assert (group["last_n"], group["message_n"]) == (4, 4)
+        assert "last_key" not in group
+        reads = {m["user_id"]: m["read_n"] for m in db.group_members.find()}
+        assert reads == {legacy["friend"]: 0, legacy["me"]: 1}
+        before = snapshot(db)
+
+        again = run_script("scripts.number_messages", cwd=tmp_path, env=env)
+        assert again.returncode == 0, again.stderr
+        assert "numbered 0 direct and 0 group messages" in again.stdout
+        assert snapshot(db) == before
+        client.close()
+        # And the store now takes the app's unique (conversation, n) indexes.
+        assert run_script("scripts.indexes", "create", cwd=tmp_path, env=env).returncode == 0
+    finally:
+        store.stop()
+
+
+def test_number_messages_on_a_numbered_store_changes_nothing(tmp_path: Path) -> None:
+    env = subprocess_env(tmp_path / "data")
+    args = ("--users", "12", "--friends", "2", "--messages", "5", "--group-size", "6")
+    assert run_script("scripts.seed", *args, cwd=tmp_path, env=env).returncode == 0
+    store = EmbeddedStore(tmp_path / "data").start()
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(store.uri, tz_aware=True)
+        before = snapshot(client.chat)
+        result = run_script("scripts.number_messages", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "numbered 0 direct and 0 group messages; set the numbers of 0 friendships" in result.stdout
+        assert snapshot(client.chat) == before
+        client.close()
     finally:
         store.stop()

@@ -26,7 +26,7 @@ class Conversation(BaseModel):
     name: str = Field(description="The friend's username, or the group's name")
     avatar: str | None
     last_message: LastMessage | None
-    unread: int = Field(description="Messages from others not read yet; for a group, at most 999")
+    unread: int = Field(description="Exactly the messages after my read position that I did not send")
     updated_at: StoredTime = Field(description="When the last message was sent (a group without any: its creation)")
     deleted: bool = Field(
         False, description="The friend deleted their account: read-only, named `Deleted account` (docs/api.md)"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-
-from bson import ObjectId
 
 from chat_api.common.clock import stored_datetime
 from chat_api.common.errors import Forbidden, UserNotFound
@@ -16,12 +14,14 @@ from chat_api.conversations.schemas import Conversation, LastMessage
 from chat_api.friends import repository as friends
 from chat_api.groups import repository as groups
 from chat_api.groups import service as group_service
+from chat_api.messages.repository import direct_messages
 from chat_api.users import repository as users
 
 # The name a conversation with a deleted account shows (the placeholder of docs/api.md, "Delete your account").
 DELETED_ACCOUNT_NAME = "Deleted account"
-# How often marking read retries when messages keep arriving between its read and its write.
-READ_ATTEMPTS = 5
+# The sort time of a conversation without a message (not listed: only groups have none, and they
+# sort by their creation).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -30,50 +30,52 @@ class Entry:
 
     type: str
     id: str
-    sort_key: str  # an ObjectId's hex: the last message's key, else the group's creation time
+    # When its newest message was numbered (its `created_at`), else when the group was created: the
+    # list's order, to the millisecond, never an ObjectId's seconds.
+    sort_time: datetime
     doc: dict[str, Any]
-    read_key: str = ""
+    read_n: int = 0
 
 
-def time_key(moment: datetime | str) -> str:
-    """A key that sorts with message keys (ObjectId hex strings start with their seconds)."""
-    return str(ObjectId.from_datetime(stored_datetime(moment)))
+def last_time(doc: dict[str, Any]) -> datetime | None:
+    last = doc.get("last_message")
+    return stored_datetime(last["created_at"]) if last else None
 
 
 async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversation], int]:
     """My conversations, most recent first: friends I have messages with, and all my groups."""
     friend_docs, memberships = await asyncio.gather(friends.conversations_of(me), groups.memberships_of(me))
-    entries = [Entry("user", doc["friend_id"], doc["last_key"], doc) for doc in friend_docs]
+    entries = [
+        Entry("user", doc["friend_id"], last_time(doc) or EPOCH, doc, int(doc.get("read_n", 0))) for doc in friend_docs
+    ]
     if memberships:
-        read_keys = {m["group_id"]: m.get("read_key", "") for m in memberships}
-        projection = {"group_name": 1, "group_avatar": 1, "created_at": 1, "last_message": 1, "last_key": 1}
-        for group in await groups.groups_by_ids(list(read_keys), projection):
+        read_positions = {m["group_id"]: int(m.get("read_n", 0)) for m in memberships}
+        projection = {"group_name": 1, "group_avatar": 1, "created_at": 1, "last_message": 1}
+        for group in await groups.groups_by_ids(list(read_positions), projection):
             group_id = str(group["_id"])
-            sort_key = group.get("last_key") or time_key(group["created_at"])
-            entries.append(Entry("group", group_id, sort_key, group, read_keys[group_id]))
-    entries.sort(key=lambda entry: entry.sort_key, reverse=True)
+            sort_time = last_time(group) or stored_datetime(group["created_at"])
+            entries.append(Entry("group", group_id, sort_time, group, read_positions[group_id]))
+    # Ties (the same millisecond) by id, so that the pages of one listing never overlap.
+    entries.sort(key=lambda entry: (entry.sort_time, entry.id), reverse=True)
     page = entries[offset : offset + limit]
-    groups_on_page = [entry for entry in page if entry.type == "group"]
     profiles, unread_counts = await asyncio.gather(
         users.public_users(entry.id for entry in page if entry.type == "user"),
-        asyncio.gather(*(groups.unread_count(entry.id, entry.read_key, me) for entry in groups_on_page)),
+        asyncio.gather(*(unread_count(entry, me) for entry in page)),
     )
-    unread = {entry.id: count for entry, count in zip(groups_on_page, unread_counts, strict=True)}
     result = []
-    for entry in page:
+    for entry, count in zip(page, unread_counts, strict=True):
         last = entry.doc.get("last_message")
         last_message = LastMessage.model_validate(last) if last else None
         deleted = False
         if entry.type == "user":
             profile = profiles.get(entry.id)
-            count = int(entry.doc.get("unread", 0))
             if profile is None:
                 # The friend deleted their account: the conversation stays, read-only, under a placeholder.
                 name, avatar, deleted = DELETED_ACCOUNT_NAME, None, True
             else:
                 name, avatar = profile.username, profile.avatar
         else:
-            name, avatar, count = entry.doc["group_name"], entry.doc.get("group_avatar"), unread[entry.id]
+            name, avatar = entry.doc["group_name"], entry.doc.get("group_avatar")
         updated_at = last_message.created_at if last_message else stored_datetime(entry.doc["created_at"])
         result.append(
             Conversation(
@@ -90,22 +92,29 @@ async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversa
     return result, len(entries)
 
 
+async def unread_count(entry: Entry, me: str) -> int:
+    """Exactly the messages after my read position that I did not send (one index range read)."""
+    if entry.type == "user":
+        return await direct_messages.unread_count(entry.doc["pair"], entry.read_n, me)
+    return await groups.unread_count(entry.id, entry.read_n, me)
+
+
 async def mark_user_read(me: str, friend_id: str) -> None:
-    """Everything from this friend so far is read: unread 0, read_key the conversation's last key."""
+    """Everything from this friend so far is read: my read position becomes the number of the
+    conversation's newest delivered message (never moved back by a slower concurrent call)."""
     canonical = canonical_id(friend_id)
     if canonical is None:
         raise UserNotFound
-    for _ in range(READ_ATTEMPTS):
-        doc = await friends.friendship(me, canonical, {"last_key": 1})
-        if doc is None:
-            if await users.user_exists(canonical):
-                raise Forbidden("This user is not your friend")
-            raise UserNotFound
-        if await friends.mark_read(doc["_id"], doc.get("last_key")):
-            return
-    # Messages keep arriving: the newest ones stay unread, which is true enough.
+    doc = await friends.friendship(me, canonical, {"message_n": 1, "read_n": 1})
+    if doc is None:
+        if await users.user_exists(canonical):
+            raise Forbidden("This user is not your friend")
+        raise UserNotFound
+    newest = int(doc.get("message_n", 0))
+    if newest > int(doc.get("read_n", 0)):
+        await friends.mark_read(me, canonical, newest)
 
 
 async def mark_group_read(me: str, group_id: str) -> None:
-    """Everything in this group so far is read: my read_key becomes the group's last key."""
+    """Everything in this group so far is read: my read_n becomes its newest delivered message's number."""
     await group_service.mark_read(group_id, me)

@@ -47,12 +47,12 @@ class Friendship(Document):
     friend_id: str
     pair: str  # pair_key(owner_id, friend_id), the same on both documents
     created_at: datetime
-    # The owner's side of the direct conversation: the newest message (a summary), its ordering
-    # key, how many arrived unread, and the key of the newest message they have read.
+    # The owner's side of the direct conversation: the newest delivered message (a summary) and its
+    # number in the conversation (0: none yet), and the number of the newest message the owner has
+    # read. Unread is counted from `read_n` (docs/decisions.md, "Message numbers").
     last_message: dict[str, Any] | None = None
-    last_key: str | None = None
-    unread: int = 0
-    read_key: str = ""
+    message_n: int = 0
+    read_n: int = 0
     # The friend deleted their account: this side stays as the owner's read-only conversation with them,
     # no longer a friendship (not listed, not counted, no messages). Written only as true, by accounts.service,
     # and absent on every other document: queries test its absence (friends.repository.LIVE).
@@ -61,6 +61,20 @@ class Friendship(Document):
     class Settings:
         name = "friendships"
         indexes: ClassVar[list[IndexModel]] = [ascending("owner_id", "friend_id", unique=True), ascending("pair")]
+
+
+class DirectConversation(Document):
+    """The counter of a pair's direct conversation, which numbers its messages 1, 2, 3...
+
+    Its own document, keyed by the pair, because the friendships are deleted on unfriend while the
+    messages stay, and friends again continue the numbering where it stopped.
+    """
+
+    id: str  # type: ignore[assignment]  # the pair key
+    last_n: int = 0  # the last number taken (a message may hold it yet, or never: a hole)
+
+    class Settings:
+        name = "direct_conversations"
 
 
 def new_request_doc(from_id: str, to_id: str, verify_data: str, now: datetime) -> dict[str, Any]:
@@ -77,11 +91,18 @@ def new_request_doc(from_id: str, to_id: str, verify_data: str, now: datetime) -
     }
 
 
-def new_friendship_docs(a: str, b: str, now: datetime) -> list[dict[str, Any]]:
-    """Both sides of a new friendship as stored, `a`'s first: no messages yet, nothing unread."""
+def new_friendship_docs(a: str, b: str, now: datetime, read_n: int = 0) -> list[dict[str, Any]]:
+    """Both sides of a new friendship as stored, `a`'s first: no message shown yet, and read up to
+    `read_n` (the pair's last number: what was said before, when they were friends once, is read)."""
     pair = pair_key(a, b)
     return [
         {"_id": ObjectId(), "owner_id": owner, "friend_id": friend, "pair": pair, "created_at": now}
-        | {"last_message": None, "last_key": None, "unread": 0, "read_key": ""}
+        | {"last_message": None, "message_n": 0, "read_n": read_n}
         for owner, friend in ((a, b), (b, a))
     ]
+
+
+def new_direct_conversation_doc(pair: str, last_n: int) -> dict[str, Any]:
+    """A pair's conversation counter as stored, its last number taken `last_n` (messages take theirs
+    with `friends.repository.take_number`, which creates it on the first)."""
+    return {"_id": pair, "last_n": last_n}

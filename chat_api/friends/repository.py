@@ -10,12 +10,12 @@ import asyncio
 from typing import Any
 
 from bson import ObjectId
-from pymongo import DESCENDING, UpdateMany, UpdateOne
+from pymongo import DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from chat_api.common.pagination import COUNT_BATCH, count_matching
-from chat_api.friends.models import Friendship, UserRequest, new_friendship_docs
+from chat_api.friends.models import DirectConversation, Friendship, UserRequest, new_friendship_docs
 
 DUPLICATE_KEY = 11000
 Collection = AsyncCollection[dict[str, Any]]
@@ -27,6 +27,10 @@ def requests() -> Collection:
 
 def friendships() -> Collection:
     return Friendship.get_pymongo_collection()
+
+
+def direct_conversations() -> Collection:
+    return DirectConversation.get_pymongo_collection()
 
 
 # Friend requests
@@ -97,9 +101,9 @@ async def friend_ids(user_id: str) -> list[str]:
     return [doc["friend_id"] for doc in await cursor.to_list()]
 
 
-async def insert_friendship(a: str, b: str, now: Any) -> list[ObjectId]:
-    """Both sides of a friendship; a side that already exists is kept. The ids of the new ones."""
-    docs = new_friendship_docs(a, b, now)
+async def insert_friendship(a: str, b: str, now: Any, read_n: int = 0) -> list[ObjectId]:
+    """Both sides of a friendship, read up to `read_n`; a side that already exists is kept. The ids of the new ones."""
+    docs = new_friendship_docs(a, b, now, read_n)
     ids: list[ObjectId] = [doc["_id"] for doc in docs]
     try:
         await friendships().insert_many(docs, ordered=False)
@@ -130,46 +134,51 @@ async def friends_page(user_id: str, limit: int, offset: int) -> tuple[list[str]
     return [doc["friend_id"] for doc in docs], total
 
 
-# The direct conversation each side keeps on its friendship
+# The direct conversation: its counter (`direct_conversations`), and each side's view on its friendship
 
 
-async def record_message(pair: str, from_id: str, to_id: str, key: str, summary: dict[str, Any]) -> None:
-    """A message of the pair was delivered: both sides' last message, the recipient's unread count,
-    and the sender's read position, in one round trip."""
-    last = {"$set": {"last_message": summary, "last_key": key}}
-    await friendships().bulk_write(
-        [
-            # Only ever forwards: of two messages sent at once, the later key stays the summary.
-            # Two updates rather than one `$or` (no last_key yet, or an older one): nx-27017
-            # answers `$or` beside other conditions wrongly (docs/store.md).
-            UpdateMany({"pair": {"$eq": pair}, "last_key": {"$eq": None}}, last),
-            UpdateMany({"pair": {"$eq": pair}, "last_key": {"$lt": key}}, last),
-            UpdateOne({"owner_id": {"$eq": to_id}, "friend_id": {"$eq": from_id}}, {"$inc": {"unread": 1}}),
-            # The sender has read their own message.
-            UpdateOne(
-                {"owner_id": {"$eq": from_id}, "friend_id": {"$eq": to_id}, "read_key": {"$lt": key}},
-                {"$set": {"read_key": key}},
-            ),
-        ],
-        ordered=False,
+async def take_number(pair: str) -> int:
+    """The next number of the pair's conversation, taken atomically from its counter document (created
+    by the first message): one findAndModify, an upsert on a string `_id`, which both stores serve."""
+    counter = await direct_conversations().find_one_and_update(
+        {"_id": pair}, {"$inc": {"last_n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    if counter is None:  # an upsert returning the document after it always has one
+        raise RuntimeError(f"the counter of {pair} was not returned")
+    return int(counter["last_n"])
+
+
+async def last_number(pair: str) -> int:
+    """The last number the pair's conversation has taken (0: none yet)."""
+    counter = await direct_conversations().find_one({"_id": pair}, {"last_n": 1})
+    return int(counter["last_n"]) if counter is not None else 0
+
+
+async def record_message(pair: str, n: int, summary: dict[str, Any]) -> None:
+    """The message number `n` of the pair was delivered: both sides' last message, in one write.
+
+    Only ever forwards: of two messages sent at once, the higher number stays the summary. Nobody's
+    read position moves: my own messages never count as unread, and sending one does not mean I
+    read what came before it.
+    """
+    await friendships().update_many(
+        {"pair": {"$eq": pair}, "message_n": {"$lt": n}}, {"$set": {"last_message": summary, "message_n": n}}
     )
 
 
 async def conversations_of(user_id: str) -> list[dict[str, Any]]:
-    """My sides of the friendships that have messages: the friend, the last message, the unread count."""
-    query = {"owner_id": {"$eq": user_id}, "last_key": {"$ne": None}}
-    projection = {"friend_id": 1, "last_message": 1, "last_key": 1, "unread": 1}
+    """My sides of the friendships that show a message: the friend, the last message, my read position."""
+    query = {"owner_id": {"$eq": user_id}, "message_n": {"$gt": 0}}
+    projection = {"friend_id": 1, "pair": 1, "last_message": 1, "message_n": 1, "read_n": 1}
     return await friendships().find(query, projection).to_list()
 
 
-async def mark_read(side_id: ObjectId, last_key: str | None) -> bool:
-    """Unread 0 and read up to `last_key`, only if no message arrived since it was read (else its
-    unread +1 would be wiped out while read_key stays before it); False if one did."""
-    result = await friendships().update_one(
-        {"_id": side_id, "last_key": {"$eq": last_key}},
-        {"$set": {"unread": 0, "read_key": last_key or ""}},
+async def mark_read(owner_id: str, friend_id: str, n: int) -> None:
+    """Read up to the message number `n`; a slower concurrent call cannot move the position back."""
+    await friendships().update_one(
+        {"owner_id": {"$eq": owner_id}, "friend_id": {"$eq": friend_id}, "read_n": {"$lt": n}},
+        {"$set": {"read_n": n}},
     )
-    return result.matched_count == 1
 
 
 # An account being deleted (accounts.service)

@@ -80,7 +80,10 @@ async def answer_request(user_id: str, request_id: str, status: str) -> None:
     if status == "agree":
         # Friendships first: a crash before the status update below leaves a request still
         # waiting beside a friendship, and answering it again completes it.
-        created = await repository.insert_friendship(doc["from_id"], doc["to_id"], utc_now())
+        # Read up to the pair's last number: friends once before continue their numbering, and
+        # what they said then is history, not unread.
+        read_n = await repository.last_number(pair_key(doc["from_id"], doc["to_id"]))
+        created = await repository.insert_friendship(doc["from_id"], doc["to_id"], utc_now(), read_n)
     now = utc_now()
     if not await repository.close_request(oid, status, now):
         if created:

@@ -22,9 +22,11 @@ class Group(Document):
     group_placard: str | None = None
     lord_id: str
     created_at: datetime
-    # The newest message (a summary) and its key, for the conversation list.
+    # The counter that numbers the group's messages 1, 2, 3...: the last number taken.
+    last_n: int = 0
+    # The newest delivered message (a summary) and its number, for the conversation list.
     last_message: dict[str, Any] | None = None
-    last_key: str | None = None
+    message_n: int = 0
 
     class Settings:
         name = "groups"
@@ -35,7 +37,7 @@ class GroupMember(Document):
     user_id: str
     identity: Identity = "user"
     joined_at: datetime
-    read_key: str = ""  # key of the newest group message this member has read
+    read_n: int = 0  # number of the newest group message this member has read
 
     class Settings:
         name = "group_members"
@@ -50,17 +52,23 @@ class GroupMessage(StoredMessage):
 
     class Settings:
         name = "group_messages"
-        indexes: ClassVar[list[IndexModel]] = [ascending("group_id", "key"), *StoredMessage.SHARED_INDEXES]
+        indexes: ClassVar[list[IndexModel]] = [ascending("group_id", "n", unique=True), *StoredMessage.SHARED_INDEXES]
 
 
 def new_group_doc(fields: dict[str, Any], lord_id: str, now: datetime) -> dict[str, Any]:
     """A group as stored: its own `fields` (name, description, avatar, placard), no message yet."""
-    return {"_id": ObjectId(), **fields, "lord_id": lord_id, "created_at": now, "last_message": None, "last_key": None}
+    return {
+        "_id": ObjectId(),
+        **fields,
+        "lord_id": lord_id,
+        "created_at": now,
+        "last_n": 0,
+        "last_message": None,
+        "message_n": 0,
+    }
 
 
-def new_member_doc(
-    group_id: str, user_id: str, identity: Identity, now: datetime, read_key: str = ""
-) -> dict[str, Any]:
-    """A membership as stored; `read_key` is the newest message the member has read (what was said
-    before they joined counts as read)."""
-    return {"group_id": group_id, "user_id": user_id, "identity": identity, "joined_at": now, "read_key": read_key}
+def new_member_doc(group_id: str, user_id: str, identity: Identity, now: datetime, read_n: int = 0) -> dict[str, Any]:
+    """A membership as stored; `read_n` is the number of the newest message the member has read (what
+    was said before they joined counts as read)."""
+    return {"group_id": group_id, "user_id": user_id, "identity": identity, "joined_at": now, "read_n": read_n}

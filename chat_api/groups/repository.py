@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from chat_api.common.pagination import count_matching
@@ -21,9 +21,6 @@ from chat_api.messages.repository import MessageStore
 # Large enough that a group's member ids come back in one reply (PyMongo's first batch is
 # otherwise 101 documents, and each further batch is one more round trip).
 MEMBER_BATCH = 100_000
-# A group's unread count is counted up to here: enough for a badge ("999+"), and the cost of
-# counting stays bounded however far behind a member is.
-UNREAD_CAP = 999
 Collection = AsyncCollection[dict[str, Any]]
 
 group_messages = MessageStore(GroupMessage, "group_id")
@@ -67,21 +64,19 @@ async def delete_group_document(group_id: str) -> None:
     await groups().delete_one({"_id": ObjectId(group_id)})
 
 
-async def set_last_message(group_id: str, key: str, summary: dict[str, Any]) -> None:
-    """Point the group at this message unless a newer one got there first (concurrent senders).
+async def take_number(group_id: str) -> int | None:
+    """The next number of the group's conversation, taken atomically from the group document's counter
+    (one findAndModify); None if the group is gone."""
+    group = await groups().find_one_and_update(
+        {"_id": ObjectId(group_id)}, {"$inc": {"last_n": 1}}, {"last_n": 1}, return_document=ReturnDocument.AFTER
+    )
+    return None if group is None else int(group["last_n"])
 
-    Two updates in one round trip rather than one filter with `$or` (no last key yet, or an older
-    one): nx-27017 joins `$or` to the other conditions without parentheses, and the `$or` form
-    updated another group whose last key was older (docs/store.md).
-    """
-    gid = ObjectId(group_id)
-    last = {"$set": {"last_message": summary, "last_key": key}}
-    await groups().bulk_write(
-        [
-            UpdateOne({"_id": gid, "last_key": {"$eq": None}}, last),
-            UpdateOne({"_id": gid, "last_key": {"$lt": key}}, last),
-        ],
-        ordered=False,
+
+async def set_last_message(group_id: str, n: int, summary: dict[str, Any]) -> None:
+    """Point the group at the message number `n` unless a newer one got there first (concurrent senders)."""
+    await groups().update_one(
+        {"_id": ObjectId(group_id), "message_n": {"$lt": n}}, {"$set": {"last_message": summary, "message_n": n}}
     )
 
 
@@ -106,7 +101,7 @@ async def member_ids(group_id: str) -> list[str]:
 
 async def memberships_of(user_id: str) -> list[dict[str, Any]]:
     """My memberships: each group's id and how far I have read it."""
-    return await members().find({"user_id": {"$eq": user_id}}, {"group_id": 1, "read_key": 1}).to_list()
+    return await members().find({"user_id": {"$eq": user_id}}, {"group_id": 1, "read_n": 1}).to_list()
 
 
 async def my_memberships_page(user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -143,9 +138,9 @@ async def set_identity(group_id: str, user_id: str, identity: Identity) -> bool:
     return result.matched_count == 1
 
 
-async def mark_read(member_id: ObjectId, last_key: str) -> None:
-    """Move a member's read position forward to `last_key`; a slower concurrent call cannot move it back."""
-    await members().update_one({"_id": member_id, "read_key": {"$lt": last_key}}, {"$set": {"read_key": last_key}})
+async def mark_read(member_id: ObjectId, n: int) -> None:
+    """Move a member's read position forward to the message number `n`; a slower concurrent call cannot move it back."""
+    await members().update_one({"_id": member_id, "read_n": {"$lt": n}}, {"$set": {"read_n": n}})
 
 
 async def delete_members(group_id: str, *, except_user: str | None = None) -> None:
@@ -158,19 +153,10 @@ async def delete_members(group_id: str, *, except_user: str | None = None) -> No
 # Messages (the shared queries are group_messages' MessageStore methods)
 
 
-def unread_filter(group_id: str, read_key: str, me: str) -> dict[str, Any]:
-    """Messages of a group after `read_key` from others; `$eq` so that nx-27017 uses (group_id, key)."""
-    return {"group_id": {"$eq": group_id}, "key": {"$gt": read_key}, "from_id": {"$ne": me}}
-
-
-async def unread_count(group_id: str, read_key: str, me: str) -> int:
-    """Messages of a group after `read_key` from others, counted up to UNREAD_CAP.
-
-    A capped find of ids rather than count_documents: nx-27017 counts in Python over the documents
-    (about 0.6 s for 5,000), while this find is an index range read of (group_id, key).
-    """
-    cursor = group_messages.collection().find(unread_filter(group_id, read_key, me), {"_id": 1})
-    return len(await cursor.limit(UNREAD_CAP).to_list())
+async def unread_count(group_id: str, read_n: int, me: str) -> int:
+    """Messages of a group after `read_n` from others, exactly (group_messages.unread_count): read from
+    the member's own position, so a send writes nothing per member."""
+    return await group_messages.unread_count(group_id, read_n, me)
 
 
 async def delete_messages(group_id: str) -> None:
@@ -207,7 +193,7 @@ async def delete_membership(group_id: str, user_id: str) -> None:
     await members().delete_one(member_filter(group_id, user_id))
 
 
-async def replace_last_message(group_id: str, key: str, summary: dict[str, Any]) -> None:
-    """Put `summary` in place of the group's newest message if that is still the message `key`."""
-    query = {"_id": ObjectId(group_id), "last_key": {"$eq": key}}
+async def replace_last_message(group_id: str, n: int, summary: dict[str, Any]) -> None:
+    """Put `summary` in place of the group's newest message if that is still the message numbered `n`."""
+    query = {"_id": ObjectId(group_id), "message_n": {"$eq": n}}
     await groups().update_one(query, {"$set": {"last_message": summary}})

@@ -21,7 +21,7 @@ from chat_api.groups.repository import group_messages
 from chat_api.groups.schemas import GroupCreate, GroupMemberPublic, GroupMessagePublic, GroupPublic
 from chat_api.messages.models import erased_summary, message_summary
 from chat_api.messages.schemas import MessageIn
-from chat_api.messages.service import new_message, store_message
+from chat_api.messages.service import before_number, new_message, store_message
 from chat_api.users import repository as users
 
 MANAGERS = ("lord", "admin")
@@ -176,7 +176,7 @@ async def add_member(group: Access, user_id: str) -> GroupMemberPublic:
     now = utc_now()
     try:
         await repository.insert_member(
-            new_member_doc(group.group_id, user_id, "user", now, group.group.get("last_key") or "")
+            new_member_doc(group.group_id, user_id, "user", now, int(group.group.get("last_n", 0)))
         )
     except DuplicateKeyError:
         raise Conflict("This user is already a member of the group") from None
@@ -249,8 +249,9 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
     """Store a group message, publish one event to every current member, and update the group's last message.
 
     The cost does not grow with the group: one `find` of the member ids (in one batch), one
-    insert of the message, one event for all recipients. Unread counts are not written per
-    member; they are counted at read time from each member's `read_key`.
+    number from the group's counter, one insert of the message, one event for all recipients.
+    Unread counts are not written per member; they are counted at read time from each member's
+    `read_n`.
     """
     gid = canonical_id(group_id)
     if gid is None:
@@ -267,14 +268,18 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
     if not file_ok:
         message = f"An {body.msg_type} message must be a /api/files/<id> URL of a file stored here"
         raise Invalid(message, errors=[{"field": "msg", "message": message, "type": "file_url"}])
+    # Taken after the checks, so a refused send leaves no hole; a retry takes one (it keeps its original's).
+    n = await repository.take_number(gid)
+    if n is None:
+        raise GroupNotFound
     # The unique index refused a retry whose original is gone: it was deleted with its group.
     stored = await store_message(
-        group_messages, new_message(from_id, body, group_id=gid), ("group_id", "msg", "msg_type"), GroupNotFound()
+        group_messages, new_message(from_id, body, n, group_id=gid), ("group_id", "msg", "msg_type"), GroupNotFound()
     )
     if stored.deliver:
         # Acknowledged from here on: the message is stored. Its delivery and the group's summary follow.
         stored.doc["seq"] = await _deliver(stored.doc, recipients)
-        await repository.set_last_message(gid, stored.doc["key"], message_summary(stored.doc))
+        await repository.set_last_message(gid, stored.doc["n"], message_summary(stored.doc))
     return Sent(message_public(stored.doc), created=stored.created)
 
 
@@ -287,26 +292,27 @@ async def _deliver(doc: Mapping[str, Any], recipients: list[str]) -> int:
 
 
 async def history(group_id: str, before: str | None, limit: int) -> list[GroupMessagePublic]:
-    """Newest first, older than `before` (a message id) when given."""
-    return [message_public(doc) for doc in await group_messages.page(group_id, before, limit)]
+    """Newest (highest number) first, older than `before` (a message id of this group) when given."""
+    before_n = await before_number(group_messages, group_id, before)
+    return [message_public(doc) for doc in await group_messages.page(group_id, before_n, limit)]
 
 
 async def mark_read(group_id: str, user_id: str) -> None:
-    """Everything in this group so far is read: the member's read_key becomes the group's last key."""
+    """Everything in this group so far is read: my read_n becomes the number of its newest delivered message."""
     oid = parse_object_id(group_id)
     if oid is None:
         raise GroupNotFound
     gid = str(oid)
     group, member = await asyncio.gather(
-        repository.find_group(gid, {"last_key": 1}), repository.membership(gid, user_id, {"read_key": 1})
+        repository.find_group(gid, {"message_n": 1}), repository.membership(gid, user_id, {"read_n": 1})
     )
     if group is None:
         raise GroupNotFound
     if member is None:
         raise Forbidden("Only members of the group may do this")
-    last_key = group.get("last_key")
-    if last_key and last_key > member.get("read_key", ""):
-        await repository.mark_read(member["_id"], last_key)
+    last_n = int(group.get("message_n", 0))
+    if last_n > int(member.get("read_n", 0)):
+        await repository.mark_read(member["_id"], last_n)
 
 
 # An account being deleted (accounts.service): every step can run again after a crash.
@@ -363,8 +369,8 @@ async def erase_messages_from(user_id: str) -> None:
     await group_messages.erase_from(user_id)
     if not group_ids:
         return
-    projection = {"last_message": 1, "last_key": 1}
+    projection = {"last_message": 1, "message_n": 1}
     for group in await repository.groups_by_ids(sorted(group_ids), projection):
         summary = erased_summary(group.get("last_message"), user_id)
         if summary is not None:
-            await repository.replace_last_message(str(group["_id"]), group["last_key"], summary)
+            await repository.replace_last_message(str(group["_id"]), int(group.get("message_n", 0)), summary)

@@ -21,8 +21,10 @@ class StoredMessage(Document):
     from_id: str
     msg: str
     msg_type: MsgType = "txt"
-    # The hex string of this document's own ObjectId: the history's order and cursor. It is a
-    # copy because a compound index that includes `_id` breaks every insert on nx-27017.
+    # The message's number in its conversation (1, 2, 3... in the order the numbers were taken from
+    # the conversation's counter): the history's order and the unread counts (docs/decisions.md).
+    n: int
+    # The hex string of this document's own ObjectId: the message's public id.
     key: str
     # "<from_id>:<client_msg_id>", or the message's own key when the client sent none, under a
     # unique index: a retried send finds the original (a sparse index would be dropped).
@@ -48,7 +50,7 @@ class DirectMessage(StoredMessage):
 
     class Settings:
         name = "user_messages"
-        indexes: ClassVar[list[IndexModel]] = [ascending("pair", "key"), *StoredMessage.SHARED_INDEXES]
+        indexes: ClassVar[list[IndexModel]] = [ascending("pair", "n", unique=True), *StoredMessage.SHARED_INDEXES]
 
 
 def new_message_doc(
@@ -56,13 +58,15 @@ def new_message_doc(
     from_id: str,
     msg: str,
     *,
+    n: int,
     msg_type: MsgType = "txt",
     client_msg_id: str | None = None,
     created_at: datetime,
     deliver_by_ms: int | None = None,
 ) -> dict[str, Any]:
     """A direct or group message as stored, not yet delivered (`seq` None). `target` is its pair and
-    `to_id`, or its `group_id`; `deliver_by_ms` is the storing request's delivery lease, if any."""
+    `to_id`, or its `group_id`; `n` its number in that conversation; `deliver_by_ms` is the storing
+    request's delivery lease, if any."""
     oid = ObjectId()
     key = str(oid)
     return {
@@ -71,6 +75,7 @@ def new_message_doc(
         "from_id": from_id,
         "msg": msg,
         "msg_type": msg_type,
+        "n": n,
         "key": key,
         "client_key": f"{from_id}:{client_msg_id}" if client_msg_id is not None else key,
         "client_msg_id": client_msg_id,
@@ -81,7 +86,7 @@ def new_message_doc(
 
 
 def message_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """What a conversation shows of its newest message (kept on Friendship and Group)."""
+    """What a conversation shows of its newest message (kept on Friendship and Group, beside its `n`)."""
     return {
         "id": doc["key"],
         "from_id": doc["from_id"],

@@ -1,7 +1,7 @@
 """The queries of a message collection: `user_messages` here, and `group_messages` through groups.repository.
 
 Both collections store the same shape (messages.models.new_message_doc) under the same indexes,
-(<conversation>, key) and the unique client_key, so one implementation serves both.
+the unique (<conversation>, n) and the unique client_key, so one implementation serves both.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from bson import ObjectId
 from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
+from chat_api.common.pagination import COUNT_BATCH
 from chat_api.messages.models import ERASED, DirectMessage
 
 
@@ -55,18 +56,38 @@ class MessageStore:
         cursor = self.collection().find({"from_id": {"$eq": sender}}, {"_id": 0, self.conversation: 1})
         return {doc[self.conversation] async for doc in cursor}
 
-    def page_filter(self, conversation_id: str, before: str | None) -> dict[str, Any]:
-        """The filter of a history page, served by the (<conversation>, key) index: `$eq` spelled out
+    def page_filter(self, conversation_id: str, before_n: int | None) -> dict[str, Any]:
+        """The filter of a history page, served by the (<conversation>, n) index: `$eq` spelled out
         so that nx-27017 uses it too."""
         query: dict[str, Any] = {self.conversation: {"$eq": conversation_id}}
-        if before is not None:
-            query["key"] = {"$lt": before.lower()}
+        if before_n is not None:
+            query["n"] = {"$lt": before_n}
         return query
 
-    async def page(self, conversation_id: str, before: str | None, limit: int) -> list[dict[str, Any]]:
-        """A page of a conversation, newest first, older than the message `before` when given."""
-        cursor = self.collection().find(self.page_filter(conversation_id, before))
-        return await cursor.sort("key", DESCENDING).limit(limit).to_list()
+    async def number_of(self, conversation_id: str, message_id: str) -> int | None:
+        """The number of a message of this conversation (by its id); None if it is not one of them."""
+        query = {"_id": ObjectId(message_id), self.conversation: {"$eq": conversation_id}}
+        doc = await self.collection().find_one(query, {"n": 1})
+        return None if doc is None else int(doc["n"])
+
+    async def page(self, conversation_id: str, before_n: int | None, limit: int) -> list[dict[str, Any]]:
+        """A page of a conversation, newest (highest number) first, numbered below `before_n` when given."""
+        cursor = self.collection().find(self.page_filter(conversation_id, before_n))
+        return await cursor.sort("n", DESCENDING).limit(limit).to_list()
+
+    def unread_filter(self, conversation_id: str, read_n: int, me: str) -> dict[str, Any]:
+        """Messages numbered after `read_n` from others: a range of the (<conversation>, n) index."""
+        return {self.conversation: {"$eq": conversation_id}, "n": {"$gt": read_n}, "from_id": {"$ne": me}}
+
+    async def unread_count(self, conversation_id: str, read_n: int, me: str) -> int:
+        """How many messages of the conversation are after `read_n` and not mine: exact, counting the
+        messages that exist (a number taken by a request that died before storing it is no message).
+
+        A find of the numbers rather than count_documents: nx-27017 counts in Python over the whole
+        collection, while this reads only the index range after `read_n`, whatever the history's length.
+        """
+        cursor = self.collection().find(self.unread_filter(conversation_id, read_n, me), {"_id": 0, "n": 1})
+        return len(await cursor.batch_size(COUNT_BATCH).to_list())
 
 
 direct_messages = MessageStore(DirectMessage, "pair")

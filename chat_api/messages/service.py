@@ -33,13 +33,17 @@ def no_file(msg_type: str, message: str) -> Invalid:
     return Invalid(message.format(msg_type=msg_type))
 
 
-def new_message(from_id: str, body: MessageIn, **target: str) -> dict[str, Any]:
-    """A message to store, with the storing request's delivery lease."""
+def new_message(from_id: str, body: MessageIn, n: int, **target: str) -> dict[str, Any]:
+    """A message to store, numbered `n` in its conversation, with the storing request's delivery lease.
+
+    Built once the number is taken, so `created_at` is the time the conversation's order was decided.
+    """
     now = utc_now()
     return new_message_doc(
         target,
         from_id,
         body.msg,
+        n=n,
         msg_type=body.msg_type,
         client_msg_id=body.client_msg_id,
         created_at=now,
@@ -114,7 +118,9 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
         _, file_found = await asyncio.gather(check_recipient(from_id, to_id), file_check)
         if not file_found:
             raise Invalid(f"A {body.msg_type} message must be the /api/files/<id> URL of an upload")
-    doc = new_message(from_id, body, pair=pair_key(from_id, to_id), to_id=to_id)
+    pair = pair_key(from_id, to_id)
+    # A retry takes a number too, which then stays unused (a hole): it keeps its original's.
+    doc = new_message(from_id, body, await friends.take_number(pair), pair=pair, to_id=to_id)
     stored = await store_message(direct_messages, doc, ("to_id", "msg", "msg_type"))
     if stored.deliver:
         # New, or the first attempt stopped before it was delivered: deliver it now.
@@ -127,12 +133,12 @@ async def deliver(doc: dict[str, Any]) -> int:
 
     `seq` is written last, so a message without one is redone by a retry once the lease of the
     request that stored it has run out: after a crash between publishing and `seq`, the event
-    goes out twice (same message id; clients drop the copy) and the recipient's unread count
-    counts it twice. Nothing is lost.
+    goes out twice (same message id; clients drop the copy). Nothing is lost, and nothing is
+    counted twice: unread counts are counted from the stored messages.
     """
     data = {"message": MessagePublic.from_stored(doc).model_dump(mode="json")}
     seq = await publish("message", [doc["from_id"], doc["to_id"]], data)
-    await friends.record_message(doc["pair"], doc["from_id"], doc["to_id"], doc["key"], message_summary(doc))
+    await friends.record_message(doc["pair"], doc["n"], message_summary(doc))
     await direct_messages.set_seq(doc["_id"], seq)
     return seq
 
@@ -148,8 +154,20 @@ async def history(me: str, from_id: str, to_id: str, before: str | None, limit: 
     other = to_id if from_id == me else from_id
     if other == me:
         raise Invalid("A conversation is between two different users")
-    docs = await direct_messages.page(pair_key(me, other), before, limit)
+    pair = pair_key(me, other)
+    docs = await direct_messages.page(pair, await before_number(direct_messages, pair, before), limit)
     if not docs and before is None and not await users.user_exists(other):
         # Checked only when there is nothing to show: a page of messages proves the user existed.
         raise UserNotFound
     return [MessagePublic.from_stored(doc) for doc in docs]
+
+
+async def before_number(store: MessageStore, conversation_id: str, before: str | None) -> int | None:
+    """The number of the message `before` names (one read, only when it is given): Invalid if it is
+    no message of this conversation."""
+    if before is None:
+        return None
+    n = await store.number_of(conversation_id, before)
+    if n is None:
+        raise Invalid("`before` must be the id of a message of this conversation")
+    return n

@@ -4,7 +4,7 @@ from beanie import Document
 
 from chat_api.events.models import Event
 from chat_api.files.models import FileChunk, StoredFile
-from chat_api.friends.models import Friendship, UserRequest
+from chat_api.friends.models import DirectConversation, Friendship, UserRequest
 from chat_api.groups.models import Group, GroupMember, GroupMessage
 from chat_api.messages.models import DirectMessage
 from chat_api.ratelimit.models import RateLimitCounter
@@ -17,6 +17,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     RateLimitCounter,
     UserRequest,
     Friendship,
+    DirectConversation,
     DirectMessage,
     Group,
     GroupMember,
