@@ -13,6 +13,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from chat_api.common.pagination import count_matching
 from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity
@@ -25,16 +26,32 @@ MEMBER_BATCH = 100_000
 # counting stays bounded however far behind a member is.
 UNREAD_CAP = 999
 Collection = AsyncCollection[dict[str, Any]]
+# The purge runs in requests (the app's client) and in each worker's sweeper (the hub's own client).
+Database = AsyncDatabase[dict[str, Any]] | None
 
 group_messages = MessageStore(GroupMessage, "group_id")
 
 
-def groups() -> Collection:
-    return Group.get_pymongo_collection()
+def groups(database: Database = None) -> Collection:
+    return Group.get_pymongo_collection() if database is None else database[Group.Settings.name]
 
 
-def members() -> Collection:
-    return GroupMember.get_pymongo_collection()
+def members(database: Database = None) -> Collection:
+    return GroupMember.get_pymongo_collection() if database is None else database[GroupMember.Settings.name]
+
+
+def messages(database: Database = None) -> Collection:
+    return group_messages.collection() if database is None else database[GroupMessage.Settings.name]
+
+
+def alive(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A group document unless it is a deleted group's tombstone (docs/reliability.md#deleting-a-group)."""
+    return None if doc is None or doc.get("purge_after_ms") is not None else doc
+
+
+def with_tombstone(projection: dict[str, int] | None) -> dict[str, int] | None:
+    """A projection that still shows whether the group is a tombstone."""
+    return None if projection is None else {**projection, "purge_after_ms": 1}
 
 
 def member_filter(group_id: str, user_id: str) -> dict[str, Any]:
@@ -49,13 +66,16 @@ async def insert_group(doc: dict[str, Any]) -> None:
 
 
 async def find_group(group_id: str, projection: dict[str, int] | None = None) -> dict[str, Any] | None:
-    return await groups().find_one({"_id": ObjectId(group_id)}, projection)
+    """The group, None if there is none or it is a deleted group's tombstone."""
+    return alive(await groups().find_one({"_id": ObjectId(group_id)}, with_tombstone(projection)))
 
 
 async def groups_by_ids(group_ids: list[str], projection: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """The groups with these ids, in one `$in` query on `_id` (indexed on both stores); malformed ids are skipped."""
+    """The groups with these ids, in one `$in` query on `_id` (indexed on both stores); malformed ids
+    and deleted groups' tombstones are skipped."""
     oids = [ObjectId(group_id) for group_id in group_ids if ObjectId.is_valid(group_id)]
-    return await groups().find({"_id": {"$in": oids}}, projection).to_list()
+    docs = await groups().find({"_id": {"$in": oids}}, with_tombstone(projection)).to_list()
+    return [doc for doc in docs if alive(doc) is not None]
 
 
 async def set_group_fields(group_id: str, changes: dict[str, Any]) -> bool:
@@ -63,8 +83,25 @@ async def set_group_fields(group_id: str, changes: dict[str, Any]) -> bool:
     return result.matched_count == 1
 
 
-async def delete_group_document(group_id: str) -> None:
-    await groups().delete_one({"_id": ObjectId(group_id)})
+async def mark_deleted(group_id: str, purge_after_ms: int) -> bool:
+    """Make the group a tombstone to be purged at `purge_after_ms`; False if it already is one (or is gone).
+
+    `$eq: None` matches a missing field too (groups stored before tombstones existed), on both stores.
+    """
+    query = {"_id": ObjectId(group_id), "purge_after_ms": {"$eq": None}}
+    result = await groups().update_one(query, {"$set": {"purge_after_ms": purge_after_ms}})
+    return result.modified_count == 1
+
+
+async def tombstones(database: Database = None) -> list[dict[str, Any]]:
+    """Every deleted group's tombstone (its id and purge time): one range read of `purge_after_ms_1`,
+    which live groups (no such field) are not in the range of."""
+    query = {"purge_after_ms": {"$gt": 0}}
+    return await groups(database).find(query, {"_id": 1, "purge_after_ms": 1}).to_list()
+
+
+async def delete_tombstone(group_id: str, database: Database = None) -> None:
+    await groups(database).delete_one({"_id": ObjectId(group_id), "purge_after_ms": {"$gt": 0}})
 
 
 async def set_last_message(group_id: str, key: str, summary: dict[str, Any]) -> None:
@@ -148,11 +185,13 @@ async def mark_read(member_id: ObjectId, last_key: str) -> None:
     await members().update_one({"_id": member_id, "read_key": {"$lt": last_key}}, {"$set": {"read_key": last_key}})
 
 
-async def delete_members(group_id: str, *, except_user: str | None = None) -> None:
-    query: dict[str, Any] = {"group_id": {"$eq": group_id}}
-    if except_user is not None:
-        query["user_id"] = {"$ne": except_user}
-    await members().delete_many(query)
+async def delete_members(group_id: str, database: Database = None) -> None:
+    await members(database).delete_many({"group_id": {"$eq": group_id}})
+
+
+async def delete_member(group_id: str, user_id: str) -> None:
+    """Undo an add that raced the group's deletion."""
+    await members().delete_one(member_filter(group_id, user_id))
 
 
 # Messages (the shared queries are group_messages' MessageStore methods)
@@ -173,5 +212,10 @@ async def unread_count(group_id: str, read_key: str, me: str) -> int:
     return len(await cursor.limit(UNREAD_CAP).to_list())
 
 
-async def delete_messages(group_id: str) -> None:
-    await group_messages.collection().delete_many({"group_id": {"$eq": group_id}})
+async def delete_messages(group_id: str, database: Database = None) -> None:
+    await messages(database).delete_many({"group_id": {"$eq": group_id}})
+
+
+async def delete_message(message_id: ObjectId) -> None:
+    """Undo a send that raced the group's deletion."""
+    await group_messages.collection().delete_one({"_id": message_id})
