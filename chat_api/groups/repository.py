@@ -13,6 +13,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chat_api.common.pagination import count_matching
@@ -144,6 +145,13 @@ async def member_ids(group_id: str) -> list[str]:
 async def memberships_of(user_id: str) -> list[dict[str, Any]]:
     """My memberships: each group's id and how far I have read it."""
     return await members().find({"user_id": {"$eq": user_id}}, {"group_id": 1, "read_key": 1}).to_list()
+
+
+def memberships_cursor(user_id: str, batch: int) -> AsyncCursor[dict[str, Any]]:
+    """All my memberships (group, identity, since when) in group id order, `batch` at a time (the
+    export): the prefix of (user_id, group_id)."""
+    cursor = members().find({"user_id": {"$eq": user_id}}, {"group_id": 1, "identity": 1, "joined_at": 1, "_id": 0})
+    return cursor.sort("group_id", ASCENDING).batch_size(batch)
 
 
 async def my_memberships_page(user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:

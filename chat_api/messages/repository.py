@@ -11,8 +11,9 @@ from typing import Any
 
 from beanie import Document
 from bson import ObjectId
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 
 from chat_api.messages.models import DirectMessage
 
@@ -53,6 +54,13 @@ class MessageStore:
         if before is not None:
             query["key"] = {"$lt": before.lower()}
         return query
+
+    def whole(self, conversation_id: str, batch: int) -> AsyncCursor[dict[str, Any]]:
+        """Every message of a conversation, oldest first, read `batch` at a time (the export), on the
+        (<conversation>, key) index; without the delivery bookkeeping."""
+        query = {self.conversation: {"$eq": conversation_id}}
+        projection = {"client_key": 0, "deliver_by_ms": 0, "seq": 0}
+        return self.collection().find(query, projection).sort("key", ASCENDING).batch_size(batch)
 
     async def page(self, conversation_id: str, before: str | None, limit: int) -> list[dict[str, Any]]:
         """A page of a conversation, newest first, older than the message `before` when given."""
