@@ -6,11 +6,12 @@ at a time, so the memory used is a batch of documents and its text, not the acco
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_json
+
+from chat_api.common.clock import stored_datetime
 from chat_api.files.service import files_of
 from chat_api.friends import repository as friends
 from chat_api.groups import repository as groups
@@ -26,13 +27,8 @@ Item = dict[str, Any]
 
 
 def encode(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
-
-
-def _default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)  # ObjectIds
+    """Compact JSON, dates written as every other answer of the API writes them (pydantic's form)."""
+    return to_json(value).decode()
 
 
 async def in_batches(items: AsyncIterable[Item]) -> AsyncIterator[list[Item]]:
@@ -94,7 +90,7 @@ async def _friends(user_id: str, pairs: list[tuple[str, str]]) -> AsyncIterator[
             pairs.append((doc["friend_id"], doc["pair"]))
             profile = profiles.get(doc["friend_id"])
             username = profile.username if profile is not None else None
-            out.append({"user_id": doc["friend_id"], "username": username, "since": doc["created_at"]})
+            out.append({"user_id": doc["friend_id"], "username": username, "since": stored_datetime(doc["created_at"])})
         yield out
 
 
@@ -109,7 +105,8 @@ async def _requests(user_id: str) -> AsyncIterator[list[Item]]:
                     "verify_data": doc["verify_data"],
                     "status": doc["status"],
                     "created_at": doc["created_at"],
-                    "answered_at": doc.get("answered_at"),
+                    # Written by $set: nx-27017 gives it back as a naive string (docs/store.md).
+                    "answered_at": stored_datetime(doc["answered_at"]) if doc.get("answered_at") else None,
                 }
                 for doc in batch
             ]
@@ -131,9 +128,9 @@ async def _groups(user_id: str, group_ids: list[str]) -> AsyncIterator[list[Item
                     "group_name": group["group_name"],
                     "group_desc": group.get("group_desc"),
                     "lord_id": group["lord_id"],
-                    "created_at": group["created_at"],
+                    "created_at": stored_datetime(group["created_at"]),
                     "identity": membership["identity"],
-                    "joined_at": membership["joined_at"],
+                    "joined_at": stored_datetime(membership["joined_at"]),
                 }
             )
         yield out
@@ -159,7 +156,7 @@ def _message(doc: Item, conversation: Item) -> Item:
         "msg": doc["msg"],
         "msg_type": doc["msg_type"],
         "client_msg_id": doc.get("client_msg_id"),
-        "created_at": doc["created_at"],
+        "created_at": stored_datetime(doc["created_at"]),
     }
 
 
@@ -171,5 +168,5 @@ def _file(doc: Item) -> Item:
         "kind": metadata.get("kind"),
         "content_type": metadata.get("content_type"),
         "length": doc["length"],
-        "uploaded_at": doc["uploadDate"],
+        "uploaded_at": stored_datetime(doc["uploadDate"]),
     }
