@@ -137,14 +137,17 @@ async def _groups(user_id: str, group_ids: list[str]) -> AsyncIterator[list[Item
 
 
 async def _messages(pairs: list[tuple[str, str]], group_ids: list[str]) -> AsyncIterator[list[Item]]:
-    for friend_id, pair in pairs:
-        conversation = {"type": "user", "id": friend_id}
-        async for batch in in_batches(direct_messages.whole(pair, BATCH)):
-            yield [_message(doc, conversation) for doc in batch]
-    for group_id in group_ids:
-        conversation = {"type": "group", "id": group_id}
-        async for batch in in_batches(group_messages.whole(group_id, BATCH)):
-            yield [_message(doc, conversation) for doc in batch]
+    conversations = [(direct_messages, pair, {"type": "user", "id": friend}) for friend, pair in pairs]
+    conversations += [(group_messages, group_id, {"type": "group", "id": group_id}) for group_id in group_ids]
+    for store, conversation_id, conversation in conversations:
+        after = ""  # every key is greater
+        while True:
+            batch = await store.batch_after(conversation_id, after, BATCH)
+            if batch:
+                yield [_message(doc, conversation) for doc in batch]
+                after = batch[-1]["key"]
+            if len(batch) < BATCH:
+                break
 
 
 def _message(doc: Item, conversation: Item) -> Item:
