@@ -15,6 +15,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
+from chat_api.export.schemas import Export
 from chat_api.friends.models import pair_key
 from chat_api.messages.models import new_message_doc
 from chat_api.store.embedded import free_loopback_port
@@ -83,6 +84,7 @@ def test_the_export_holds_every_kind_of_item_of_a_small_account(api: Api) -> Non
     assert response.headers["cache-control"] == "no-store"
     document = json.loads(response.body)
     assert list(document) == ["profile", "friends", "friend_requests", "groups", "messages", "files"]
+    Export.model_validate(document)  # the shape the OpenAPI document gives
 
     assert document["profile"] == api.get(f"/api/users/{me.id}", headers=me.headers).json
     assert "password" not in response.text

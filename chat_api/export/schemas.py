@@ -38,14 +38,14 @@ class ExportedGroup(BaseModel):
     joined_at: datetime
 
 
-class Conversation(BaseModel):
+class ExportedConversation(BaseModel):
     type: Literal["user", "group"]
     id: str = Field(description="The friend's user id, or the group's id")
 
 
 class ExportedMessage(BaseModel):
     id: str
-    conversation: Conversation
+    conversation: ExportedConversation
     from_id: str
     to_id: str | None = Field(description="The recipient of a direct message; null in a group")
     msg: str
