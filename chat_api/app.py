@@ -14,6 +14,7 @@ from chat_api.auth import routes as auth_routes
 from chat_api.config import Settings
 from chat_api.conversations import routes as conversations_routes
 from chat_api.events import routes as events_routes
+from chat_api.export import routes as export_routes
 from chat_api.files import routes as files_routes
 from chat_api.friends import routes as friends_routes
 from chat_api.groups import routes as groups_routes
@@ -45,6 +46,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     groups_routes,
     files_routes,
     events_routes,
+    export_routes,
     realtime_routes,
 )
 

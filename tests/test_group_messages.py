@@ -373,20 +373,24 @@ def trips(
 
 # Data commands per route, the token's user included (docs/api.md, "Groups"). Lookups that do not depend
 # on each other go out together (asyncio.gather), so these are commands, not sequential waits.
+# Issue 11 (a deletion that is final): adding a member and sending a message read the group again
+# after writing (+1 each), and deleting a group writes its tombstone, announces it (`group_deleted`:
+# the members, then the event's seq and insert) and redacts its events (+3, 7 -> 10).
 EXPECTED = {
     "POST /api/groups": 3,
     "GET /api/groups": 4,
     "GET /api/groups/<id>": 3,
     "PUT /api/groups/<id>": 4,
     "GET /api/groups/<id>/members": 6,
-    "POST /api/groups/<id>/members": 6,
+    "POST /api/groups/<id>/members": 7,
     "PUT /api/groups/<id>/members/<user_id>": 4,
     "DELETE /api/groups/<id>/members/<user_id>": 4,
-    # One more each since issue 11: the message's number, taken from the group's counter.
-    "POST /api/groups/<id>/messages": 9,
+    # One more each since issue 11: the message's number, taken from the group's counter; and a new message
+    # reads its group again once published (a deletion racing it undoes it: docs/reliability.md).
+    "POST /api/groups/<id>/messages": 10,
     "POST /api/groups/<id>/messages (retry)": 6,
     "GET /api/groups/<id>/messages": 4,
-    "DELETE /api/groups/<id>": 7,
+    "DELETE /api/groups/<id>": 10,
 }
 
 

@@ -99,6 +99,7 @@ def test_openapi_document_describes_every_route(other_app: OtherApp) -> None:
         ("/api/users/{user_id}", "get"): {"200", "401", "404"},
         ("/api/users/{user_id}", "put"): {"204", "400", "401", "403", "404", "422"},
         ("/api/users/{user_id}", "delete"): {"200", "401", "403", "404"},
+        ("/api/users/{user_id}/export", "get"): {"200", "401", "403", "404"},
         ("/api/users/checkEmail/{email}", "get"): {"200", "400", "422"},
         ("/api/users/checkChatId/{chat_id}", "get"): {"200", "400", "422"},
         ("/healthz", "get"): {"200", "503"},

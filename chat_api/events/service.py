@@ -19,6 +19,7 @@ from chat_api.events.models import RETENTION_SECONDS, Event, EventType, new_even
 
 MAX_SEQ_ATTEMPTS = 50
 Events = AsyncCollection[dict[str, Any]]
+REDACTED: dict[str, Any] = {"recipients": [], "data": {}}
 TAIL_PROJECTION = {"seq": 1, "type": 1, "recipients": 1, "data": 1}
 
 
@@ -65,6 +66,20 @@ async def prune(events: AsyncCollection[dict[str, Any]], now: datetime | None = 
     cutoff = (now or utc_now()) - timedelta(seconds=RETENTION_SECONDS)
     result = await events.delete_many({"created_at": {"$lt": cutoff}})
     return result.deleted_count
+
+
+async def redact_group_events(group_id: str, events: Events | None = None) -> int:
+    """Empty every event of a deleted group but its `group_deleted` notice: no recipients (so no
+    delivery, no replay) and no data. Redacted rather than deleted, so the log keeps its numbers
+    without gaps (the tail's reset check and `resumable` rely on them). Served by `data.group_id_1`."""
+    query = {"data.group_id": {"$eq": group_id}, "type": {"$ne": "group_deleted"}}
+    result = await _events(events).update_many(query, {"$set": REDACTED})
+    return result.modified_count
+
+
+async def redact_event(seq: int) -> None:
+    """Empty one event: a group message published while its group was being deleted."""
+    await Event.get_pymongo_collection().update_one({"seq": seq}, {"$set": REDACTED})
 
 
 async def oldest_seq(events: Events | None = None) -> int | None:

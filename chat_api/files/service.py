@@ -9,6 +9,7 @@ from typing import Any
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chat_api.files.models import FileChunk, StoredFile
@@ -66,6 +67,16 @@ async def file_info(file_id: ObjectId) -> FileInfo | None:
         return None
     content_type = (found.get("metadata") or {}).get("content_type") or "application/octet-stream"
     return FileInfo(file_id, int(found["length"]), int(found["chunkSize"]), str(content_type))
+
+
+def files_of(owner_id: str, batch: int) -> AsyncCursor[dict[str, Any]]:
+    """The files a user uploaded (their metadata, not their bytes), `batch` at a time (the export).
+
+    No index on `metadata.owner_id`: an export is rare, and fs.files holds one small document per
+    upload; on nx-27017 the GridFS tables take no index of ours anyway (docs/store.md).
+    """
+    projection = {"length": 1, "uploadDate": 1, "metadata": 1}
+    return files_collection().find({"metadata.owner_id": {"$eq": owner_id}}, projection).batch_size(batch)
 
 
 class MissingChunk(RuntimeError):

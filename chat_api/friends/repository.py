@@ -7,11 +7,12 @@ Filters on an indexed field spell out `$eq`: nx-27017 uses a compound index only
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from bson import ObjectId
-from pymongo import DESCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import BulkWriteError
 
 from chat_api.common.pagination import COUNT_BATCH, count_matching
@@ -216,3 +217,16 @@ def ended_side(friend_id: str, user_id: str, last_message: dict[str, Any] | None
     if last_message is not None:
         changes["last_message"] = last_message
     return UpdateOne({"owner_id": {"$eq": friend_id}, "friend_id": {"$eq": user_id}}, {"$set": changes})
+
+
+def friendships_of(user_id: str, batch: int) -> AsyncCursor[dict[str, Any]]:
+    """All my sides of my friendships (the friend, the pair, since when), in friend id order, read
+    `batch` at a time (the export): the prefix of (owner_id, friend_id)."""
+    cursor = friendships().find({"owner_id": {"$eq": user_id}}, {"friend_id": 1, "pair": 1, "created_at": 1})
+    return cursor.sort("friend_id", ASCENDING).batch_size(batch)
+
+
+def requests_involving(user_id: str, side: Literal["from_id", "to_id"], batch: int) -> AsyncCursor[dict[str, Any]]:
+    """Every friend request I sent (`from_id`) or received (`to_id`), whatever its status, `batch` at
+    a time (the export): the prefix of (from_id, status) or (to_id, status)."""
+    return requests().find({side: {"$eq": user_id}}, {"pending_key": 0}).batch_size(batch)

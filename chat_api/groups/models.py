@@ -27,9 +27,15 @@ class Group(Document):
     # The newest delivered message (a summary) and its number, for the conversation list.
     last_message: dict[str, Any] | None = None
     message_n: int = 0
+    # Set when the lord deletes the group: from then on it is a tombstone that every route answers
+    # 404 for, and its members, messages and events are purged; the tombstone itself goes at this
+    # time (epoch ms; an int because nx-27017 turns dates written by $set into strings).
+    purge_after_ms: int | None = None
 
     class Settings:
         name = "groups"
+        # The sweeper's one query: the tombstones (docs/reliability.md#deleting-a-group).
+        indexes: ClassVar[list[IndexModel]] = [ascending("purge_after_ms")]
 
 
 class GroupMember(Document):

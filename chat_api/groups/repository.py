@@ -13,6 +13,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
+from pymongo.asynchronous.database import AsyncDatabase
 
 from chat_api.common.pagination import count_matching
 from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity
@@ -22,16 +24,32 @@ from chat_api.messages.repository import MessageStore
 # otherwise 101 documents, and each further batch is one more round trip).
 MEMBER_BATCH = 100_000
 Collection = AsyncCollection[dict[str, Any]]
+# The purge runs in requests (the app's client) and in each worker's sweeper (the hub's own client).
+Database = AsyncDatabase[dict[str, Any]] | None
 
 group_messages = MessageStore(GroupMessage, "group_id")
 
 
-def groups() -> Collection:
-    return Group.get_pymongo_collection()
+def groups(database: Database = None) -> Collection:
+    return Group.get_pymongo_collection() if database is None else database[Group.Settings.name]
 
 
-def members() -> Collection:
-    return GroupMember.get_pymongo_collection()
+def members(database: Database = None) -> Collection:
+    return GroupMember.get_pymongo_collection() if database is None else database[GroupMember.Settings.name]
+
+
+def messages(database: Database = None) -> Collection:
+    return group_messages.collection() if database is None else database[GroupMessage.Settings.name]
+
+
+def alive(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A group document unless it is a deleted group's tombstone (docs/reliability.md#deleting-a-group)."""
+    return None if doc is None or doc.get("purge_after_ms") is not None else doc
+
+
+def with_tombstone(projection: dict[str, int] | None) -> dict[str, int] | None:
+    """A projection that still shows whether the group is a tombstone."""
+    return None if projection is None else {**projection, "purge_after_ms": 1}
 
 
 def member_filter(group_id: str, user_id: str) -> dict[str, Any]:
@@ -46,13 +64,16 @@ async def insert_group(doc: dict[str, Any]) -> None:
 
 
 async def find_group(group_id: str, projection: dict[str, int] | None = None) -> dict[str, Any] | None:
-    return await groups().find_one({"_id": ObjectId(group_id)}, projection)
+    """The group, None if there is none or it is a deleted group's tombstone."""
+    return alive(await groups().find_one({"_id": ObjectId(group_id)}, with_tombstone(projection)))
 
 
 async def groups_by_ids(group_ids: list[str], projection: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """The groups with these ids, in one `$in` query on `_id` (indexed on both stores); malformed ids are skipped."""
+    """The groups with these ids, in one `$in` query on `_id` (indexed on both stores); malformed ids
+    and deleted groups' tombstones are skipped."""
     oids = [ObjectId(group_id) for group_id in group_ids if ObjectId.is_valid(group_id)]
-    return await groups().find({"_id": {"$in": oids}}, projection).to_list()
+    docs = await groups().find({"_id": {"$in": oids}}, with_tombstone(projection)).to_list()
+    return [doc for doc in docs if alive(doc) is not None]
 
 
 async def set_group_fields(group_id: str, changes: dict[str, Any]) -> bool:
@@ -60,15 +81,35 @@ async def set_group_fields(group_id: str, changes: dict[str, Any]) -> bool:
     return result.matched_count == 1
 
 
-async def delete_group_document(group_id: str) -> None:
-    await groups().delete_one({"_id": ObjectId(group_id)})
+async def mark_deleted(group_id: str, purge_after_ms: int) -> bool:
+    """Make the group a tombstone to be purged at `purge_after_ms`; False if it already is one (or is gone).
+
+    `$eq: None` matches a missing field too (groups stored before tombstones existed), on both stores.
+    """
+    query = {"_id": ObjectId(group_id), "purge_after_ms": {"$eq": None}}
+    result = await groups().update_one(query, {"$set": {"purge_after_ms": purge_after_ms}})
+    return result.modified_count == 1
+
+
+async def tombstones(database: Database = None) -> list[dict[str, Any]]:
+    """Every deleted group's tombstone (its id and purge time): one range read of `purge_after_ms_1`,
+    which live groups (no such field) are not in the range of."""
+    query = {"purge_after_ms": {"$gt": 0}}
+    return await groups(database).find(query, {"_id": 1, "purge_after_ms": 1}).to_list()
+
+
+async def delete_tombstone(group_id: str, database: Database = None) -> None:
+    await groups(database).delete_one({"_id": ObjectId(group_id), "purge_after_ms": {"$gt": 0}})
 
 
 async def take_number(group_id: str) -> int | None:
     """The next number of the group's conversation, taken atomically from the group document's counter
-    (one findAndModify); None if the group is gone."""
+    (one findAndModify); None if the group is gone or deleted."""
     group = await groups().find_one_and_update(
-        {"_id": ObjectId(group_id)}, {"$inc": {"last_n": 1}}, {"last_n": 1}, return_document=ReturnDocument.AFTER
+        {"_id": ObjectId(group_id), "purge_after_ms": {"$eq": None}},  # a deleted group's tombstone numbers nothing
+        {"$inc": {"last_n": 1}},
+        {"last_n": 1},
+        return_document=ReturnDocument.AFTER,
     )
     return None if group is None else int(group["last_n"])
 
@@ -102,6 +143,13 @@ async def member_ids(group_id: str) -> list[str]:
 async def memberships_of(user_id: str) -> list[dict[str, Any]]:
     """My memberships: each group's id and how far I have read it."""
     return await members().find({"user_id": {"$eq": user_id}}, {"group_id": 1, "read_n": 1}).to_list()
+
+
+def memberships_cursor(user_id: str, batch: int) -> AsyncCursor[dict[str, Any]]:
+    """All my memberships (group, identity, since when) in group id order, `batch` at a time (the
+    export): the prefix of (user_id, group_id)."""
+    cursor = members().find({"user_id": {"$eq": user_id}}, {"group_id": 1, "identity": 1, "joined_at": 1, "_id": 0})
+    return cursor.sort("group_id", ASCENDING).batch_size(batch)
 
 
 async def my_memberships_page(user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -143,11 +191,13 @@ async def mark_read(member_id: ObjectId, n: int) -> None:
     await members().update_one({"_id": member_id, "read_n": {"$lt": n}}, {"$set": {"read_n": n}})
 
 
-async def delete_members(group_id: str, *, except_user: str | None = None) -> None:
-    query: dict[str, Any] = {"group_id": {"$eq": group_id}}
-    if except_user is not None:
-        query["user_id"] = {"$ne": except_user}
-    await members().delete_many(query)
+async def delete_members(group_id: str, database: Database = None) -> None:
+    await members(database).delete_many({"group_id": {"$eq": group_id}})
+
+
+async def delete_member(group_id: str, user_id: str) -> None:
+    """Undo an add that raced the group's deletion."""
+    await members().delete_one(member_filter(group_id, user_id))
 
 
 # Messages (the shared queries are group_messages' MessageStore methods)
@@ -159,8 +209,13 @@ async def unread_count(group_id: str, read_n: int, me: str) -> int:
     return await group_messages.unread_count(group_id, read_n, me)
 
 
-async def delete_messages(group_id: str) -> None:
-    await group_messages.collection().delete_many({"group_id": {"$eq": group_id}})
+async def delete_messages(group_id: str, database: Database = None) -> None:
+    await messages(database).delete_many({"group_id": {"$eq": group_id}})
+
+
+async def delete_message(message_id: ObjectId) -> None:
+    """Undo a send that raced the group's deletion."""
+    await group_messages.collection().delete_one({"_id": message_id})
 
 
 # An account being deleted (groups.service.forget_account)

@@ -9,10 +9,11 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from chat_api.common.clock import stored_datetime, utc_now
+from chat_api.common.clock import epoch_ms, stored_datetime, utc_now
 from chat_api.common.errors import Conflict, Forbidden, GroupNotFound, Invalid, NotFound, UserNotFound
 from chat_api.common.ids import canonical_id, parse_object_id
-from chat_api.events.service import publish
+from chat_api.events.models import Event
+from chat_api.events.service import publish, redact_event, redact_group_events
 from chat_api.files.service import file_url_exists
 from chat_api.friends import repository as friends
 from chat_api.groups import repository
@@ -25,6 +26,11 @@ from chat_api.messages.service import before_number, new_message, store_message
 from chat_api.users import repository as users
 
 MANAGERS = ("lord", "admin")
+# How long a deleted group's tombstone outlives its deletion (docs/reliability.md#deleting-a-group):
+# longer than any request under way could still write a member or a message of it. A request's
+# handler is cancelled at Sanic's RESPONSE_TIMEOUT (60 s, checked every 30 s at most), and a write
+# already sent then is bounded by STORE_TIMEOUT (at most 60 s): 150 s, doubled.
+PURGE_DELAY_MS = 300_000
 
 
 NOT_A_MEMBER = "Not a member of this group"
@@ -72,8 +78,8 @@ async def access(group_id: str, user_id: str) -> Access:
     is malformed), Forbidden if the caller is not a member.
 
     Both lookups go out together. The group document is checked too, not only the membership: a
-    group deleted by a lord whose request died midway may leave memberships behind (see
-    `delete_group`), and those must not open anything.
+    deleted group is a tombstone until its purge is done (see `delete_group`), and the memberships
+    it may still have must not open anything.
     """
     gid = canonical_id(group_id)
     if gid is None:
@@ -120,21 +126,57 @@ async def update_group(group: Access, changes: dict[str, Any]) -> None:
 
 
 async def delete_group(group: Access) -> None:
-    """Delete a group with its members and messages (the lord only).
+    """Delete a group (the lord only), finally: once this returns, nothing of it can appear again.
 
-    The order makes every crash midway leave a state that is safe: first the members other than
-    the lord, then the group document, then the messages, and the remaining memberships (the
-    lord's, and any added by a request that was under way) last. Until the group document goes,
-    the group is alive with its lord and its whole history, and the lord simply deletes it again;
-    once it is gone every route answers 404 (`access` checks the group document too), and what a
-    crash could leave behind (messages, the lord's membership) is reachable by no route; the list
-    of groups skips such a membership. At no point is there a group that looks alive without its lord.
+    1. The group document becomes a tombstone (`purge_after_ms`), in one conditional write: from
+       then on every route answers 404 for it, and every write that creates a member or a message
+       of it checks the group after writing and undoes itself (`add_member`, `send_message`).
+    2. A `group_deleted` event goes to the members: every worker's hub drops any later event of the
+       group, so none is delivered after it.
+    3. The purge: members, messages, and the group's earlier events (redacted).
+    A crash midway leaves the tombstone, and every worker's sweeper finishes the purge
+    (`sweep_deleted_groups`); the tombstone itself goes after PURGE_DELAY_MS, longer than any request
+    under way could still write. The argument: docs/reliability.md#deleting-a-group.
     """
     group.require_lord("Only the lord may delete the group")
-    await repository.delete_members(group.group_id, except_user=group.user_id)
-    await repository.delete_group_document(group.group_id)
-    await repository.delete_messages(group.group_id)
-    await repository.delete_members(group.group_id)
+    if not await tombstone_group(group.group_id):
+        raise GroupNotFound  # a concurrent delete got there first
+    await publish("group_deleted", await repository.member_ids(group.group_id), {"group_id": group.group_id})
+    await purge_group(group.group_id)
+
+
+async def tombstone_group(group_id: str) -> bool:
+    """The first step of a deletion; False if the group is already deleted (or gone)."""
+    return await repository.mark_deleted(group_id, epoch_ms(utc_now()) + PURGE_DELAY_MS)
+
+
+async def purge_group(group_id: str, database: repository.Database = None) -> None:
+    """Delete a deleted group's members and messages and redact its events (idempotent).
+
+    Members first: from then on nobody can send to it or type in it (those need a membership).
+    `database`: the sweeper passes its own client's.
+    """
+    events = None if database is None else database[Event.Settings.name]
+    await repository.delete_members(group_id, database)
+    await repository.delete_messages(group_id, database)
+    await redact_group_events(group_id, events)
+
+
+async def sweep_deleted_groups(database: repository.Database = None, now_ms: int | None = None) -> list[str]:
+    """Finish every deletion a crash cut short, and drop the tombstones whose time has come; returns
+    the ids of the deleted groups still known (the hubs drop their events).
+
+    Each worker runs it at start and every minute: one indexed query when no group is being deleted.
+    """
+    now_ms = epoch_ms(utc_now()) if now_ms is None else now_ms
+    group_ids = []
+    for doc in await repository.tombstones(database):
+        group_id = str(doc["_id"])
+        group_ids.append(group_id)
+        await purge_group(group_id, database)
+        if doc["purge_after_ms"] <= now_ms:
+            await repository.delete_tombstone(group_id, database)
+    return group_ids
 
 
 async def list_members(group_id: str, limit: int, offset: int) -> tuple[list[GroupMemberPublic], int]:
@@ -180,6 +222,10 @@ async def add_member(group: Access, user_id: str) -> GroupMemberPublic:
         )
     except DuplicateKeyError:
         raise Conflict("This user is already a member of the group") from None
+    if await repository.find_group(group.group_id, {"_id": 1}) is None:
+        # The group was deleted while this member was being added: the membership goes with it.
+        await repository.delete_member(group.group_id, user_id)
+        raise GroupNotFound
     return GroupMemberPublic(**profile.model_dump(), identity="user", joined_at=now)
 
 
@@ -284,9 +330,20 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
 
 
 async def _deliver(doc: Mapping[str, Any], recipients: list[str]) -> int:
+    """Publish the message, check that its group still lives, then mark it delivered.
+
+    The check comes after the event: if the group is still alive then, the event was committed
+    before the group's tombstone, so before its `group_deleted` event, and the deletion's purge
+    redacts it. If the group is deleted by then, the message and its event go with it (404); any
+    hub that saw the event after `group_deleted` dropped it (docs/reliability.md#deleting-a-group).
+    """
     # The message inside the event has no seq yet: the event's frame carries it.
     data = {"group_id": doc["group_id"], "message": message_public(doc).model_dump(mode="json")}
     seq = await publish("group_message", recipients, data)
+    if await repository.find_group(doc["group_id"], {"_id": 1}) is None:
+        await redact_event(seq)
+        await repository.delete_message(doc["_id"])
+        raise GroupNotFound
     await group_messages.set_seq(doc["_id"], seq)
     return seq
 
@@ -350,9 +407,8 @@ async def _pass_on(group_id: str, lord_id: str) -> None:
         heir = successor(members, lord_id)
         if group is None or heir is None:
             # Nobody left to lead it, or a deletion of the group was cut short: finish deleting it.
-            await repository.delete_group_document(group_id)
-            await repository.delete_messages(group_id)
-            await repository.delete_members(group_id)
+            await tombstone_group(group_id)
+            await purge_group(group_id)
             return
         if await repository.promote_to_lord(heir["_id"]):
             await repository.set_lord(group_id, heir["user_id"])

@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.frames import Frame, Opcode
@@ -20,6 +21,8 @@ from websockets.protocol import State
 from chat_api.config import Settings
 from chat_api.events.models import Event
 from chat_api.events.service import encode, event_id_at, frame, newest_event, oldest_seq, prune, tail
+from chat_api.groups import repository as groups
+from chat_api.groups.service import sweep_deleted_groups
 from chat_api.realtime import presence
 from chat_api.realtime.models import PresenceRecord
 from chat_api.store.client import client_options
@@ -30,6 +33,10 @@ TAIL_BATCH = 500
 RETRY_AFTER_ERROR = 0.5  # the store is down or slow: look again soon, without hammering it
 REAP_INTERVAL = 0.5
 PRUNE_INTERVAL = 600.0  # events are kept 7 days: deleting the expired ones every 10 minutes is plenty
+GROUP_SWEEP_INTERVAL = 60.0  # finishing a group deletion a crash cut short: one indexed query when there is none
+# A deleted group's later events are dropped for this long after its `group_deleted` (or while its
+# tombstone lasts): far beyond the last moment a request under way could publish one.
+DELETED_GROUP_MEMORY = 3600.0
 RESET_CHECK_INTERVAL = 0.25  # how often the tail checks that the log did not start again
 CLOSE_TIMEOUT = 2.0
 BACKLOG_SEND_TIMEOUT = 10.0  # a client that reads nothing of its backlog for this long is dropped
@@ -148,6 +155,9 @@ class Hub:
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
         self.client: AsyncMongoClient[dict[str, Any]] | None = None
+        self.database: AsyncDatabase[dict[str, Any]]
+        # Deleted groups (id -> when learnt, monotonic): no event of theirs is delivered any more.
+        self.deleted_groups: dict[str, float] = {}
         self.events: AsyncCollection[dict[str, Any]]
         self.records: AsyncCollection[dict[str, Any]]
 
@@ -157,17 +167,20 @@ class Hub:
         options = client_options(self.settings.store_timeout)
         options.pop("event_listeners", None)
         self.client = AsyncMongoClient(uri, **options)
-        database = self.client[self.settings.mongodb_db]
+        database = self.database = self.client[self.settings.mongodb_db]
         self.events = database[Event.Settings.name]
         self.records = database[PresenceRecord.Settings.name]
         newest = await newest_event(self.events)
         if newest is not None:
             self.last_seq, self.last_id = newest["seq"], newest["_id"]
+        # The groups deleted before the tail's start: their `group_deleted` events are behind it.
+        self.remember_deleted_groups([str(doc["_id"]) for doc in await groups.tombstones(database)])
         self.tasks = [
             asyncio.create_task(self._forever(self._tail, 0), name="delivery-loop"),
             asyncio.create_task(self._forever(self._refresh, presence.RECORD_REFRESH), name="presence-refresh"),
             asyncio.create_task(self._forever(self._reap, REAP_INTERVAL), name="presence-reaper"),
             asyncio.create_task(self._forever(self._prune, PRUNE_INTERVAL), name="event-pruner"),
+            asyncio.create_task(self._forever(self._sweep_groups, GROUP_SWEEP_INTERVAL), name="group-sweeper"),
         ]
         log.info("delivery loop started after seq %s", self.last_seq)
 
@@ -246,8 +259,35 @@ class Hub:
         log.warning("the event log started again below seq %s: tailing it from its start", self.last_seq)
         self.last_seq, self.last_id = 0, None
 
+    def remember_deleted_groups(self, group_ids: list[str]) -> None:
+        """Learn of deleted groups; forget those deleted long ago whose tombstone is gone."""
+        now = time.monotonic()
+        for group_id in group_ids:
+            self.deleted_groups.setdefault(group_id, now)
+        known = set(group_ids)
+        self.deleted_groups = {
+            group_id: learnt
+            for group_id, learnt in self.deleted_groups.items()
+            if group_id in known or now - learnt < DELETED_GROUP_MEMORY
+        }
+
+    def hides(self, doc: dict[str, Any]) -> bool:
+        """An event (or frame) of a deleted group other than its `group_deleted`: never delivered.
+
+        Events come in seq order, so every event of a group after its `group_deleted` is dropped:
+        one published by a send that raced the deletion, which that send then redacts
+        (docs/reliability.md#deleting-a-group).
+        """
+        data = doc.get("data", doc)
+        group_id = data.get("group_id") if isinstance(data, dict) else None
+        return group_id is not None and doc["type"] != "group_deleted" and group_id in self.deleted_groups
+
     def dispatch(self, doc: dict[str, Any]) -> None:
         seq: int = doc["seq"]
+        if doc["type"] == "group_deleted":
+            self.deleted_groups.setdefault(doc["data"]["group_id"], time.monotonic())
+        elif self.hides(doc):
+            return
         if doc["type"] == "logout":
             version = int(doc["data"].get("token_version", 0))
             for user_id in doc["recipients"]:
@@ -270,6 +310,9 @@ class Hub:
 
     async def _reap(self) -> None:
         await presence.reap(self.records)
+
+    async def _sweep_groups(self) -> None:
+        self.remember_deleted_groups(await sweep_deleted_groups(self.database))
 
     async def _prune(self) -> None:
         deleted = await prune(self.events)

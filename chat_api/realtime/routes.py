@@ -122,7 +122,7 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
     hub.register(connection)
     try:
         await presence.hold(connection.record_id, user_id, hub.worker, presence.RECORD_TTL)
-        await _resume(connection, last_seq, settings)
+        await _resume(connection, last_seq, settings, hub)
         await _serve(connection)
     finally:
         hub.unregister(connection)
@@ -132,7 +132,7 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
             log.warning("could not release the presence record of user %s", user_id)
 
 
-async def _resume(connection: Connection, last_seq: int | None, settings: Settings) -> None:
+async def _resume(connection: Connection, last_seq: int | None, settings: Settings, hub: Hub) -> None:
     """`ready`, then the stored events after `last_seq` in order, then the live ones (each once)."""
     resume, newest = (False, await newest_seq()) if last_seq is None else await resumable(last_seq)
     ready: dict[str, Any] = {"type": "ready", "seq": newest, "user_id": connection.user_id}
@@ -152,8 +152,9 @@ async def _resume(connection: Connection, last_seq: int | None, settings: Settin
     while not connection.closing:
         page = await events_after(connection.user_id, after, BACKLOG_PAGE)
         for event in page:
-            await connection.push_waiting(encode(event))
             after = event["seq"]
+            if not hub.hides(event):
+                await connection.push_waiting(encode(event))
         if len(page) < BACKLOG_PAGE:
             break
     # Live events buffered meanwhile with a seq above `after` follow; those at or below were sent.
