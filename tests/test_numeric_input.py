@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from chat_api.common.fields import MAX_INT64, whole_number
 from chat_api.events.service import publish
-from tests.factories import TestUser, befriend, create_user, store_group
+from tests.factories import TestUser, befriend, create_user, direct_message, make_friends, store_group
 from tests.helpers import Api
 from tests.realtime_helpers import close_code, fresh_hub, next_frame, open_socket, run, ws_url
 
@@ -125,9 +125,18 @@ def test_before_refuses_anything_but_ascii_hex(api: Api, before: str) -> None:
 
 def test_before_takes_ascii_hex_in_either_case(api: Api) -> None:
     alice, bob = create_user(api), create_user(api)
-    for before in ("a" * 24, "A" * 24, "0" * 24):
-        response = api.get(with_query(f"/api/user-message/{alice.id}/{bob.id}", before=before), headers=alice.headers)
-        assert response.status != 400, response.text
+    make_friends(api, alice, bob)
+    first = direct_message(api, alice, bob, "first")["id"]
+    direct_message(api, alice, bob, "second")
+    path = f"/api/user-message/{alice.id}/{bob.id}"
+    for before in (first.lower(), first.upper()):
+        response = api.get(with_query(path, before=before), headers=alice.headers)
+        assert response.status == 200, response.text
+        assert response.json == []  # nothing is older than the first message
+    # Well-formed but no message of this conversation: refused for what it names, not for its form.
+    response = api.get(with_query(path, before="0" * 24), headers=alice.headers)
+    assert response.status == 400
+    assert "errors" not in response.json, response.json
 
 
 @pytest.mark.parametrize("value", [value for value in NOT_ASCII_DIGITS if value])
