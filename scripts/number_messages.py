@@ -24,7 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints
 
 from chat_api.config import Settings, settings_or_exit
-from chat_api.friends.models import DirectConversation, Friendship
+from chat_api.friends.models import DirectConversation, Friendship, pair_ends
 from chat_api.groups.models import Group, GroupMember, GroupMessage
 from chat_api.messages.models import DirectMessage
 from scripts._store import database
@@ -60,11 +60,13 @@ async def unnumbered(messages: Collection, field: str) -> dict[str, list[tuple[s
 
 
 async def take_numbers(counters: Collection, counter_id: Any, count: int, *, upsert: bool) -> int | None:
-    """Take `count` numbers at once from a counter (the app's own `$inc`): the first of them, or None
-    if the counter's document is gone (a deleted group)."""
+    """Take `count` numbers at once from a counter (the app's own `$inc`; a pair's counter with the pair's
+    two ids, as the app writes it): the first of them, or None if the counter's document is gone (a
+    deleted group)."""
+    ends = {"$set": pair_ends(counter_id)} if upsert else {}
     counter = await counters.find_one_and_update(
         {"_id": counter_id},
-        {"$inc": {"last_n": count}},
+        {"$inc": {"last_n": count}, **ends},
         {"last_n": 1},
         upsert=upsert,
         return_document=ReturnDocument.AFTER,

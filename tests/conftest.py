@@ -112,6 +112,11 @@ def api(app: ChatApp) -> Iterator[Api]:
         yield Api(client)
 
 
+@pytest.fixture
+def app_started(api: Api) -> None:
+    """The session app is serving: its documents are bound to the session store (init_beanie)."""
+
+
 @pytest.fixture(autouse=True)
 def clean_collections(request: pytest.FixtureRequest) -> None:
     if "no_store" in request.keywords:

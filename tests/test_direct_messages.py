@@ -13,7 +13,7 @@ from pymongo import DESCENDING
 from pymongo.database import Database
 
 from chat_api.common.clock import utc_now
-from chat_api.friends.models import pair_key
+from chat_api.friends.models import new_direct_conversation_doc, pair_key
 from chat_api.messages.models import new_message_doc
 from chat_api.messages.repository import direct_messages
 from tests.factories import (
@@ -383,7 +383,7 @@ def test_history_of_10000_messages_pages_without_gaps_or_duplicates(
         for i, (from_id, to_id) in enumerate(sides)
     ]
     sync_db.user_messages.insert_many(docs)
-    sync_db.direct_conversations.insert_one({"_id": conversation, "last_n": len(docs)})
+    sync_db.direct_conversations.insert_one(new_direct_conversation_doc(conversation, len(docs)))
     sent = [send_direct(api, a, b, f"live {i}").json["user_message_id"] for i in range(10)]
     # Newest first by number: the ids' own order (their seconds) plays no part.
     expected = sent[::-1] + [str(doc["_id"]) for doc in reversed(docs)]

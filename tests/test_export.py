@@ -16,10 +16,19 @@ import pytest
 from pymongo import MongoClient
 
 from chat_api.export.schemas import Export
-from chat_api.friends.models import new_friendship_docs, pair_key
+from chat_api.friends.models import new_direct_conversation_doc, new_friendship_docs, pair_key
 from chat_api.messages.models import new_message_doc
 from chat_api.store.embedded import free_loopback_port
-from tests.factories import TestUser, add_member, auth_headers, create_group, create_user, make_friends, user_payload
+from tests.factories import (
+    TestUser,
+    add_member,
+    auth_headers,
+    create_group,
+    create_user,
+    make_friends,
+    send_direct,
+    user_payload,
+)
 from tests.helpers import (
     GENEROUS_LIMITS_ENV,
     Api,
@@ -115,6 +124,22 @@ def test_the_export_holds_every_kind_of_item_of_a_small_account(api: Api) -> Non
         (image, f"/api/files/{image}", "image", "image/png", len(PNG))
     ]
     assert api.get(document["files"][0]["url"]).body == PNG
+
+
+def test_messages_with_a_former_friend_stay_in_the_export(api: Api) -> None:
+    """Unfriending ends the friendship, not the conversation: both sides still have what they said."""
+    me, former = create_user(api), create_user(api)
+    make_friends(api, me, former)
+    said = [
+        send_direct(api, me, former, "before we parted").json["message"]["id"],
+        send_direct(api, former, me, "bye").json["message"]["id"],
+    ]
+    assert api.delete(f"/api/friends/{former.id}", headers=me.headers).status == 204
+    for user, other in ((me, former), (former, me)):
+        document = json.loads(export(api, user).body)
+        assert document["friends"] == []
+        assert [m["id"] for m in document["messages"]] == said
+        assert {m["conversation"]["id"] for m in document["messages"]} == {other.id}
 
 
 def test_an_empty_account_exports_empty_lists(api: Api) -> None:
@@ -248,7 +273,7 @@ def seed(uri: str, database: str, me: str, friend: str) -> None:
         now = datetime.now(UTC)
         pair = pair_key(me, friend)
         db.friendships.insert_many(new_friendship_docs(me, friend, now))
-        db.direct_conversations.insert_one({"_id": pair, "last_n": MESSAGES})
+        db.direct_conversations.insert_one(new_direct_conversation_doc(pair, MESSAGES))
         for start in range(0, MESSAGES, INSERT_BATCH):
             docs = []
             for n in range(start, start + INSERT_BATCH):

@@ -11,7 +11,7 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
-from chat_api.friends.models import Friendship, pair_key
+from chat_api.friends.models import Friendship, new_direct_conversation_doc, pair_key
 from chat_api.groups.models import Group, GroupMember, GroupMessage
 from chat_api.messages.models import DirectMessage
 from chat_api.store.embedded import EmbeddedStore
@@ -199,6 +199,8 @@ def test_indexes_status_on_a_fresh_store_leaves_gridfs_working(tmp_path: Path) -
     assert status.returncode == 0, status.stderr
 
 
+# Beanie validates a document only once its class is bound (init_beanie): the session app binds them.
+@pytest.mark.usefixtures("app_started")
 def test_seed_gives_the_first_demo_users_friends_conversations_and_groups(tmp_path: Path) -> None:
     env = subprocess_env(tmp_path / "data")
     args = ("--users", "30", "--chat-users", "20", "--friends", "2", "--messages", "5", "--group-size", "6")
@@ -236,7 +238,9 @@ def check_seeded_friendships(db: Any, chat_users: set[str], others: set[str]) ->
         assert sorted(m.n for m in messages) == [1, 2, 3, 4, 5]
         newest = max(messages, key=lambda m: m.n)
         assert friendship.message_n == newest.n
-        assert db.direct_conversations.find_one({"_id": friendship.pair}) == {"_id": friendship.pair, "last_n": 5}
+        low, high = sorted((friendship.owner_id, friendship.friend_id))
+        counter = {"_id": friendship.pair, "last_n": 5, "low_id": low, "high_id": high}
+        assert db.direct_conversations.find_one({"_id": friendship.pair}) == counter
         assert friendship.last_message is not None
         assert friendship.last_message["id"] == newest.key
         assert friendship.last_message["msg"] == newest.msg
@@ -423,7 +427,8 @@ def test_number_messages_numbers_old_messages_once_in_their_old_order(tmp_path: 
         assert "14/14" in result.stderr  # the progress bar: 9 messages, 2 friendships, 1 group, 2 members
         numbers = {m["key"]: m["n"] for m in db.user_messages.find()}
         assert [numbers[key] for key in legacy["direct"]] == [1, 2, 3, 4, 5]
-        assert db.direct_conversations.find_one({"_id": legacy["pair"]}) == {"_id": legacy["pair"], "last_n": 5}
+        counter = db.direct_conversations.find_one({"_id": legacy["pair"]})
+        assert counter == new_direct_conversation_doc(legacy["pair"], 5)
         assert sorted(m["n"] for m in db.group_messages.find()) == [1, 2, 3, 4]
         mine = db.friendships.find_one({"owner_id": legacy["me"]})
         theirs = db.friendships.find_one({"owner_id": legacy["friend"]})

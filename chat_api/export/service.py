@@ -56,11 +56,10 @@ async def json_array(batches: AsyncIterable[Iterable[Item]]) -> AsyncIterator[st
 
 async def export_document(user_id: str, profile: UserPublic) -> AsyncIterator[str]:
     """The whole export of `user_id`, as pieces of one JSON document (schemas.Export)."""
-    pairs: list[tuple[str, str]] = []  # (friend, pair): the direct conversations, read after the friends
     group_ids: list[str] = []
     yield '{"profile":' + profile.model_dump_json()
     yield ',"friends":'
-    async for piece in json_array(_friends(user_id, pairs)):
+    async for piece in json_array(_friends(user_id)):
         yield piece
     yield ',"friend_requests":'
     async for piece in json_array(_requests(user_id)):
@@ -69,6 +68,8 @@ async def export_document(user_id: str, profile: UserPublic) -> AsyncIterator[st
     async for piece in json_array(_groups(user_id, group_ids)):
         yield piece
     yield ',"messages":'
+    # Every direct conversation the user has had, with a friend of now or of before.
+    pairs = [(other_of(pair, user_id), pair) for pair in await friends.direct_conversations_of(user_id)]
     async for piece in json_array(_messages(pairs, group_ids)):
         yield piece
     yield ',"files":'
@@ -82,12 +83,16 @@ async def _batched(cursor: AsyncIterable[Item], shape: Callable[[Item], Item]) -
         yield [shape(doc) for doc in batch]
 
 
-async def _friends(user_id: str, pairs: list[tuple[str, str]]) -> AsyncIterator[list[Item]]:
+def other_of(pair: str, user_id: str) -> str:
+    low, high = pair.split(":")
+    return high if low == user_id else low
+
+
+async def _friends(user_id: str) -> AsyncIterator[list[Item]]:
     async for batch in in_batches(friends.friendships_of(user_id, BATCH)):
         profiles = await users.public_users(doc["friend_id"] for doc in batch)
         out = []
         for doc in batch:
-            pairs.append((doc["friend_id"], doc["pair"]))
             profile = profiles.get(doc["friend_id"])
             username = profile.username if profile is not None else None
             out.append({"user_id": doc["friend_id"], "username": username, "since": stored_datetime(doc["created_at"])})

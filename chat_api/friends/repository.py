@@ -16,7 +16,7 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import BulkWriteError
 
 from chat_api.common.pagination import COUNT_BATCH, count_matching
-from chat_api.friends.models import DirectConversation, Friendship, UserRequest, new_friendship_docs
+from chat_api.friends.models import DirectConversation, Friendship, UserRequest, new_friendship_docs, pair_ends
 
 DUPLICATE_KEY = 11000
 Collection = AsyncCollection[dict[str, Any]]
@@ -142,11 +142,26 @@ async def take_number(pair: str) -> int:
     """The next number of the pair's conversation, taken atomically from its counter document (created
     by the first message): one findAndModify, an upsert on a string `_id`, which both stores serve."""
     counter = await direct_conversations().find_one_and_update(
-        {"_id": pair}, {"$inc": {"last_n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        {"_id": pair},
+        {"$inc": {"last_n": 1}, "$set": pair_ends(pair)},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
     )
     if counter is None:  # an upsert returning the document after it always has one
         raise RuntimeError(f"the counter of {pair} was not returned")
     return int(counter["last_n"])
+
+
+async def direct_conversations_of(user_id: str) -> list[str]:
+    """The pairs of every direct conversation `user_id` has had (friends now or not), in pair order: two
+    indexed reads, `low_id_1` and `high_id_1`, sent together."""
+    found = await asyncio.gather(
+        *(
+            direct_conversations().find({end: {"$eq": user_id}}, {"_id": 1}).batch_size(COUNT_BATCH).to_list()
+            for end in ("low_id", "high_id")
+        )
+    )
+    return sorted(str(doc["_id"]) for docs in found for doc in docs)
 
 
 async def last_number(pair: str) -> int:
