@@ -29,10 +29,6 @@ from chat_api.users import repository as users
 DELIVERY_LEASE_MS = 10_000
 
 
-def no_file(msg_type: str, message: str) -> Invalid:
-    return Invalid(message.format(msg_type=msg_type))
-
-
 def new_message(from_id: str, body: MessageIn, n: int, **target: str) -> dict[str, Any]:
     """A message to store, numbered `n` in its conversation, with the storing request's delivery lease.
 
