@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 BENCH := $(VENV)/.installed-bench
-# wrk is a Debian package; root installs it directly, anyone else through sudo.
+# wrk and redis-server are Debian packages; root installs them directly, anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint format install install-dev bench indexes seed soak clean
+.PHONY: run test lint format install install-dev redis-server bench indexes seed soak clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -43,7 +43,11 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+# The suite starts Redis servers of its own (tests/redis_server.py), never the one on 6379: only the binary is needed.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+test: lint redis-server
 	$(BIN)/python -m pytest
 
 bench: $(BENCH)

@@ -17,6 +17,11 @@ DEFAULT_STORE_TIMEOUT = 2.5  # per store operation: a store that is down or hung
 DEFAULT_PRESENCE_GRACE = 5.0  # a reload or a flaky network reconnects well within this
 DEFAULT_WS_SEND_BUFFER = 1024 * 1024  # bytes a socket may have waiting (past the kernel's) before it is dropped
 DEFAULT_EVENT_POLL = 0.015  # how long an idle delivery loop sleeps between looks at the event log
+DEFAULT_EVENT_GAP_WAIT = 10.0  # how long a reader waits for a missing event number to fill before passing it
+DEFAULT_STORE_POOL_SIZE = 20  # connections per process to each store server (PyMongo's maxPoolSize)
+EMBEDDED_PARTITIONS = 1  # event-log partitions when EVENT_PARTITIONS is unset: one process group, one store
+MONGODB_PARTITIONS = 8
+REDIS_SCHEMES = ("redis://", "rediss://")
 DEFAULT_SHUTDOWN_TIMEOUT = 25.0  # Heroku sends SIGKILL 30 s after SIGTERM; this leaves time to stop the store
 MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and so do we
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -81,6 +86,11 @@ class Settings:
     presence_grace: float = DEFAULT_PRESENCE_GRACE
     ws_send_buffer: int = DEFAULT_WS_SEND_BUFFER
     event_poll_interval: float = DEFAULT_EVENT_POLL
+    # Fan-out across instances (docs/operations.md, "Configuration"): None runs without Redis.
+    redis_url: str | None = None
+    event_partitions: int | None = None  # None: EMBEDDED_PARTITIONS or MONGODB_PARTITIONS, see `partitions`
+    event_gap_wait: float = DEFAULT_EVENT_GAP_WAIT
+    store_pool_size: int = DEFAULT_STORE_POOL_SIZE
 
     @property
     def is_production(self) -> bool:
@@ -90,6 +100,13 @@ class Settings:
     def store_kind(self) -> str:
         """`mongodb` when a URI is configured, else `embedded` (the app starts nx-27017 itself)."""
         return "mongodb" if self.mongodb_uri else "embedded"
+
+    @property
+    def partitions(self) -> int:
+        """Partitions of the event log: EVENT_PARTITIONS, else 1 on the embedded store and 8 on a MongoDB URI."""
+        if self.event_partitions is not None:
+            return self.event_partitions
+        return MONGODB_PARTITIONS if self.store_kind == "mongodb" else EMBEDDED_PARTITIONS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
@@ -143,6 +160,12 @@ class Settings:
             event_poll_interval=_seconds(
                 "EVENT_POLL_INTERVAL", get("EVENT_POLL_INTERVAL"), DEFAULT_EVENT_POLL, low=0.001, high=5
             ),
+            redis_url=_redis_url(get("REDIS_URL")),
+            event_partitions=_optional_int("EVENT_PARTITIONS", get("EVENT_PARTITIONS"), low=1, high=1024),
+            event_gap_wait=_seconds(
+                "EVENT_GAP_WAIT", get("EVENT_GAP_WAIT"), DEFAULT_EVENT_GAP_WAIT, low=0.05, high=120
+            ),
+            store_pool_size=_int("STORE_POOL_SIZE", get("STORE_POOL_SIZE"), DEFAULT_STORE_POOL_SIZE, low=1, high=500),
         )
         return settings
 
@@ -166,6 +189,31 @@ def _int(name: str, raw: str | None, default: int, *, low: int, high: int) -> in
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _optional_int(name: str, raw: str | None, *, low: int, high: int) -> int | None:
+    return None if raw is None else _int(name, raw, 0, low=low, high=high)
+
+
+def _redis_url(raw: str | None) -> str | None:
+    """A Redis URL as Heroku's key-value add-on sets it; an error shows only its scheme and host (it may hold a
+    password)."""
+    if raw is None:
+        return None
+    if not raw.startswith(REDIS_SCHEMES) or describe_redis_url(raw).endswith("://"):
+        raise ConfigError(
+            f"REDIS_URL must be a Redis URL such as redis://:password@host:6379 or rediss://…, got "
+            f"{describe_redis_url(raw)!r}"
+        )
+    return raw
+
+
+def describe_redis_url(url: str) -> str:
+    """The scheme, host and port of a Redis URL, without user name or password, for logs and errors."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "redis (unparsable URL)"
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].rsplit('@', 1)[-1]}"
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -26,6 +26,7 @@ from chat_api.http.types import ChatApp
 from chat_api.store.documents import DOCUMENT_MODELS
 from chat_api.store.embedded import EmbeddedStore, free_loopback_port
 from tests.helpers import Api
+from tests.redis_server import RedisServer
 
 # Several apps are built in one process (one per settings under test).
 Sanic.test_mode = True
@@ -64,6 +65,26 @@ def no_store_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
             warnings.warn(f"embedded store left running: {shown}", stacklevel=1)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "redis: runs a real Redis server (`-m redis` or `-k redis` selects them)")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real `redis-server` of the session's own (a free loopback port, a temporary folder, nothing saved), started
+    on first use; `.url`, `.kill()`, `.restart()` (same port). Tests take `clean_redis`, which empties it first."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clean_redis(redis_server: RedisServer) -> RedisServer:
+    """The session's Redis, running (a test before may have killed it) and empty."""
+    redis_server.flush()
+    return redis_server
 
 
 @pytest.fixture(scope="session")

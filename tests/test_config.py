@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chat_api.config import ConfigError, Quota, RateLimits, Settings
+from chat_api.config import ConfigError, Quota, RateLimits, Settings, describe_redis_url
 
 pytestmark = pytest.mark.no_store
 SECRET = "s" * 40
@@ -206,3 +206,76 @@ def test_blank_values_are_unset_and_values_are_trimmed(tmp_path: Path) -> None:
 def test_variable_names_are_case_sensitive(tmp_path: Path) -> None:
     settings = Settings.from_env({"DATA_DIR": str(tmp_path), "port": "8000", "Mongodb_Db": "other"}, env_file=None)
     assert (settings.port, settings.mongodb_db) == (7001, "chat")
+
+
+def test_fan_out_settings_default_to_one_instance_without_redis(tmp_path: Path) -> None:
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path)}, env_file=None)
+    assert settings.redis_url is None
+    assert (settings.event_partitions, settings.partitions) == (None, 1)  # the embedded store: one partition
+    assert (settings.event_gap_wait, settings.store_pool_size) == (10.0, 20)
+    on_mongodb = Settings.from_env({"MONGODB_URI": "mongodb://db.example", "JWT_SECRET": SECRET}, env_file=None)
+    assert (on_mongodb.event_partitions, on_mongodb.partitions) == (None, 8)
+
+
+def test_fan_out_settings_are_parsed(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "DATA_DIR": str(tmp_path),
+            "REDIS_URL": "rediss://:p4ss@redis.example:6380",
+            "EVENT_PARTITIONS": "16",
+            "EVENT_GAP_WAIT": "2.5s",
+            "STORE_POOL_SIZE": "50",
+        },
+        env_file=None,
+    )
+    assert settings.redis_url == "rediss://:p4ss@redis.example:6380"
+    assert (settings.event_partitions, settings.partitions) == (16, 16)
+    assert (settings.event_gap_wait, settings.store_pool_size) == (2.5, 50)
+    assert Settings(event_partitions=3).partitions == 3  # a set value wins on the embedded store too
+    assert Settings(mongodb_uri="mongodb://db.example", event_partitions=1).partitions == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REDIS_URL", "localhost:6379"),
+        ("REDIS_URL", "http://redis.example:6379"),
+        ("REDIS_URL", "redis://"),
+        ("EVENT_PARTITIONS", "0"),
+        ("EVENT_PARTITIONS", "1025"),
+        ("EVENT_PARTITIONS", "eight"),
+        ("EVENT_GAP_WAIT", "0.01"),
+        ("EVENT_GAP_WAIT", "121"),
+        ("EVENT_GAP_WAIT", "nan"),
+        ("STORE_POOL_SIZE", "0"),
+        ("STORE_POOL_SIZE", "501"),
+    ],
+)
+def test_malformed_fan_out_settings_are_refused_with_their_name(name: str, value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value, "DATA_DIR": str(tmp_path)}, env_file=None)
+
+
+def test_a_refused_redis_url_never_shows_its_password(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(
+            {"REDIS_URL": "http://user:s3cret-pw@redis.example:6379", "DATA_DIR": str(tmp_path)}, env_file=None
+        )
+    assert "s3cret-pw" not in str(refused.value)
+    assert "redis.example:6379" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379"),
+        (
+            "rediss://:s3cret@ec2-1-2-3-4.compute-1.amazonaws.com:12345",
+            "rediss://ec2-1-2-3-4.compute-1.amazonaws.com:12345",
+        ),
+        ("redis://default:p@ss@word@host:6379/2?ssl_cert_reqs=none", "redis://host:6379"),
+        ("no scheme at all", "redis (unparsable URL)"),
+    ],
+)
+def test_a_redis_url_is_described_without_credentials(url: str, shown: str) -> None:
+    assert describe_redis_url(url) == shown
