@@ -80,6 +80,27 @@ class Api:
         return responses
 
 
+class ProcessApi(Api):
+    """The same checked client over real HTTP to a server process at `base_url` (`running_server`), so the factories
+    of tests/factories.py work against it too."""
+
+    def __init__(self, base_url: str, passwords: set[str] | None = None) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=10)
+        self.passwords = passwords if passwords is not None else set()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> TestingResponse:
+        answer = self.http.request(method.upper(), path, **kwargs)
+        response = TestingResponse(
+            answer.status_code, headers=answer.headers, content=answer.content, request=answer.request
+        )
+        self.check_no_secrets(response)
+        return response
+
+    def close(self) -> None:
+        self.http.close()
+
+
 def assert_error(response: TestingResponse, status: int, message: str) -> None:
     """An error answer: its status, and a body that is exactly its message."""
     assert response.status == status

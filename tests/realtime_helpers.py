@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -86,6 +89,47 @@ async def close_code(ws: ClientConnection, timeout: float = 8) -> int | None:
     except ConnectionClosed:
         pass
     return ws.close_code
+
+
+@dataclass
+class WorkerSocket:
+    """An open socket and where it landed: the server's URL and the worker process (`ready`'s `worker`) holding it."""
+
+    ws: ClientConnection
+    url: str
+    worker: int
+    ready: dict[str, Any]
+
+
+async def sockets_on_every_worker(
+    urls: Sequence[str], user: TestUser, workers_each: int = 2, timeout: float = 20
+) -> list[WorkerSocket]:
+    """One socket of `user` on every worker of every server in `urls` (`workers_each` workers each; outside
+    production `ready` names its worker). The kernel hands connections to workers itself, so sockets are opened
+    until each worker holds one, the extra ones closed; a worker that never gets one within `timeout` fails."""
+    held: dict[int, WorkerSocket] = {}
+    extra: list[ClientConnection] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for url in urls:
+            on_this_url = 0
+            while on_this_url < workers_each:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{url}: sockets reached only {on_this_url} of {workers_each} workers")
+                ws, ready = await open_socket(url, user)
+                if ready["worker"] in held:
+                    extra.append(ws)
+                    continue
+                held[ready["worker"]] = WorkerSocket(ws, url, ready["worker"], ready)
+                on_this_url += 1
+    except BaseException:
+        extra.extend(socket.ws for socket in held.values())
+        raise
+    finally:
+        for ws in extra:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close()
+    return list(held.values())
 
 
 def message_data(sender: TestUser, to: TestUser, text: str) -> dict[str, Any]:
