@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -203,19 +204,35 @@ def serve_and_log(tmp_path: Path, log_format: str, command: list[str], scenario:
     return [line for path in (stdout, stderr) for line in path.read_text().splitlines() if line.strip()]
 
 
+def stop_servers(started: Sequence[tuple[subprocess.Popen[str], int]]) -> None:
+    """`stop_server` on each at the same time: their graceful shutdowns overlap."""
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(stop_server, [server for server, _ in started]))
+
+
 @contextmanager
 def running_server(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """`python -m chat_api` as a real process (its output in tmp_path/server.log, a store of its own, the
     limiter on with generous budgets, `settings` as environment variables), up and answering; stopped after."""
-    port = free_loopback_port()
-    env = subprocess_env(tmp_path / "data", PORT=str(port), **GENEROUS_LIMITS_ENV, **settings)
-    with (tmp_path / "server.log").open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "chat_api"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
+    with running_servers([tmp_path], **settings) as [started]:
+        yield started
+
+
+@contextmanager
+def running_servers(folders: Sequence[Path], **settings: str) -> Iterator[list[tuple[subprocess.Popen[str], int]]]:
+    """One `running_server` per folder, each on its own port, started and stopped together (start-ups overlap)."""
+    started: list[tuple[subprocess.Popen[str], int]] = []
+    with ExitStack() as stack:
+        stack.callback(stop_servers, started)
+        for folder in folders:
+            port = free_loopback_port()
+            env = subprocess_env(folder / "data", PORT=str(port), **GENEROUS_LIMITS_ENV, **settings)
+            log = stack.enter_context((folder / "server.log").open("w"))
+            server = subprocess.Popen(
+                [sys.executable, "-m", "chat_api"], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                text=True, start_new_session=True,
+            )  # fmt: skip
+            started.append((server, port))
+        for server, port in started:
             wait_for_health(f"http://127.0.0.1:{port}", process=server)
-            yield server, port
-        finally:
-            stop_server(server)
+        yield started

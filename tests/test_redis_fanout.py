@@ -21,7 +21,7 @@ from pymongo import MongoClient
 from websockets.exceptions import ConnectionClosed
 
 from tests.factories import TestUser, create_group, create_user, make_friends
-from tests.helpers import ProcessApi, running_server
+from tests.helpers import ProcessApi, running_servers
 from tests.realtime_helpers import WorkerSocket, close_code, open_socket, sockets_on_every_worker
 from tests.redis_server import RedisServer, ping
 from tests.wire_counter import CountingProxy
@@ -85,7 +85,7 @@ def instances(
     folders = (tmp_path_factory.mktemp("instance_a"), tmp_path_factory.mktemp("instance_b"))
     try:
         with ExitStack() as stack:
-            ports = [stack.enter_context(running_server(folder, **settings))[1] for folder in folders]
+            ports = [port for _, port in stack.enter_context(running_servers(folders, **settings))]
             passwords: set[str] = set()
             a, b = (ProcessApi(f"http://127.0.0.1:{port}", passwords) for port in ports)
             stack.callback(a.close)
