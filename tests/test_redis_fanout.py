@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from pymongo import MongoClient
+from pymongo.database import Database
 from websockets.exceptions import ConnectionClosed
 
 from tests.factories import TestUser, create_group, create_user, make_friends
@@ -44,6 +46,8 @@ class Instances:
     redis: RedisServer
     proxy: CountingProxy | None
     logs: tuple[Path, Path]
+    store_uri: str
+    database: str
 
     @property
     def apis(self) -> tuple[ProcessApi, ProcessApi]:
@@ -90,7 +94,8 @@ def instances(
             a, b = (ProcessApi(f"http://127.0.0.1:{port}", passwords) for port in ports)
             stack.callback(a.close)
             stack.callback(b.close)
-            running = Instances(a, b, redis_server, proxy, (folders[0] / "server.log", folders[1] / "server.log"))
+            logs = (folders[0] / "server.log", folders[1] / "server.log")
+            running = Instances(a, b, redis_server, proxy, logs, store_uri, database)
             # Both workers of each instance answer before any test starts.
             warm_up = running.user()
             asyncio.run(close_all_after(sockets_on_every_worker(running.ws_urls, warm_up, WORKERS)))
@@ -166,6 +171,16 @@ async def post(http: httpx.AsyncClient, base_url: str, path: str, user: TestUser
     return sent
 
 
+async def redis_subscribers(url: str) -> dict[str, int]:
+    """Every pub/sub channel of the Redis at `url` with its number of subscribers (PUBSUB CHANNELS, NUMSUB)."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        channels = await client.pubsub_channels()
+        return dict(await client.pubsub_numsub(*channels)) if channels else {}
+    finally:
+        await client.aclose()
+
+
 def test_sockets_on_all_four_workers_get_every_event_once_and_in_order(instances: Instances) -> None:
     a = instances.a
     alice, bob, carol, dave = (instances.user() for _ in range(4))
@@ -176,6 +191,9 @@ def test_sockets_on_all_four_workers_get_every_event_once_and_in_order(instances
 
     async def scenario() -> tuple[dict[str, list[WorkerSocket]], dict[str, dict[str, list[str]]]]:
         sockets = {bob.id: await every_worker(instances, bob), carol.id: await every_worker(instances, carol)}
+        # Every worker listens on Redis (the design's pub/sub channel), so what follows goes through it.
+        subscribers = await redis_subscribers(instances.redis.url)
+        assert max(subscribers.values(), default=0) >= 2 * WORKERS, f"Redis subscribers: {subscribers}"
         # What each receiver must get, per sender, in the order the sends were answered.
         expected: dict[str, dict[str, list[str]]] = {
             bob.id: {"alice": [], "dave": []},
@@ -281,6 +299,38 @@ def test_logout_and_account_deletion_close_the_users_sockets_on_every_instance(i
     assert bob_codes == [4401] * 2 * WORKERS
     assert carol_codes == [4401] * 2 * WORKERS
     assert took < 8
+
+
+def test_typing_reaches_every_worker_through_redis_and_never_the_store(instances: Instances) -> None:
+    """Goal 6: ephemeral notices cross instances through Redis alone; no collection of the store ever holds one."""
+    alice, bob = instances.user(), instances.user()
+    make_friends(instances.a, alice, bob)
+
+    async def scenario() -> list[dict[str, Any]]:
+        bobs = await every_worker(instances, bob)
+        ws, _ = await open_socket(instances.ws_urls[1], alice)
+        try:
+            await ws.send(json.dumps({"type": "typing", "to_id": bob.id}))
+            return list(await asyncio.gather(*(first_of_type(socket, "typing") for socket in bobs)))
+        finally:
+            await ws.close()
+            await close_all(bobs)
+
+    for frame in asyncio.run(scenario()):
+        assert (frame["from_id"], frame["to_id"]) == (alice.id, bob.id)
+    client: MongoClient[dict[str, Any]]
+    with MongoClient(instances.store_uri) as client:
+        database: Database[dict[str, Any]] = client[instances.database]
+        for name in database.list_collection_names():
+            assert database[name].find_one({"type": "typing"}) is None, f"a typing notice stored in {name}"
+
+
+async def first_of_type(socket: WorkerSocket, kind: str, timeout: float = 5) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame: dict[str, Any] = json.loads(await socket.ws.recv())
+            if frame["type"] == kind:
+                return frame
 
 
 def test_with_nobody_talking_the_store_sees_almost_no_polling(instances: Instances) -> None:
