@@ -84,7 +84,7 @@ def instances(
         "JWT_SECRET": secrets.token_urlsafe(48),  # one secret: a token from one instance works on the other
         "REDIS_URL": redis_server.url,
         "WEB_CONCURRENCY": str(WORKERS),
-        "EVENT_GAP_WAIT": "1",  # a hole is passed after 1 s, not 10: the tests stay short
+        "EVENT_GAP_WAIT": "2",  # a hole is passed after 2 s, not 10: the tests stay short
     }
     folders = (tmp_path_factory.mktemp("instance_a"), tmp_path_factory.mktemp("instance_b"))
     try:

@@ -22,6 +22,8 @@ class CountingProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="store-proxy", daemon=True)
         self._started = threading.Event()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def uri(self) -> str:
@@ -34,12 +36,22 @@ class CountingProxy:
         return self
 
     def stop(self) -> None:
+        """Close the listener and every connection still open, then the proxy's loop."""
+        asyncio.run_coroutine_threadsafe(self._shut(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
+
+    async def _shut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await asyncio.sleep(0.1)  # the forwarding tasks see their connections end
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", self.port))
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", self.port))
         self._started.set()
         self._loop.run_forever()
 
@@ -49,6 +61,7 @@ class CountingProxy:
         except OSError:
             client_writer.close()
             return
+        self._writers |= {client_writer, store_writer}
         directions = {
             asyncio.ensure_future(self._count_and_forward(client_reader, store_writer)),
             asyncio.ensure_future(self._forward(store_reader, client_writer)),
@@ -58,6 +71,7 @@ class CountingProxy:
             task.cancel()
         for writer in (client_writer, store_writer):
             writer.close()
+            self._writers.discard(writer)
 
     async def _count_and_forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
