@@ -387,8 +387,12 @@ def test_redis_killed_and_restarted_mid_stream_loses_nothing_and_nothing_answers
 
     asyncio.run(scenario())
 
-    # Redis is back for good: the instances fan out through it again.
+    # Redis is back for good: every worker subscribes again, and the instances fan out through it.
     async def after() -> None:
+        deadline = time.monotonic() + 15
+        while max((await redis_subscribers(instances.redis.url)).values(), default=0) < 2 * WORKERS:
+            assert time.monotonic() < deadline, "the workers did not subscribe again to the restarted Redis"
+            await asyncio.sleep(0.2)
         sockets = await every_worker(instances, bob)
         try:
             async with httpx.AsyncClient(timeout=10) as http:
