@@ -81,6 +81,16 @@ class Settings:
     presence_grace: float = DEFAULT_PRESENCE_GRACE
     ws_send_buffer: int = DEFAULT_WS_SEND_BUFFER
     event_poll_interval: float = DEFAULT_EVENT_POLL
+    redis_url: str | None = None
+    event_partitions: int | None = None
+    event_gap_wait: float = 10.0
+    store_pool_size: int = 20
+
+    @property
+    def partitions(self) -> int:
+        if self.event_partitions is not None:
+            return self.event_partitions
+        return 1 if self.store_kind == "embedded" else 8
 
     @property
     def is_production(self) -> bool:
