@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
+from chat_api.store.client import BACKGROUND
+
 if TYPE_CHECKING:
     from sanic_testing.reusable import ReusableClient
 
@@ -33,7 +35,8 @@ class CommandCounter(CommandListener):
     commands: list[tuple[str, str]] = field(default_factory=list)
 
     def started(self, event: CommandStartedEvent) -> None:
-        if self.recording and event.command_name not in HOUSEKEEPING:
+        # A background task's commands (the real-time hub's) are no request's.
+        if self.recording and event.command_name not in HOUSEKEEPING and not BACKGROUND.get():
             # The command's own field names its collection (getMore names it in `collection`).
             target = event.command.get("collection", event.command.get(event.command_name))
             self.commands.append((event.command_name, target if isinstance(target, str) else ""))

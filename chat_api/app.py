@@ -13,7 +13,6 @@ from chat_api.accounts.sweeper import setup_sweeper
 from chat_api.auth import routes as auth_routes
 from chat_api.config import Settings
 from chat_api.conversations import routes as conversations_routes
-from chat_api.events import routes as events_routes
 from chat_api.export import routes as export_routes
 from chat_api.files import routes as files_routes
 from chat_api.friends import routes as friends_routes
@@ -45,7 +44,6 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     conversations_routes,
     groups_routes,
     files_routes,
-    events_routes,
     export_routes,
     realtime_routes,
 )

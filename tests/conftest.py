@@ -111,6 +111,10 @@ def make_settings(store_uri: str, db_name: str, data_dir: Path, **overrides: Any
         "data_dir": data_dir,
         "rate_limits": SUITE_RATE_LIMITS,
         "presence_grace": 0.3,  # presence tests wait for it to pass
+        # The suite's store is nx-27017 at a URI: one partition, as the app chooses for its embedded store.
+        # tests/test_partitions.py runs the log with several.
+        "event_partitions": 1,
+        "event_gap_wait": 1.0,  # hole tests wait for it to pass
     }
     values.update(overrides)
     return Settings(**values)

@@ -27,10 +27,10 @@ T = TypeVar("T")
 
 @pytest.fixture
 def fresh_hub(app: ChatApp) -> None:
-    """clean_collections empties the event log, whose numbers then start again at 1: the hub
-    would notice within RESET_CHECK_INTERVAL, this tells it at once."""
+    """clean_collections empties the event log and its counters, whose numbers then start again at 1: the
+    hub would notice at its next look, this tells it at once."""
     hub: Hub = app.ctx.hub
-    hub.last_seq, hub.last_id = 0, None
+    hub.reset_all()
 
 
 def run(api: Api, scenario: Coroutine[Any, Any, T], timeout: float = 60) -> T:

@@ -70,7 +70,7 @@ def test_send_to_friend_is_201_and_published_to_both(api: Api, sync_db: Db, pair
     assert message["client_msg_id"] == "c-1"
     [event] = message_events(sync_db)
     assert message["seq"] == event["seq"]
-    assert sorted(event["recipients"]) == sorted([a.id, b.id])
+    assert sorted(event["to"]) == sorted([a.id, b.id])
     assert event["data"]["message"] == {**message, "seq": None}
     stored = sync_db.user_messages.find_one({"_id": ObjectId(message["id"])})
     assert stored is not None

@@ -9,7 +9,7 @@ import pytest
 from pymongo.database import Database
 
 from chat_api.events.models import RETENTION_SECONDS, Event
-from chat_api.events.service import backlog_filter, prune, publish
+from chat_api.events.service import prune, publish, signal, stored_filter
 from tests.factories import create_user
 from tests.helpers import Api
 from tests.realtime_helpers import fresh_hub, message_data, run
@@ -21,18 +21,24 @@ def test_events_need_a_token(api: Api) -> None:
     assert api.get("/api/events").status == 401
 
 
+async def signal_typing(from_id: str, to_id: str) -> int:
+    await signal("typing", {"from_id": from_id, "to_id": to_id}, to=[to_id])
+    return 0
+
+
 def test_events_after_a_seq_are_mine_stored_and_oldest_first(api: Api) -> None:
     alice, bob = create_user(api), create_user(api)
 
     async def fill() -> list[int]:
         return [
             await publish("message", [alice.id, bob.id], message_data(alice, bob, "one")),
-            await publish("typing", [bob.id], {"from_id": alice.id, "to_id": bob.id}, transient=True),
+            await signal_typing(alice.id, bob.id),
             await publish("message", [alice.id], message_data(bob, alice, "not bob's")),
             await publish("friend_request", [bob.id], {"request": {"from_id": alice.id, "to_id": bob.id}}),
         ]
 
     first, _, _, last = run(api, fill())
+    assert last == first + 2, "the typing notice took no number"
     response = api.get("/api/events", headers=bob.headers)
     assert response.status == 200
     assert [(event["type"], event["seq"]) for event in response.json] == [("message", first), ("friend_request", last)]
@@ -95,8 +101,8 @@ def test_after_older_than_the_oldest_kept_event_is_a_422_resync(api: Api) -> Non
 
 
 def test_the_backlog_query_walks_an_index_not_the_collection(api: Api, sync_db: Database[dict[str, Any]]) -> None:
-    """nx-27017 serves the plain array equality with seq_1 (from `after`); MongoDB with recipients_1_seq_1."""
-    plan = str(sync_db["events"].find(backlog_filter("a" * 24, 0)).sort("seq", 1).limit(50).explain())
+    """Both stores walk the (p, seq) index from `after` to what the process has dispatched."""
+    plan = str(sync_db["events"].find(stored_filter(0, 0, 100)).sort("seq", 1).limit(50).explain())
     assert "USING INDEX" in plan or "IXSCAN" in plan, plan
     assert "SCAN events" not in plan, plan
     assert "COLLSCAN" not in plan, plan
@@ -110,7 +116,7 @@ def test_prune_deletes_only_events_past_the_retention_period(api: Api, sync_db: 
         for text in ("old", "kept"):
             await publish("message", [user.id], message_data(user, user, text))
         week_and_a_bit = datetime.now(UTC) - timedelta(seconds=RETENTION_SECONDS + 60)
-        await Event.get_pymongo_collection().update_one({"seq": 1}, {"$set": {"created_at": week_and_a_bit}})
+        await Event.get_pymongo_collection().update_one({"p": 0, "seq": 1}, {"$set": {"created_at": week_and_a_bit}})
         return await prune(Event.get_pymongo_collection())
 
     assert run(api, scenario()) == 1

@@ -36,7 +36,7 @@ def test_send_request_is_201_and_reaches_the_recipient(api: Api, sync_db: Databa
     request_id = response.json["user_request_id"]
     assert set(response.json) == {"user_request_id"}
     [event] = events(sync_db, "friend_request")
-    assert event["recipients"] == [b.id]
+    assert event["to"] == [b.id]
     assert event["data"]["request"] == {
         "user_request_id": request_id,
         "from_id": a.id,
@@ -179,7 +179,7 @@ def test_agree_makes_both_friends_and_tells_both(api: Api, sync_db: Database[dic
     assert friend_ids(api, a) == [b.id]
     assert friend_ids(api, b) == [a.id]
     answered = events(sync_db, "friend_request")[-1]
-    assert sorted(answered["recipients"]) == sorted([a.id, b.id])
+    assert sorted(answered["to"]) == sorted([a.id, b.id])
     assert answered["data"]["request"]["status"] == "agree"
     assert answered["data"]["request"]["answered_at"] is not None
     stored = sync_db.user_requests.find_one({})

@@ -11,7 +11,7 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from chat_api.common.clock import epoch_ms, utc_now
-from chat_api.events.service import publish
+from chat_api.events.service import publish_to_group, signal
 from chat_api.groups import service as group_service
 from chat_api.http.types import ChatApp
 from chat_api.realtime.hub import Hub
@@ -159,9 +159,10 @@ def test_a_delete_answered_204_leaves_only_a_tombstone_and_its_notice(
     notice = sync_db.events.find_one({"type": "group_deleted"})
     assert notice is not None
     assert notice["data"] == {"group_id": group_id}
-    assert sorted(notice["recipients"]) == sorted([lord.id, member.id])
+    assert (notice["group"], notice["to"]) == (group_id, []), "named by the group, not its members"
     # The group's earlier events are redacted: nobody, nothing.
-    assert [(e["recipients"], e["data"]) for e in sync_db.events.find({"type": "group_message"})] == [([], {})]
+    redacted = [(e["to"], e["group"], e["data"]) for e in sync_db.events.find({"type": "group_message"})]
+    assert redacted == [([], None, {})]
     assert_gone_over_rest(api, group_id, [lord, member])
     # Deleting it again, adding to it or sending to it: 404 (members are gone too: nothing opens it).
     assert api.delete(f"/api/groups/{group_id}", headers=lord.headers).status == 404
@@ -213,12 +214,13 @@ def test_no_event_of_a_group_is_delivered_or_replayed_after_its_group_deleted(
 
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         ws, ready = await open_socket(ws_url(api), member)
-        recipients = [lord.id, member.id]
         message = {"id": "x", "group_id": group_id, "msg": "late"}
-        await publish("group_message", recipients, {"group_id": group_id, "message": {**message, "msg": "early"}})
-        await publish("group_deleted", recipients, {"group_id": group_id})
-        await publish("group_message", recipients, {"group_id": group_id, "message": message})
-        await publish("typing", recipients, {"from_id": lord.id, "group_id": group_id}, transient=True)
+        await publish_to_group(
+            "group_message", group_id, {"group_id": group_id, "message": {**message, "msg": "early"}}
+        )
+        await publish_to_group("group_deleted", group_id, {"group_id": group_id})
+        await publish_to_group("group_message", group_id, {"group_id": group_id, "message": message})
+        await signal("typing", {"from_id": lord.id, "group_id": group_id}, group=group_id)
         live = [await next_frame(ws), await next_frame(ws)]
         await no_frame(ws, 0.5)
         await ws.close()

@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from chat_api.events.models import Event
-from chat_api.events.service import newest_seq, publish
+from chat_api.events.service import newest_seq, publish, publish_to_group, signal
 from chat_api.http.types import ChatApp
 from chat_api.logs import RequestContext, TextFormatter
 from chat_api.realtime.hub import Hub
@@ -139,18 +139,23 @@ async def api_logout(api: Api, token: str) -> None:
 @pytest.mark.parametrize("type_", ["message", "group_message", "friend_request"])
 def test_stored_event_types_reach_every_socket_of_every_recipient(api: Api, type_: Any) -> None:
     alice, bob, carol = create_user(api), create_user(api), create_user(api)
-    data = {
-        "message": message_data(alice, bob, "hi"),
-        "group_message": {"group_id": "0" * 24, "message": {"id": "1" * 24, "msg": "hello group"}},
-        "friend_request": {"request": {"user_request_id": "2" * 24, "from_id": alice.id, "to_id": bob.id}},
-    }[type_]
 
     async def scenario() -> None:
+        # A group event names its group: the members (alice and bob) receive it, carol does not.
+        group_id = await store_group(alice, bob)
+        data = {
+            "message": message_data(alice, bob, "hi"),
+            "group_message": {"group_id": group_id, "message": {"id": "1" * 24, "msg": "hello group"}},
+            "friend_request": {"request": {"user_request_id": "2" * 24, "from_id": alice.id, "to_id": bob.id}},
+        }[type_]
         sender_other_tab, _ = await open_socket(ws_url(api), alice)
         bob_phone, _ = await open_socket(ws_url(api), bob)
         bob_laptop, _ = await open_socket(ws_url(api), bob)
         outsider, _ = await open_socket(ws_url(api), carol)
-        seq = await publish(type_, [alice.id, bob.id], data)
+        if type_ == "group_message":
+            seq = (await publish_to_group(type_, group_id, data)).seq_for(alice.id)
+        else:
+            seq = await publish(type_, [alice.id, bob.id], data)
         for ws in (sender_other_tab, bob_phone, bob_laptop):
             assert await next_frame(ws) == {"type": type_, "seq": seq, **data}
         await no_frame(outsider)
@@ -213,7 +218,7 @@ def test_resume_skips_transient_events_and_other_users_events(api: Api) -> None:
     async def scenario() -> None:
         start = await newest_seq()
         first = await publish("message", [bob.id], message_data(alice, bob, "one"))
-        await publish("typing", [bob.id], {"from_id": alice.id, "to_id": bob.id}, transient=True)
+        await signal("typing", {"from_id": alice.id, "to_id": bob.id}, to=[bob.id])
         await publish("message", [alice.id], message_data(bob, alice, "not bob's"))
         last = await publish("friend_request", [bob.id], {"request": {"from_id": alice.id}})
         ws, ready = await open_socket(ws_url(api), bob, last_seq=start)

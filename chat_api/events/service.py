@@ -1,146 +1,331 @@
-"""Writing to and reading from the event log: every query of `events`; no HTTP here.
+"""Writing to and reading from the event log: every query of `events` and `event_counters`; no HTTP here.
 
-The hub's loops pass the collection of their own client (`events`); requests use the app's.
+Numbers are taken from a counter per partition (`$inc`, one command, never a duplicate-key retry), then
+the event is inserted with that number. So numbers can commit out of order, and a publisher that dies
+in between leaves a hole: readers wait a bounded time at a hole before passing it
+(realtime.hub, docs/reliability.md#the-event-log). Reads for delivery and resume ask for majority-committed
+data from the primary whatever the connection string says: an event a failover could roll back is never
+delivered, and a secondary's older snapshot never hides one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from bson import ObjectId
+from pymongo import ASCENDING, ReadPreference, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.read_concern import ReadConcern
 
 from chat_api.common.clock import utc_now
-from chat_api.events.models import RETENTION_SECONDS, Event, EventType, new_event_doc
+from chat_api.events.models import (
+    GROUP_EVENT_TYPES,
+    RETENTION_SECONDS,
+    SIGNAL_RETENTION_SECONDS,
+    SIGNAL_TYPES,
+    SIGNALS_PARTITION,
+    Event,
+    EventCounter,
+    EventType,
+    new_event_doc,
+    partition_of,
+)
 
-MAX_SEQ_ATTEMPTS = 50
+log = logging.getLogger("chat_api.events")
+
 Events = AsyncCollection[dict[str, Any]]
-REDACTED: dict[str, Any] = {"recipients": [], "data": {}}
-TAIL_PROJECTION = {"seq": 1, "type": 1, "recipients": 1, "data": 1}
+REDACTED: dict[str, Any] = {"to": [], "group": None, "data": {}}
+DELIVERY_PROJECTION = {"p": 1, "seq": 1, "type": 1, "to": 1, "group": 1, "data": 1, "transient": 1}
+# A store error while numbering or inserting is retried this many times, after a jittered pause, within
+# the request's own store timeout: an election or a dropped connection, not a store that is down.
+PUBLISH_ATTEMPTS = 4
+RETRY_PAUSE = 0.05
 
 
-def _events(events: Events | None) -> Events:
-    return events if events is not None else Event.get_pymongo_collection()
+class PublishFailed(Exception):
+    """The event could not be stored after bounded retries; what it announces is stored already."""
 
 
-async def newest_event(events: Events | None = None) -> dict[str, Any] | None:
-    """The event with the highest sequence number (its `seq` and `_id`), None when the log is empty."""
-    return await _events(events).find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+Sink = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
-async def newest_seq(events: Events | None = None) -> int:
-    """The highest sequence number in the log, 0 when it is empty."""
-    doc = await newest_event(events)
-    return int(doc["seq"]) if doc else 0
+@dataclass
+class LogConfig:
+    """Set once per process at start-up (realtime.hub): the partition count and where events go next."""
+
+    partitions: int = 1
+    # After an event is stored: the process's own hub, and Redis when there is one.
+    fanout: Sink | None = None
+    # Ephemeral signals: through Redis when there is one (the hub's), else None: stored in the signals partition.
+    signal_sink: Sink | None = None
+    retries: list[int] = field(default_factory=lambda: [0])  # numbering/insert retries, for the benchmark
+
+
+config = LogConfig()
+
+
+def configure(partitions: int, fanout: Sink | None = None, signal_sink: Sink | None = None) -> None:
+    config.partitions, config.fanout, config.signal_sink = max(1, partitions), fanout, signal_sink
+
+
+def home_partition(user_id: str) -> int:
+    return partition_of(user_id, config.partitions)
+
+
+def _events() -> Events:
+    return Event.get_pymongo_collection()
+
+
+def _counters() -> Events:
+    return EventCounter.get_pymongo_collection()
+
+
+def reads(collection: Events) -> Events:
+    """The collection as delivery and resume read it: majority-committed, from the primary."""
+    return collection.with_options(read_concern=ReadConcern("majority"), read_preference=ReadPreference.PRIMARY)
+
+
+async def _retrying(attempt: Callable[[], Awaitable[Any]]) -> Any:
+    for tries in range(PUBLISH_ATTEMPTS):
+        try:
+            return await attempt()
+        except DuplicateKeyError:
+            raise
+        except PyMongoError as error:
+            if tries == PUBLISH_ATTEMPTS - 1:
+                raise PublishFailed(str(error)) from error
+            config.retries[0] += 1
+            log.warning("event log: store error, retrying: %s", error)
+            # Jittered, so publishers that failed together do not retry together (not a secret: S311).
+            await asyncio.sleep(RETRY_PAUSE * (2**tries) * (0.5 + random.random()))  # noqa: S311
+    raise AssertionError("unreachable")
+
+
+async def take_number(partition: int) -> int:
+    """The next number of a partition (its counter, created at 1). A timeout after the server applied the
+    increment loses that number: a hole that readers pass after waiting (see the module docstring)."""
+
+    async def attempt() -> int:
+        doc = await _counters().find_one_and_update(
+            {"_id": partition}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        if doc is None:  # an upsert answered with the document after it: never None on either store
+            raise PublishFailed("the counter update returned nothing")
+        return int(doc["seq"])
+
+    return int(await _retrying(attempt))
+
+
+async def _insert(docs: list[dict[str, Any]]) -> None:
+    """Insert events with their preset `_id`s; a retry of an insert that landed meets its own `_id`: done."""
+
+    async def attempt() -> None:
+        try:
+            if len(docs) == 1:
+                await _events().insert_one(docs[0])
+            else:
+                await _events().insert_many(docs, ordered=False)
+        except DuplicateKeyError:
+            return  # an earlier attempt landed (the numbers are never reused, so it is our own `_id`)
+        except PyMongoError as error:
+            if "E11000" in str(error):
+                return
+            raise
+
+    await _retrying(attempt)
+
+
+async def _number_and_store(
+    type_: EventType, parts: dict[int, list[str]], data: dict[str, Any], *, group: str | None, transient: bool
+) -> list[dict[str, Any]]:
+    numbers = await asyncio.gather(*(take_number(p) for p in parts))
+    now = utc_now()
+    docs = [
+        new_event_doc(p, seq, type_, data, to=to, group=group, transient=transient, now=now)
+        for (p, to), seq in zip(parts.items(), numbers, strict=True)
+    ]
+    await _insert(docs)
+    if config.fanout is not None:
+        await config.fanout(docs)
+    return docs
 
 
 async def publish(type_: EventType, recipients: Sequence[str], data: dict[str, Any], *, transient: bool = False) -> int:
-    """Store one event for all its recipients and return its sequence number.
-
-    The number is the newest one plus one; the unique index on `seq` refuses a number another
-    writer took first, and the loser tries the next one. So an event is committed only after
-    every lower number, and a reader tailing by `seq` never skips one that shows up late.
-    """
-    collection = Event.get_pymongo_collection()
-    seq = await newest_seq() + 1
-    for _ in range(MAX_SEQ_ATTEMPTS):
-        doc = new_event_doc(seq, type_, recipients, data, transient=transient, now=utc_now())
-        try:
-            await collection.insert_one(doc)
-            return seq
-        except DuplicateKeyError:
-            seq = max(seq + 1, await newest_seq() + 1)
-    raise RuntimeError("could not allocate an event sequence number")
+    """Store one event for users (once per home partition among them) and return its number in the first
+    recipient's partition (the sender's, for a message). PublishFailed if the store keeps failing."""
+    if type_ in SIGNAL_TYPES or type_ in GROUP_EVENT_TYPES:
+        raise ValueError(f"{type_} events go through signal() or publish_to_group()")
+    parts: dict[int, list[str]] = {}
+    for user_id in dict.fromkeys(recipients):
+        parts.setdefault(home_partition(user_id), []).append(user_id)
+    if not parts:
+        return 0
+    docs = await _number_and_store(type_, parts, data, group=None, transient=transient)
+    return int(docs[0]["seq"])
 
 
-async def prune(events: AsyncCollection[dict[str, Any]], now: datetime | None = None) -> int:
-    """Delete the events older than the retention period; returns how many.
+@dataclass(frozen=True)
+class GroupEvent:
+    """A group event as stored: one document per partition."""
 
-    Every worker runs it now and then (the hub); deleting what another worker already deleted
-    is harmless. Served by `created_at_1`.
-    """
-    cutoff = (now or utc_now()) - timedelta(seconds=RETENTION_SECONDS)
-    result = await events.delete_many({"created_at": {"$lt": cutoff}})
-    return result.deleted_count
+    docs: list[dict[str, Any]]
 
+    def seq_for(self, user_id: str) -> int:
+        partition = home_partition(user_id)
+        return next(int(doc["seq"]) for doc in self.docs if doc["p"] == partition)
 
-async def redact_group_events(group_id: str, events: Events | None = None) -> int:
-    """Empty every event of a deleted group but its `group_deleted` notice: no recipients (so no
-    delivery, no replay) and no data. Redacted rather than deleted, so the log keeps its numbers
-    without gaps (the tail's reset check and `resumable` rely on them). Served by `data.group_id_1`."""
-    query = {"data.group_id": {"$eq": group_id}, "type": {"$ne": "group_deleted"}}
-    result = await _events(events).update_many(query, {"$set": REDACTED})
-    return result.modified_count
+    @property
+    def ids(self) -> list[ObjectId]:
+        return [doc["_id"] for doc in self.docs]
 
 
-async def redact_event(seq: int) -> None:
-    """Empty one event: a group message published while its group was being deleted."""
-    await Event.get_pymongo_collection().update_one({"seq": seq}, {"$set": REDACTED})
+async def publish_to_group(type_: EventType, group_id: str, data: dict[str, Any]) -> GroupEvent:
+    """Store one event naming a group, not its members, in every partition (P numbers taken together, one
+    insert): the same cost for 3 members and 10,000. Each process delivers it to the members it holds."""
+    if type_ not in GROUP_EVENT_TYPES:
+        raise ValueError(f"{type_} is not a group event")
+    parts: dict[int, list[str]] = {p: [] for p in range(config.partitions)}
+    return GroupEvent(await _number_and_store(type_, parts, data, group=group_id, transient=False))
 
 
-async def oldest_seq(events: Events | None = None) -> int | None:
-    """The lowest sequence number still stored (older ones expired), None when the log is empty."""
-    doc = await _events(events).find_one({}, {"seq": 1}, sort=[("seq", ASCENDING)])
+async def signal(type_: EventType, data: dict[str, Any], *, to: Sequence[str] = (), group: str | None = None) -> None:
+    """An ephemeral notice (typing, presence) for users or a group's members: never numbered in a user's
+    partition, never replayed. Through Redis when there is one (lost if Redis is down: it is ephemeral);
+    without Redis, through the store in the signals partition, which only the delivery loops read."""
+    if type_ not in SIGNAL_TYPES:
+        raise ValueError(f"{type_} is not a signal")
+    doc = new_event_doc(
+        SIGNALS_PARTITION, 0, type_, data, to=to, group=group, transient=True, now=utc_now(), event_id=ObjectId()
+    )
+    if config.signal_sink is not None:
+        await config.signal_sink([doc])
+        return
+    doc["seq"] = await take_number(SIGNALS_PARTITION)
+    await _insert([doc])
+    if config.fanout is not None:
+        await config.fanout([doc])
+
+
+# Reading
+
+
+async def counters(collection: Events | None = None) -> dict[int, int]:
+    """Every partition's last number taken (the signals partition's too): one command whatever the count."""
+    docs = await reads(collection if collection is not None else _counters()).find({}).to_list()
+    return {int(doc["_id"]): int(doc["seq"]) for doc in docs}
+
+
+async def newest_seq(partition: int = 0) -> int:
+    """The last number taken in a partition, 0 before the first."""
+    doc = await reads(_counters()).find_one({"_id": partition})
+    return int(doc["seq"]) if doc else 0
+
+
+async def read_partition(
+    partition: int, after: int, upto: int | None, limit: int, events: Events | None = None
+) -> list[dict[str, Any]]:
+    """The events of a partition numbered after `after` (up to `upto`), in order: what delivery dispatches.
+
+    `$eq` spelled out: nx-27017 then walks the (p, seq) index (docs/store.md)."""
+    bounds: dict[str, int] = {"$gt": after}
+    if upto is not None:
+        bounds["$lte"] = upto
+    collection = reads(events if events is not None else _events())
+    cursor = collection.find({"p": {"$eq": partition}, "seq": bounds}, DELIVERY_PROJECTION).sort("seq", ASCENDING)
+    return await cursor.limit(limit).batch_size(limit).to_list()
+
+
+async def oldest_seq(partition: int) -> int | None:
+    """The lowest number still stored in a partition (older ones expired), None when it is empty."""
+    doc = await reads(_events()).find_one({"p": {"$eq": partition}}, {"seq": 1}, sort=[("seq", ASCENDING)])
     return int(doc["seq"]) if doc else None
 
 
-async def tail(events: Events, after: int, limit: int) -> list[dict[str, Any]]:
-    """Every event after `after` (transient ones too), in seq order (`seq_1`): what the delivery loop dispatches."""
-    cursor = events.find({"seq": {"$gt": after}}, TAIL_PROJECTION).sort("seq", ASCENDING).limit(limit).batch_size(limit)
-    return await cursor.to_list()
+async def resumable(partition: int, after: int) -> tuple[bool, int]:
+    """Whether every stored event of the partition after `after` is still kept, and its newest number.
 
-
-async def event_id_at(events: Events, seq: int) -> object | None:
-    """The `_id` of the event numbered `seq`, None if there is none (it expired, or the log restarted)."""
-    doc = await events.find_one({"seq": seq}, {"_id": 1})
-    return None if doc is None else doc["_id"]
-
-
-async def resumable(after: int) -> tuple[bool, int]:
-    """Whether every stored event after `after` is still there, and the newest sequence number.
-
-    Numbers come without gaps (see `publish`), so the events after `after` are all kept when
-    the oldest stored one is at most `after + 1`. A number above the newest is one this log
-    never gave out (another deployment's, or a log that was wiped): the client must resync.
+    A number above the newest is one this log never gave out (another deployment's, a log that was wiped,
+    or a token of the global sequence before partitions): the client must resync.
     """
-    newest, oldest = await newest_seq(), await oldest_seq()
+    newest, oldest = await asyncio.gather(newest_seq(partition), oldest_seq(partition))
     if after > newest:
         return False, newest
     return (oldest is None or oldest <= after + 1), newest
 
 
-async def events_after(user_id: str, after: int, limit: int) -> list[dict[str, Any]]:
-    """The stored (not transient) events of a user after `after`, oldest first, as frames.
+def stored_filter(partition: int, after: int, upto: int) -> dict[str, Any]:
+    """Served by the (p, seq) index on both stores (`$eq` spelled out for nx-27017, docs/store.md)."""
+    return {"p": {"$eq": partition}, "seq": {"$gt": after, "$lte": upto}, "transient": {"$ne": True}}
 
-    A plain equality on the array: MongoDB serves it with the multikey `recipients_1_seq_1`.
-    nx-27017 indexes an array as one value, so there `{"$eq": ...}` takes that index and finds
-    nothing at all; the plain form walks `seq_1` from `after` and looks inside each array,
-    which costs the events after `after`, not the whole log (docs/store.md).
+
+async def stored_after(partition: int, after: int, upto: int, limit: int) -> list[dict[str, Any]]:
+    """The stored (not transient) events of a partition after `after` up to `upto`, oldest first: a user's
+    backlog is among them (realtime.stream picks it; one query, no `$or` beside other conditions,
+    which nx-27017 mis-joins: docs/store.md)."""
+    cursor = reads(_events()).find(stored_filter(partition, after, upto), DELIVERY_PROJECTION).sort("seq", ASCENDING)
+    return await cursor.limit(limit).batch_size(limit).to_list()
+
+
+async def membership_changes(user_id: str, partition: int, after: int, upto: int) -> list[dict[str, Any]]:
+    """The user's `group_joined` / `group_left` events after `after` up to `upto`, oldest first: from them
+    and the memberships of now, a resume knows which groups the user was in at every event."""
+    query = {
+        "p": {"$eq": partition},
+        "seq": {"$gt": after, "$lte": upto},
+        "to": user_id,
+        "type": {"$in": ["group_joined", "group_left"]},
+    }
+    cursor = reads(_events()).find(query, {"seq": 1, "type": 1, "data": 1}).sort("seq", ASCENDING)
+    return await cursor.to_list()
+
+
+async def prune(events: Events | None = None, now: datetime | None = None) -> int:
+    """Delete the events older than the retention period (signals sooner); returns how many.
+
+    Any process may run it; deleting what another already deleted is harmless. Served by `created_at_1`.
     """
-    cursor = (
-        Event.get_pymongo_collection()
-        .find(
-            backlog_filter(user_id, after),
-            {"_id": 0, "seq": 1, "type": 1, "data": 1},
-        )
-        .sort("seq", ASCENDING)
-        .limit(limit)
-        .batch_size(limit)
+    now = now or utc_now()
+    collection = events if events is not None else _events()
+    old = await collection.delete_many({"created_at": {"$lt": now - timedelta(seconds=RETENTION_SECONDS)}})
+    signals = await collection.delete_many(
+        {"p": {"$eq": SIGNALS_PARTITION}, "created_at": {"$lt": now - timedelta(seconds=SIGNAL_RETENTION_SECONDS)}}
     )
-    return [frame(doc) for doc in await cursor.to_list()]
+    return old.deleted_count + signals.deleted_count
 
 
-def backlog_filter(user_id: str, after: int) -> dict[str, Any]:
-    return {"recipients": user_id, "seq": {"$gt": after}, "transient": {"$ne": True}}
+async def redact_group_events(group_id: str, events: Events | None = None) -> int:
+    """Empty every event of a deleted group but its `group_deleted` notice: no addressee (so no delivery, no
+    replay) and no data. Redacted rather than deleted, so the partitions keep their numbers without holes
+    (readers would wait at each). Served by `data.group_id_1`."""
+    query = {"data.group_id": {"$eq": group_id}, "type": {"$ne": "group_deleted"}}
+    collection = events if events is not None else _events()
+    result = await collection.update_many(query, {"$set": REDACTED})
+    return result.modified_count
+
+
+async def redact_events(event_ids: Sequence[ObjectId]) -> None:
+    """Empty the copies of one group event: a group message published while its group was being deleted."""
+    await _events().update_many({"_id": {"$in": list(event_ids)}}, {"$set": REDACTED})
 
 
 def frame(doc: dict[str, Any]) -> dict[str, Any]:
     """What a client receives for a stored event: its type and seq, then its data."""
     message: dict[str, Any] = {"type": doc["type"], "seq": doc["seq"]}
+    message.update((key, value) for key, value in doc["data"].items() if key not in message)
+    return message
+
+
+def signal_frame(doc: dict[str, Any]) -> dict[str, Any]:
+    """A signal's frame: no seq (it is not in the client's sequence)."""
+    message: dict[str, Any] = {"type": doc["type"]}
     message.update((key, value) for key, value in doc["data"].items() if key not in message)
     return message
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +13,8 @@ from pymongo.errors import DuplicateKeyError
 from chat_api.common.clock import epoch_ms, stored_datetime, utc_now
 from chat_api.common.errors import Conflict, Forbidden, GroupNotFound, Invalid, NotFound, UserNotFound
 from chat_api.common.ids import canonical_id, parse_object_id
-from chat_api.events.models import Event
-from chat_api.events.service import publish, redact_event, redact_group_events
+from chat_api.events.models import Event, EventType
+from chat_api.events.service import PublishFailed, publish, publish_to_group, redact_events, redact_group_events
 from chat_api.files.service import file_url_exists
 from chat_api.friends import repository as friends
 from chat_api.groups import repository
@@ -24,6 +25,8 @@ from chat_api.messages.models import erased_summary, message_summary
 from chat_api.messages.schemas import MessageIn
 from chat_api.messages.service import before_number, new_message, store_message
 from chat_api.users import repository as users
+
+log = logging.getLogger("chat_api.groups")
 
 MANAGERS = ("lord", "admin")
 # How long a deleted group's tombstone outlives its deletion (docs/reliability.md#deleting-a-group):
@@ -105,7 +108,14 @@ async def create_group(data: GroupCreate, lord_id: str) -> str:
     group_id = str(doc["_id"])
     await repository.insert_group(doc)
     await repository.insert_member(new_member_doc(group_id, lord_id, "lord", now))
+    await _membership_changed("group_joined", group_id, lord_id)
     return group_id
+
+
+async def _membership_changed(kind: EventType, group_id: str, user_id: str) -> None:
+    """Tell the member's sockets, in their partition's order: from this event on, the group's events are
+    theirs (`group_joined`) or no longer (`group_left`), live on every process and on resume."""
+    await publish(kind, [user_id], {"group_id": group_id})
 
 
 async def my_groups(user_id: str, limit: int, offset: int) -> tuple[list[GroupPublic], int]:
@@ -141,7 +151,7 @@ async def delete_group(group: Access) -> None:
     group.require_lord("Only the lord may delete the group")
     if not await tombstone_group(group.group_id):
         raise GroupNotFound  # a concurrent delete got there first
-    await publish("group_deleted", await repository.member_ids(group.group_id), {"group_id": group.group_id})
+    await publish_to_group("group_deleted", group.group_id, {"group_id": group.group_id})
     await purge_group(group.group_id)
 
 
@@ -226,6 +236,7 @@ async def add_member(group: Access, user_id: str) -> GroupMemberPublic:
         # The group was deleted while this member was being added: the membership goes with it.
         await repository.delete_member(group.group_id, user_id)
         raise GroupNotFound
+    await _membership_changed("group_joined", group.group_id, user_id)
     return GroupMemberPublic(**profile.model_dump(), identity="user", joined_at=now)
 
 
@@ -245,6 +256,7 @@ async def remove_member(group: Access, user_id: str) -> None:
         raise Forbidden("Only the lord or an admin may remove other members")
     only_plain = not leaving and group.identity == "admin"
     if await repository.remove_member(group.group_id, target, only_plain=only_plain):
+        await _membership_changed("group_left", group.group_id, target)
         return
     if only_plain and await repository.membership(group.group_id, target, {"_id": 1}) is not None:
         raise Forbidden("An admin may remove plain members only")
@@ -292,24 +304,24 @@ class Sent:
 
 
 async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
-    """Store a group message, publish one event to every current member, and update the group's last message.
+    """Store a group message, publish one event naming the group, and update the group's last message.
 
-    The cost does not grow with the group: one `find` of the member ids (in one batch), one
-    number from the group's counter, one insert of the message, one event for all recipients.
-    Unread counts are not written per member; they are counted at read time from each member's
-    `read_n`.
+    The cost does not grow with the group: the sender's membership (not the member list), one number
+    from the group's counter, one insert of the message, one event naming the group (per partition:
+    each process delivers it to the members it holds sockets for). Unread counts are not written per
+    member; they are counted at read time from each member's `read_n`.
     """
     gid = canonical_id(group_id)
     if gid is None:
         raise GroupNotFound
-    group, recipients, file_ok = await asyncio.gather(
+    group, sender, file_ok = await asyncio.gather(
         repository.find_group(gid, {"_id": 1}),
-        repository.member_ids(gid),
+        repository.membership(gid, from_id, {"_id": 1}),
         _file_ok(body),
     )
     if group is None:
         raise GroupNotFound
-    if from_id not in recipients:
+    if sender is None:
         raise Forbidden("Only members of this group may send messages to it")
     if not file_ok:
         message = f"An {body.msg_type} message must be a /api/files/<id> URL of a file stored here"
@@ -324,26 +336,34 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
     )
     if stored.deliver:
         # Acknowledged from here on: the message is stored. Its delivery and the group's summary follow.
-        stored.doc["seq"] = await _deliver(stored.doc, recipients)
+        stored.doc["seq"] = await _deliver(stored.doc)
         await repository.set_last_message(gid, stored.doc["n"], message_summary(stored.doc))
     return Sent(message_public(stored.doc), created=stored.created)
 
 
-async def _deliver(doc: Mapping[str, Any], recipients: list[str]) -> int:
+async def _deliver(doc: Mapping[str, Any]) -> int | None:
     """Publish the message, check that its group still lives, then mark it delivered.
 
     The check comes after the event: if the group is still alive then, the event was committed
     before the group's tombstone, so before its `group_deleted` event, and the deletion's purge
     redacts it. If the group is deleted by then, the message and its event go with it (404); any
     hub that saw the event after `group_deleted` dropped it (docs/reliability.md#deleting-a-group).
+
+    None when the event log kept failing: the message is stored (and answered), undelivered; a retry
+    with the same client_msg_id delivers it (docs/reliability.md#the-event-log).
     """
     # The message inside the event has no seq yet: the event's frame carries it.
     data = {"group_id": doc["group_id"], "message": message_public(doc).model_dump(mode="json")}
-    seq = await publish("group_message", recipients, data)
+    try:
+        event = await publish_to_group("group_message", doc["group_id"], data)
+    except PublishFailed:
+        log.error("group message %s stored but not delivered: the event log is failing", doc["_id"])
+        return None
     if await repository.find_group(doc["group_id"], {"_id": 1}) is None:
-        await redact_event(seq)
+        await redact_events(event.ids)
         await repository.delete_message(doc["_id"])
         raise GroupNotFound
+    seq = event.seq_for(doc["from_id"])
     await group_messages.set_seq(doc["_id"], seq)
     return seq
 
@@ -412,9 +432,8 @@ async def _pass_on(group_id: str, lord_id: str) -> None:
             return
         if await repository.promote_to_lord(heir["_id"]):
             await repository.set_lord(group_id, heir["user_id"])
-            recipients = [m["user_id"] for m in members if m["user_id"] != lord_id]
             data = {"group_id": group_id, "lord_id": heir["user_id"], "previous_lord_id": lord_id}
-            await publish("group_lord_changed", recipients, data)
+            await publish_to_group("group_lord_changed", group_id, data)
             return
     raise RuntimeError(f"no successor of group {group_id} stayed long enough to become its lord")
 

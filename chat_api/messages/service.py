@@ -7,6 +7,7 @@ group messages too.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from chat_api.common.clock import epoch_ms, utc_now
 from chat_api.common.errors import Conflict, DomainError, Forbidden, Invalid, UserNotFound
 from chat_api.common.ids import canonical_id
-from chat_api.events.service import publish
+from chat_api.events.service import PublishFailed, publish
 from chat_api.files.service import file_url_exists
 from chat_api.friends import repository as friends
 from chat_api.friends.models import pair_key
@@ -27,6 +28,8 @@ from chat_api.users import repository as users
 
 # How long the request that stored a message has to deliver it before a retry may take over.
 DELIVERY_LEASE_MS = 10_000
+
+log = logging.getLogger("chat_api.messages")
 
 
 def new_message(from_id: str, body: MessageIn, n: int, **target: str) -> dict[str, Any]:
@@ -124,18 +127,24 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
     return MessagePublic.from_stored(stored.doc), stored.created
 
 
-async def deliver(doc: dict[str, Any]) -> int:
+async def deliver(doc: dict[str, Any]) -> int | None:
     """Publish a stored message, update both sides' conversation, then mark it delivered.
 
     `seq` is written last, so a message without one is redone by a retry once the lease of the
     request that stored it has run out: after a crash between publishing and `seq`, the event
     goes out twice (same message id; clients drop the copy). Nothing is lost, and nothing is
-    counted twice: unread counts are counted from the stored messages.
+    counted twice: unread counts are counted from the stored messages. If the event log keeps failing,
+    the message stays stored and undelivered (None), and is answered all the same: a retry delivers it.
     """
     data = {"message": MessagePublic.from_stored(doc).model_dump(mode="json")}
-    seq = await publish("message", [doc["from_id"], doc["to_id"]], data)
+    try:
+        seq = await publish("message", [doc["from_id"], doc["to_id"]], data)
+    except PublishFailed:
+        log.error("message %s stored but not delivered: the event log is failing", doc["_id"])
+        seq = None
     await friends.record_message(doc["pair"], doc["n"], message_summary(doc))
-    await direct_messages.set_seq(doc["_id"], seq)
+    if seq is not None:
+        await direct_messages.set_seq(doc["_id"], seq)
     return seq
 
 

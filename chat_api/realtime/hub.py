@@ -1,43 +1,59 @@
-"""One hub per worker: the delivery loop tailing the event log, the local sockets, and presence upkeep."""
+"""One hub per process: the ordered feed of the event log (Redis or the store), the local sockets, and upkeep.
+
+Each partition's events are dispatched in number order. They come from Redis when there is one (the
+store is read only to fill a hole), else from the store, which the hub reads only when a partition's
+counter moved (one `find` of the counters per look; fast while events flow, slow when idle). A number
+that stays missing is waited for up to EVENT_GAP_WAIT, then passed (docs/reliability.md#the-event-log).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from chat_api.config import Settings
-from chat_api.events.models import Event
-from chat_api.events.service import encode, event_id_at, frame, newest_event, oldest_seq, prune, tail
+from chat_api.events import service as events
+from chat_api.events.models import SIGNALS_PARTITION, partition_of
+from chat_api.events.service import encode, frame, prune, signal_frame
 from chat_api.groups import repository as groups
 from chat_api.groups.service import sweep_deleted_groups
 from chat_api.realtime import presence
-from chat_api.realtime.models import PresenceRecord
-from chat_api.store.client import client_options
+from chat_api.realtime.broker import Broker
+from chat_api.store.client import BACKGROUND
 
 log = logging.getLogger("chat_api.realtime")
 
-TAIL_BATCH = 500
+READ_BATCH = 500
 RETRY_AFTER_ERROR = 0.5  # the store is down or slow: look again soon, without hammering it
-REAP_INTERVAL = 0.5
 PRUNE_INTERVAL = 600.0  # events are kept 7 days: deleting the expired ones every 10 minutes is plenty
 GROUP_SWEEP_INTERVAL = 60.0  # finishing a group deletion a crash cut short: one indexed query when there is none
+# Without Redis: how often the counters are looked at while events flow, and at most when idle. The
+# look is one command; the idle pace keeps a process under one command a second for everything.
+ACTIVE_WINDOW = 3.0  # after an event, keep looking fast this long: the conversation goes on
+IDLE_POLL = 2.0
+# With Redis: the counters are compared with the heads this often, so an event whose pub/sub message was
+# lost with nothing after it in its partition is still read (late, never lost).
+SAFETY_CHECK = 10.0
+REDIS_RETRY = 2.0  # Redis down: poll the store, and try Redis again this often
+GAP_FIRST_LOOK = 0.05  # a hole is first looked for in the store this soon (its publisher is usually mid-insert)
+GAP_LOOK = 0.25
 # A deleted group's later events are dropped for this long after its `group_deleted` (or while its
 # tombstone lasts): far beyond the last moment a request under way could publish one.
 DELETED_GROUP_MEMORY = 3600.0
-RESET_CHECK_INTERVAL = 0.25  # how often the tail checks that the log did not start again
 CLOSE_TIMEOUT = 2.0
 BACKLOG_SEND_TIMEOUT = 10.0  # a client that reads nothing of its backlog for this long is dropped
 # Close codes (4000-4999 are the application's own).
@@ -82,6 +98,11 @@ class Connection:
             return
         if seq > self.last_seq:
             self.last_seq = seq
+            self.write(frame)
+
+    def signal(self, frame: bytes) -> None:
+        """An ephemeral notice: written when live, skipped while the backlog is being sent (never replayed)."""
+        if self.pending is None:
             self.write(frame)
 
     def push(self, text: str) -> None:
@@ -148,44 +169,64 @@ def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
 class Hub:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.partitions = settings.partitions
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.sockets: dict[str, set[Connection]] = {}
-        self.last_seq = 0
-        self.last_id: object = None  # the `_id` of the event at last_seq, to notice a log that restarted
+        # The groups of the users this process holds sockets for, and the reverse: who receives a group event.
+        self.groups_of: dict[str, set[str]] = {}
+        self.members_here: dict[str, set[str]] = {}
+        # Per partition (and the signals partition without Redis): the last number dispatched or passed,
+        # the events that came early (above a hole), and since when the current hole is known.
+        self.heads: dict[int, int] = {}
+        self.early: dict[int, dict[int, dict[str, Any]]] = {}
+        self.hole_since: dict[int, float] = {}
+        self.holes_passed = 0
+        self.active_until = 0.0
+        self.gap_found = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
-        self.client: AsyncMongoClient[dict[str, Any]] | None = None
+        self.broker: Broker | None = None
+        self.redis_up = False
         self.database: AsyncDatabase[dict[str, Any]]
         # Deleted groups (id -> when learnt, monotonic): no event of theirs is delivered any more.
         self.deleted_groups: dict[str, float] = {}
-        self.events: AsyncCollection[dict[str, Any]]
-        self.records: AsyncCollection[dict[str, Any]]
 
-    async def start(self, uri: str) -> None:
-        # A client of its own: the loops' commands are no request's (command monitoring, the
-        # round-trip counts), and a handler cancelled mid-operation cannot close their connection.
-        options = client_options(self.settings.store_timeout)
-        options.pop("event_listeners", None)
-        self.client = AsyncMongoClient(uri, **options)
-        database = self.database = self.client[self.settings.mongodb_db]
-        self.events = database[Event.Settings.name]
-        self.records = database[PresenceRecord.Settings.name]
-        newest = await newest_event(self.events)
-        if newest is not None:
-            self.last_seq, self.last_id = newest["seq"], newest["_id"]
-        # The groups deleted before the tail's start: their `group_deleted` events are behind it.
-        self.remember_deleted_groups([str(doc["_id"]) for doc in await groups.tombstones(database)])
+    async def start(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        """Start after the store's client (the process's one client, shared with requests)."""
+        BACKGROUND.set(True)  # the tasks created here inherit it: their commands are nobody's request
+        self.database = database
+        if self.settings.redis_url:
+            self.broker = Broker(self.settings.redis_url)
+        events.configure(
+            self.partitions,
+            fanout=self.published,
+            signal_sink=self.broker.publish if self.broker is not None else None,
+        )
+        newest = await events.counters()
+        # Everything numbered before the start is history: resume reads it.
+        self.heads = {p: newest.get(p, 0) for p in self.tracked_partitions()}
+        # The groups deleted before the start: their `group_deleted` events are behind the heads.
+        self.remember_deleted_groups([str(doc["_id"]) for doc in await groups.tombstones()])
+        feed = self._redis_feed if self.broker is not None else self._store_feed
         self.tasks = [
-            asyncio.create_task(self._forever(self._tail, 0), name="delivery-loop"),
-            asyncio.create_task(self._forever(self._refresh, presence.RECORD_REFRESH), name="presence-refresh"),
-            asyncio.create_task(self._forever(self._reap, REAP_INTERVAL), name="presence-reaper"),
+            asyncio.create_task(feed(), name="event-feed"),
+            asyncio.create_task(self._holes(), name="hole-filler"),
+            asyncio.create_task(self._forever(self._heartbeat, presence.HEARTBEAT_INTERVAL), name="presence-heartbeat"),
+            asyncio.create_task(self._forever(self._reap, presence.REAP_INTERVAL), name="presence-reaper"),
             asyncio.create_task(self._forever(self._prune, PRUNE_INTERVAL), name="event-pruner"),
             asyncio.create_task(self._forever(self._sweep_groups, GROUP_SWEEP_INTERVAL), name="group-sweeper"),
         ]
-        log.info("delivery loop started after seq %s", self.last_seq)
+        BACKGROUND.set(False)
+        log.info(
+            "real time: %s partition(s), fan-out through %s", self.partitions, "Redis" if self.broker else "the store"
+        )
+
+    def tracked_partitions(self) -> list[int]:
+        # Without Redis, signals travel through the store in a partition of their own.
+        return list(range(self.partitions)) + ([] if self.broker is not None else [SIGNALS_PARTITION])
 
     async def stop(self) -> None:
-        """Before the server stops: clients reconnect (to another worker) and resume."""
+        """Before the server stops: clients reconnect (to another process) and resume."""
         for connections in list(self.sockets.values()):
             for connection in list(connections):
                 connection.close(GOING_AWAY, "server restarting: reconnect with last_seq")
@@ -197,67 +238,223 @@ class Hub:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=CLOSE_TIMEOUT)
         self.tasks = []
-        if self.client is not None:
-            await self.client.close()
+        events.configure(self.partitions)
+        if self.broker is not None:
+            await self.broker.close()
 
-    def register(self, connection: Connection) -> None:
+    # Sockets and the groups of their users
+
+    def register(self, connection: Connection) -> bool:
+        """Add a socket; True when it is its user's first here (the caller then loads the user's groups)."""
+        first = connection.user_id not in self.sockets
         self.sockets.setdefault(connection.user_id, set()).add(connection)
+        return first
+
+    def track_groups(self, user_id: str, group_ids: Iterable[str]) -> None:
+        """The groups of a user whose first socket here opened; from now on membership events keep them."""
+        if user_id not in self.sockets:
+            return
+        known = self.groups_of.setdefault(user_id, set())
+        for group_id in group_ids:
+            known.add(group_id)
+            self.members_here.setdefault(group_id, set()).add(user_id)
 
     def unregister(self, connection: Connection) -> None:
         connections = self.sockets.get(connection.user_id)
-        if connections is not None:
-            connections.discard(connection)
-            if not connections:
-                del self.sockets[connection.user_id]
+        if connections is None:
+            return
+        connections.discard(connection)
+        if not connections:
+            del self.sockets[connection.user_id]
+            for group_id in self.groups_of.pop(connection.user_id, set()):
+                self._leave(group_id, connection.user_id)
 
-    def record_ids(self) -> list[str]:
-        return [c.record_id for connections in self.sockets.values() for c in connections if not c.closing]
+    def _leave(self, group_id: str, user_id: str) -> None:
+        members = self.members_here.get(group_id)
+        if members is not None:
+            members.discard(user_id)
+            if not members:
+                del self.members_here[group_id]
 
-    async def _forever(self, step: Any, interval: float) -> None:
+    def settled(self, partition: int) -> int:
+        """The number up to which this process has dispatched the partition: no hole below it can still fill."""
+        return self.heads.get(partition, 0)
+
+    def home(self, user_id: str) -> int:
+        return partition_of(user_id, self.partitions)
+
+    # The feed: events in, in number order per partition
+
+    async def published(self, docs: list[dict[str, Any]]) -> None:
+        """A request of this process stored these events: dispatch them here at once, and fan out through Redis."""
+        self.active_until = time.monotonic() + ACTIVE_WINDOW
+        for doc in docs:
+            head = self.heads.get(doc["p"])
+            if head is not None and doc["seq"] <= head:
+                # A number we made cannot have been dispatched: the log started again (it was emptied).
+                log.warning("partition %s started again below %s", doc["p"], head)
+                self.reset(doc["p"], doc["seq"] - 1)
+            self.offer(doc)
+        if self.broker is not None:
+            await self.broker.publish(docs)
+
+    def reset_all(self) -> None:
+        """Follow every partition from its start (the tests empty the log between them)."""
+        for partition in self.tracked_partitions():
+            self.reset(partition)
+
+    def reset(self, partition: int, head: int = 0) -> None:
+        self.heads[partition] = head
+        self.early.pop(partition, None)
+        self.hole_since.pop(partition, None)
+
+    def offer(self, doc: dict[str, Any]) -> None:
+        """An event from any source, once or several times: dispatched once, in its partition's order."""
+        partition, seq = doc["p"], doc["seq"]
+        if partition == SIGNALS_PARTITION and self.broker is not None:
+            self.dispatch(doc)  # a signal through Redis: no number, no order to keep
+            return
+        head = self.heads.get(partition)
+        if head is None or seq <= head:
+            return  # a partition this process does not follow (the count changed), or already dispatched
+        self.early.setdefault(partition, {})[seq] = doc
+        self._advance(partition)
+
+    def _advance(self, partition: int) -> None:
+        early = self.early.get(partition, {})
+        head = self.heads[partition]
+        while head + 1 in early:
+            head += 1
+            self.heads[partition] = head
+            doc = early.pop(head)
+            try:
+                self.dispatch(doc)
+            except Exception:
+                log.exception("could not dispatch event %s/%s", partition, head)
+        if early:
+            self.hole_since.setdefault(partition, time.monotonic())
+            self.gap_found.set()
+        else:
+            self.early.pop(partition, None)
+            self.hole_since.pop(partition, None)
+
+    async def catch_up(self) -> bool:
+        """Read what the counters say is numbered beyond the heads; True if anything came. One command when
+        nothing moved."""
+        newest = await events.counters()
+        moved = False
+        for partition in self.tracked_partitions():
+            last = newest.get(partition, 0)
+            head = self.heads.get(partition, 0)
+            if last < head:
+                log.warning("partition %s started again below %s: reading it from its start", partition, head)
+                self.reset(partition)
+                head = 0
+            if last > head:
+                docs = await events.read_partition(partition, head, last, READ_BATCH)
+                for doc in docs:
+                    self.offer(doc)
+                moved = moved or bool(docs) or last > self.heads.get(partition, 0)
+        return moved
+
+    async def _store_feed(self) -> None:
+        """Without Redis: look at the counters, fast while events flow, every IDLE_POLL at most when idle."""
+        interval = self.settings.event_poll_interval
         while not self.stopping:
             try:
-                await step()
+                if await self.catch_up():
+                    self.active_until = time.monotonic() + ACTIVE_WINDOW
             except asyncio.CancelledError:
                 raise
             except PyMongoError as error:
-                log.warning("%s: store error, retrying: %s", asyncio.current_task().get_name(), error)  # type: ignore[union-attr]
+                log.warning("event feed: store error, retrying: %s", error)
                 await asyncio.sleep(RETRY_AFTER_ERROR)
-            except Exception:
-                log.exception("%s failed, restarting it", asyncio.current_task().get_name())  # type: ignore[union-attr]
-                await asyncio.sleep(RETRY_AFTER_ERROR)
-            if interval:
-                await asyncio.sleep(interval)
+            fast = time.monotonic() < self.active_until or bool(self.early)
+            interval = self.settings.event_poll_interval if fast else min(IDLE_POLL, interval * 2)
+            await asyncio.sleep(interval)
 
-    async def _tail(self) -> None:
-        """Every event after the last one seen, in seq order (`seq_1`); a short sleep when there is none."""
-        checked = time.monotonic()
+    async def _redis_feed(self) -> None:
+        """With Redis: its messages, in order per partition; the store for what it missed, and while it is down."""
+        assert self.broker is not None
         while not self.stopping:
-            docs = await tail(self.events, self.last_seq, TAIL_BATCH)
-            for doc in docs:
-                self.last_seq, self.last_id = doc["seq"], doc["_id"]
-                try:
-                    self.dispatch(doc)
-                except Exception:
-                    log.exception("could not dispatch event %s", doc.get("seq"))
-            if len(docs) < TAIL_BATCH:
-                await asyncio.sleep(self.settings.event_poll_interval)
-            if time.monotonic() - checked > RESET_CHECK_INTERVAL:
+            client = None
+            try:
+                client, pubsub = await self.broker.subscribe()
+                # Subscribed first, then read the store: nothing falls between the two.
+                await self.catch_up()
+                if not self.redis_up:
+                    log.info("real time: receiving events through Redis")
+                self.redis_up = True
                 checked = time.monotonic()
-                await self._check_reset()
+                while not self.stopping:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=SAFETY_CHECK)
+                    if message is not None and message.get("type") == "message":
+                        for doc in json.loads(message["data"]):
+                            self.offer(doc)
+                    if time.monotonic() - checked >= SAFETY_CHECK:
+                        checked = time.monotonic()
+                        await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                if self.redis_up:
+                    log.warning("real time: Redis unreachable, reading the store until it is back: %s", error)
+                self.redis_up = False
+                await self._poll_for(REDIS_RETRY)
+            except PyMongoError as error:
+                log.warning("event feed: store error, retrying: %s", error)
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+            finally:
+                if client is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await client.aclose()
 
-    async def _check_reset(self) -> None:
-        """The event we saw last is gone or replaced: the log was emptied (every event expired, or
-        a wipe) and its numbers started again at 1, so the tail starts again from its beginning."""
-        if not self.last_seq:
+    async def _poll_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            try:
+                await self.catch_up()
+            except PyMongoError as error:
+                log.warning("event feed: store error, retrying: %s", error)
+            await asyncio.sleep(self.settings.event_poll_interval)
+
+    async def _holes(self) -> None:
+        """Fill holes from the store; pass one that stays empty for EVENT_GAP_WAIT (its publisher died)."""
+        while not self.stopping:
+            await self.gap_found.wait()
+            await asyncio.sleep(GAP_FIRST_LOOK)
+            while self.early and not self.stopping:
+                try:
+                    for partition in list(self.early):
+                        await self._fill(partition)
+                except asyncio.CancelledError:
+                    raise
+                except PyMongoError as error:
+                    log.warning("hole filler: store error, retrying: %s", error)
+                if self.early:
+                    await asyncio.sleep(GAP_LOOK)
+            self.gap_found.clear()
+
+    async def _fill(self, partition: int) -> None:
+        early = self.early.get(partition)
+        if not early:
             return
-        event_id = await event_id_at(self.events, self.last_seq)
-        if event_id is not None and event_id == self.last_id:
+        head, first_early = self.heads[partition], min(early)
+        for doc in await events.read_partition(partition, head, first_early - 1, READ_BATCH):
+            self.offer(doc)
+        if partition not in self.early or self.heads[partition] >= first_early - 1:
             return
-        oldest = None if event_id is not None else await oldest_seq(self.events)
-        if event_id is None and (oldest is None or oldest > self.last_seq):
-            return  # it expired (the oldest go first), and what follows it is read by the tail
-        log.warning("the event log started again below seq %s: tailing it from its start", self.last_seq)
-        self.last_seq, self.last_id = 0, None
+        since = self.hole_since.get(partition, time.monotonic())
+        if time.monotonic() - since >= self.settings.event_gap_wait:
+            passed = self.heads[partition] + 1
+            wait = self.settings.event_gap_wait
+            log.warning("partition %s: number %s stayed empty for %.1f s: passing it", partition, passed, wait)
+            self.holes_passed += 1
+            self.heads[partition] = passed
+            self.hole_since[partition] = time.monotonic()
+            self._advance(partition)
+
+    # Dispatch
 
     def remember_deleted_groups(self, group_ids: list[str]) -> None:
         """Learn of deleted groups; forget those deleted long ago whose tombstone is gone."""
@@ -274,8 +471,8 @@ class Hub:
     def hides(self, doc: dict[str, Any]) -> bool:
         """An event (or frame) of a deleted group other than its `group_deleted`: never delivered.
 
-        Events come in seq order, so every event of a group after its `group_deleted` is dropped:
-        one published by a send that raced the deletion, which that send then redacts
+        Events come in order, so every event of a group after its `group_deleted` is dropped: one
+        published by a send that raced the deletion, which that send then redacts
         (docs/reliability.md#deleting-a-group).
         """
         data = doc.get("data", doc)
@@ -283,38 +480,97 @@ class Hub:
         return group_id is not None and doc["type"] != "group_deleted" and group_id in self.deleted_groups
 
     def dispatch(self, doc: dict[str, Any]) -> None:
-        seq: int = doc["seq"]
-        if doc["type"] == "group_deleted":
+        kind: str = doc["type"]
+        if doc["p"] == SIGNALS_PARTITION:
+            self._signal(doc)
+            return
+        if kind == "group_deleted":
             self.deleted_groups.setdefault(doc["data"]["group_id"], time.monotonic())
         elif self.hides(doc):
             return
-        if doc["type"] == "logout":
+        if kind == "logout":
             version = int(doc["data"].get("token_version", 0))
-            for user_id in doc["recipients"]:
+            for user_id in doc["to"]:
                 for connection in list(self.sockets.get(user_id, ())):
                     if connection.token_version < version:
                         connection.close(UNAUTHORIZED, "logged out")
             return
+        group_id = doc.get("group")
+        if group_id is not None:
+            # A group event: one copy per partition, each for the members whose home it is.
+            partition = doc["p"]
+            receivers = [u for u in self.members_here.get(group_id, ()) if self.home(u) == partition]
+            if kind == "group_deleted":
+                for user_id in list(self.members_here.get(group_id, ())):
+                    if self.home(user_id) == partition:
+                        self.groups_of.get(user_id, set()).discard(group_id)
+                        self._leave(group_id, user_id)
+        else:
+            receivers = [u for u in doc["to"] if u in self.sockets]
+            membership = doc["data"].get("group_id")
+            if kind == "group_joined":
+                self.track_groups_of(receivers, membership)
+            elif kind == "group_left":
+                for user_id in receivers:
+                    self.groups_of.get(user_id, set()).discard(membership)
+                    self._leave(membership, user_id)
+        self._deliver(doc["seq"], receivers, lambda: frame(doc))
+
+    def track_groups_of(self, user_ids: list[str], group_id: str) -> None:
+        for user_id in user_ids:
+            self.track_groups(user_id, [group_id])
+
+    def _deliver(self, seq: int, receivers: Iterable[str], make: Callable[[], dict[str, Any]]) -> None:
         encoded: bytes | None = None
-        for user_id in doc["recipients"]:
+        for user_id in receivers:
             connections = self.sockets.get(user_id)
             if not connections:
                 continue
             if encoded is None:  # encoded once, only when someone here receives it
-                encoded = text_frame(encode(frame(doc)))
+                encoded = text_frame(encode(make()))
             for connection in list(connections):
                 connection.deliver(seq, encoded)
 
-    async def _refresh(self) -> None:
-        await presence.refresh(self.records, self.record_ids())
+    def _signal(self, doc: dict[str, Any]) -> None:
+        group_id = doc.get("group")
+        if group_id is not None:
+            sender = doc["data"].get("from_id")
+            receivers: Iterable[str] = [u for u in self.members_here.get(group_id, ()) if u != sender]
+        else:
+            receivers = [u for u in doc["to"] if u in self.sockets]
+        encoded: bytes | None = None
+        for user_id in receivers:
+            for connection in list(self.sockets.get(user_id, ())):
+                if encoded is None:
+                    encoded = text_frame(encode(signal_frame(doc)))
+                connection.signal(encoded)
+
+    # Upkeep
+
+    async def _forever(self, step: Callable[[], Coroutine[Any, Any, None]], interval: float) -> None:
+        while not self.stopping:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except PyMongoError as error:
+                log.warning("%s: store error, retrying: %s", asyncio.current_task().get_name(), error)  # type: ignore[union-attr]
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+            except Exception:
+                log.exception("%s failed, restarting it", asyncio.current_task().get_name())  # type: ignore[union-attr]
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+            await asyncio.sleep(interval)
+
+    async def _heartbeat(self) -> None:
+        await presence.heartbeat(self.worker)
 
     async def _reap(self) -> None:
-        await presence.reap(self.records)
+        await presence.reap(self.worker)
 
     async def _sweep_groups(self) -> None:
-        self.remember_deleted_groups(await sweep_deleted_groups(self.database))
+        self.remember_deleted_groups(await sweep_deleted_groups())
 
     async def _prune(self) -> None:
-        deleted = await prune(self.events)
+        deleted = await prune()
         if deleted:
             log.info("deleted %s events older than the retention period", deleted)

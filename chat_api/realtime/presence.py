@@ -12,7 +12,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from chat_api.common.clock import utc_now
-from chat_api.events.service import publish
+from chat_api.events.service import publish, signal
 from chat_api.friends import repository as friends
 from chat_api.realtime.models import PresenceRecord
 from chat_api.users import repository as users
@@ -42,7 +42,7 @@ async def _flip(user_id: str, flag: Flag) -> bool:
 async def _tell_friends(user_id: str, flag: Flag) -> None:
     friend_ids = await friends.friend_ids(user_id)
     if friend_ids:  # nobody to tell: no event at all
-        await publish("presence", friend_ids, {"user_id": user_id, "flag": flag}, transient=True)
+        await signal("presence", {"user_id": user_id, "flag": flag}, to=friend_ids)
 
 
 async def hold(record_id: str, user_id: str, worker: str, seconds: float) -> None:
@@ -95,7 +95,7 @@ async def account_deleted(user_id: str, friend_ids: list[str]) -> None:
     await PresenceRecord.get_pymongo_collection().delete_many({"user_id": {"$eq": user_id}})
     await publish("logout", [user_id], {"token_version": EVERY_TOKEN_VERSION}, transient=True)
     if friend_ids:
-        await publish("presence", friend_ids, {"user_id": user_id, "flag": "offline"}, transient=True)
+        await signal("presence", {"user_id": user_id, "flag": "offline"}, to=friend_ids)
 
 
 async def _has_live_record(user_id: str, now: datetime) -> bool:
@@ -105,7 +105,7 @@ async def _has_live_record(user_id: str, now: datetime) -> bool:
     return doc is not None
 
 
-async def reap(records: AsyncCollection[dict[str, Any]] | None = None, now: datetime | None = None) -> int:
+async def reap_records(records: Any = None, now: datetime | None = None) -> int:
     """Delete expired records and take offline the users left without one; returns how many went offline.
 
     Every worker runs this: the conditional delete gives each record one winner, and the
@@ -129,3 +129,15 @@ async def reap(records: AsyncCollection[dict[str, Any]] | None = None, now: date
             if await _has_live_record(user_id, utc_now()):
                 await _flip(user_id, "online")
     return offline
+
+
+HEARTBEAT_INTERVAL = RECORD_REFRESH
+REAP_INTERVAL = 0.5
+
+
+async def heartbeat(process_id: str) -> None:  # placeholder until per-process presence lands
+    return None
+
+
+async def reap(process_id: str) -> int:  # placeholder until per-process presence lands
+    return await reap_records()

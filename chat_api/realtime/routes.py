@@ -10,22 +10,29 @@ import uuid
 from typing import Any
 
 from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+from sanic.response import json as json_response
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from sanic_ext.extensions.openapi import openapi
 
+from chat_api.common.errors import Conflict
 from chat_api.common.fields import whole_number
 from chat_api.config import Settings
-from chat_api.events.models import EventType
-from chat_api.events.service import encode, events_after, newest_seq, publish, resumable
+from chat_api.events.schemas import EventOut, EventQuery
+from chat_api.events.service import encode, home_partition, resumable, signal
 from chat_api.friends import repository as friends
 from chat_api.groups import repository as groups
-from chat_api.http.auth import TokenRefused, user_for_token
+from chat_api.http.auth import TokenRefused, current_user_id, user_for_token
+from chat_api.http.endpoint import endpoint
 from chat_api.http.types import ChatApp
-from chat_api.realtime import presence
+from chat_api.realtime import presence, stream
 from chat_api.realtime.hub import UNAUTHORIZED, Connection, Hub
 from chat_api.users.repository import CurrentUser, user_exists
 
-bp = Blueprint("realtime", strict_slashes=False)
+socket_bp = Blueprint("realtime", strict_slashes=False)
+events_bp = Blueprint("events", url_prefix="/api", strict_slashes=False)
+bp = Blueprint.group(socket_bp, events_bp)
+RESYNC = "resync_required: events after this seq are no longer kept (or it was never given out); refetch over REST"
 log = logging.getLogger("chat_api.realtime")
 
 AUTH_TIMEOUT = 5.0
@@ -47,7 +54,7 @@ def setup_realtime(app: ChatApp) -> None:
 async def start_hub(app: ChatApp) -> None:
     hub = Hub(app.ctx.settings)
     app.ctx.hub = hub
-    await hub.start(app.ctx.store_uri)
+    await hub.start(app.ctx.database)
 
 
 async def stop_hub(app: ChatApp) -> None:
@@ -102,7 +109,7 @@ async def _authenticate(request: Request, ws: WebsocketImplProtocol) -> tuple[Cu
     return user, last_seq
 
 
-@bp.websocket("/ws")  # type: ignore[untyped-decorator]
+@socket_bp.websocket("/ws")  # type: ignore[untyped-decorator]
 @openapi.exclude()  # not an HTTP route: docs/api.md, "Real time", describes it
 async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
     """Real-time events for the token's user (docs/api.md, "Real time")."""
@@ -119,8 +126,11 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
     )
     # Registered before the log is read: whatever the loop dispatches from now on is buffered,
     # and what it dispatched before is in the store, so the backlog plus the buffer miss nothing.
-    hub.register(connection)
+    first_here = hub.register(connection)
     try:
+        if first_here:
+            # After registering: a membership event dispatched from now on finds the user tracked.
+            hub.track_groups(user_id, await stream.group_ids_of(user_id))
         await presence.hold(connection.record_id, user_id, hub.worker, presence.RECORD_TTL)
         await _resume(connection, last_seq, settings, hub)
         await _serve(connection)
@@ -133,32 +143,40 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
 
 
 async def _resume(connection: Connection, last_seq: int | None, settings: Settings, hub: Hub) -> None:
-    """`ready`, then the stored events after `last_seq` in order, then the live ones (each once)."""
-    resume, newest = (False, await newest_seq()) if last_seq is None else await resumable(last_seq)
-    ready: dict[str, Any] = {"type": "ready", "seq": newest, "user_id": connection.user_id}
+    """`ready`, then the stored events after `last_seq` in order, then the live ones (each once).
+
+    The backlog is read up to what this process has dispatched (no hole below can still fill); the
+    live events after it were buffered since the socket registered.
+    """
+    partition = home_partition(connection.user_id)
+    settled = hub.settled(partition)
+    ready: dict[str, Any] = {"type": "ready", "seq": settled, "user_id": connection.user_id}
     if not settings.is_production:
-        # Which worker process holds the socket (the two-worker test uses it).
+        # Which worker process holds the socket (the multi-process tests use it).
         ready["worker"] = os.getpid()
     connection.push(encode(ready))
     if last_seq is None:
-        connection.go_live(newest)
+        connection.go_live(settled)
         return
+    resume, newest = await resumable(partition, last_seq)
     if not resume:
         # Gone (expired) or never given out: the client refetches over REST; live from now on.
         connection.push(encode({"type": "resync_required", "seq": newest}))
-        connection.go_live(newest)
+        connection.go_live(settled)
         return
     after = last_seq
-    while not connection.closing:
-        page = await events_after(connection.user_id, after, BACKLOG_PAGE)
-        for event in page:
-            after = event["seq"]
+    member = await stream.membership_at(connection.user_id, hub.groups_of.get(connection.user_id, ()), after, settled)
+    while not connection.closing and after < settled:
+        page = await stream.page(connection.user_id, member, after, settled, BACKLOG_PAGE)
+        for event in page.events:
             if not hub.hides(event):
                 await connection.push_waiting(encode(event))
-        if len(page) < BACKLOG_PAGE:
+        after = page.read_upto
+        if not page.more:
             break
-    # Live events buffered meanwhile with a seq above `after` follow; those at or below were sent.
-    connection.go_live(after)
+    # Live events buffered meanwhile above `after` follow; those at or below were sent (or the client had
+    # them: a `last_seq` beyond what this process has dispatched came from another one).
+    connection.go_live(max(after, last_seq))
 
 
 async def _serve(connection: Connection) -> None:
@@ -203,18 +221,56 @@ async def _typing(user_id: str, message: dict[str, Any]) -> None:
     target = to_id if to_id is not None else group_id
     if not isinstance(target, str) or not _OBJECT_ID.fullmatch(target):
         raise FrameError("to_id and group_id are 24 lowercase hex digits")
-    type_: EventType = "typing"
     if to_id is not None:
         if not await friends.are_friends(user_id, to_id):
             # As for a message: an unknown (or deleted) user is named as such, checked on refusal only.
             if not await user_exists(to_id):
                 raise FrameError("no such user")
             raise FrameError("typing notices go to friends only")
-        await publish(type_, [to_id], {"from_id": user_id, "to_id": to_id}, transient=True)
+        await signal("typing", {"from_id": user_id, "to_id": to_id}, to=[to_id])
         return
-    member_ids = await groups.member_ids(target)
-    if user_id not in member_ids:
+    if await groups.membership(target, user_id, {"_id": 1}) is None:
         raise FrameError("typing notices go to groups you are a member of")
-    others = [member for member in member_ids if member != user_id]
-    if others:
-        await publish(type_, others, {"from_id": user_id, "group_id": group_id}, transient=True)
+    # Named by the group: each process tells the members it holds sockets for, but the typist.
+    await signal("typing", {"from_id": user_id, "group_id": target}, group=target)
+
+
+@events_bp.get("/events")
+@endpoint(
+    tag="events",
+    query=EventQuery,
+    responses={200: (EventOut, "The caller's stored events after `after`, oldest first", "many")},
+    headers={
+        200: {
+            "X-Has-More": "`true` when more events follow the last one: ask again with after=<its seq>",
+            "X-Newest-Seq": "The newest seq of the log when the page was read",
+        }
+    },
+    errors=(400, 401, 422),
+)
+async def list_events(request: Request, query: EventQuery) -> HTTPResponse:
+    """Stored events (messages, group messages, friend requests) after a seq; 422 when a resync is needed."""
+    user_id = current_user_id(request)
+    hub: Hub = request.app.ctx.hub
+    partition = home_partition(user_id)
+    ok, newest = await resumable(partition, query.after)
+    if not ok:
+        raise Conflict(RESYNC)
+    # Up to what this process has dispatched: a hole below it can no longer fill.
+    settled = hub.settled(partition)
+    member = await stream.membership_at(user_id, await stream.group_ids_of(user_id), query.after, settled)
+    found: list[dict[str, Any]] = []
+    after, more = query.after, False
+    # One more than asked tells whether there is more, without a count.
+    while len(found) <= query.limit and after < settled:
+        page = await stream.page(user_id, member, after, settled, query.limit + 1)
+        found.extend(page.events)
+        after = page.read_upto
+        if not page.more:
+            break
+    more = len(found) > query.limit or (after < settled and page.more)
+    return json_response(
+        found[: query.limit],
+        headers={"X-Has-More": "true" if more else "false", "X-Newest-Seq": str(newest)},
+        dumps=encode,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from beanie import init_beanie
@@ -14,6 +15,9 @@ from chat_api.store.documents import DOCUMENT_MODELS
 from chat_api.store.embedded import STORE_FILE
 
 CLIENT_OPTIONS: dict[str, Any] = {"tz_aware": True, "appname": "chat_api"}
+# True in the background tasks of a process (the real-time hub's feed and upkeep): command listeners that
+# count a request's store commands leave theirs out. The tasks share the process's one client.
+BACKGROUND: ContextVar[bool] = ContextVar("chat_api_background", default=False)
 # Without a per-operation timeout (the scripts: bulk loads and index builds may take long),
 # every wait is still bounded.
 UNTIMED_OPTIONS: dict[str, Any] = {"serverSelectionTimeoutMS": 5000, "connectTimeoutMS": 5000, "socketTimeoutMS": 20000}
@@ -39,7 +43,9 @@ def describe_uri(uri: str) -> str:
     return f"{scheme}://{hosts}"
 
 
-def client_options(timeout: float | None, write_concern: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def client_options(
+    timeout: float | None, write_concern: Mapping[str, Any] | None = None, pool_size: int | None = None
+) -> dict[str, Any]:
     """PyMongo options; `timeout` (seconds) bounds each operation as a whole.
 
     With a timeout, every step of an operation (server selection, connection checkout and
@@ -47,6 +53,8 @@ def client_options(timeout: float | None, write_concern: Mapping[str, Any] | Non
     hung costs a request at most that long, and PyMongo reconnects by itself when it is back.
     """
     options = {**CLIENT_OPTIONS, **(write_concern or {})}
+    if pool_size is not None:
+        options["maxPoolSize"] = pool_size
     if timeout is None:
         return {**options, **UNTIMED_OPTIONS}
     timeout_ms = round(timeout * 1000)
@@ -56,16 +64,24 @@ def client_options(timeout: float | None, write_concern: Mapping[str, Any] | Non
 
 
 def new_client(
-    uri: str, timeout: float | None = None, write_concern: Mapping[str, Any] | None = None
+    uri: str,
+    timeout: float | None = None,
+    write_concern: Mapping[str, Any] | None = None,
+    pool_size: int | None = None,
 ) -> AsyncMongoClient[dict[str, Any]]:
-    return AsyncMongoClient(uri, **client_options(timeout, write_concern))
+    return AsyncMongoClient(uri, **client_options(timeout, write_concern, pool_size))
 
 
 async def open_database(
-    uri: str, db_name: str, *, operation_timeout: float | None = None, write_concern: Mapping[str, Any] | None = None
+    uri: str,
+    db_name: str,
+    *,
+    operation_timeout: float | None = None,
+    write_concern: Mapping[str, Any] | None = None,
+    pool_size: int | None = None,
 ) -> AsyncDatabase[dict[str, Any]]:
     """Connect and bind the Beanie documents; indexes are managed by chat_api.store.indexes."""
-    client = new_client(uri, operation_timeout, write_concern)
+    client = new_client(uri, operation_timeout, write_concern, pool_size)
     database = client[db_name]
     await init_beanie(database=database, document_models=DOCUMENT_MODELS, skip_indexes=True)
     return database

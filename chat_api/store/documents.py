@@ -2,7 +2,7 @@
 
 from beanie import Document
 
-from chat_api.events.models import Event
+from chat_api.events.models import Event, EventCounter
 from chat_api.files.models import FileChunk, StoredFile
 from chat_api.friends.models import DirectConversation, Friendship, UserRequest
 from chat_api.groups.models import Group, GroupMember, GroupMessage
@@ -23,6 +23,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     GroupMember,
     GroupMessage,
     Event,
+    EventCounter,
     PresenceRecord,
     # GridFS's collections, written by PyMongo's bucket; on nx-27017 their indexes are the
     # store's own (chat_api.store.indexes, GRIDFS_COLLECTIONS).

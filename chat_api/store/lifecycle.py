@@ -71,8 +71,13 @@ async def connect_store(app: ChatApp) -> None:
             log.info("store: %s", store_label(settings, uri))
     write_concern = EMBEDDED_WRITE_CONCERN if settings.store_kind == "embedded" else None
     try:
+        # The process's one client: requests and the real-time hub share its pool (docs/scaling.md, "Connections").
         database = await open_database(
-            uri, settings.mongodb_db, operation_timeout=settings.store_timeout, write_concern=write_concern
+            uri,
+            settings.mongodb_db,
+            operation_timeout=settings.store_timeout,
+            write_concern=write_concern,
+            pool_size=settings.store_pool_size,
         )
         # Idempotent, and the unique indexes are what make registration race-free, so a
         # database that has never seen `scripts.indexes create` still gets them.
@@ -84,7 +89,6 @@ async def connect_store(app: ChatApp) -> None:
         log.error("cannot reach the store at %s: %s", store_label(settings, uri), error)
         raise
     app.ctx.database = database
-    app.ctx.store_uri = uri  # the real-time hub opens a client of its own on it
     app.ctx.hasher = PasswordHasher(settings.bcrypt_rounds, hashing_executor(os.cpu_count() or 1))
 
 
