@@ -8,6 +8,7 @@ import contextlib
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Coroutine, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -343,20 +344,21 @@ def test_with_nobody_talking_the_store_sees_almost_no_polling(instances: Instanc
     alice, bob = instances.user(), instances.user()
     make_friends(instances.a, alice, bob)
 
-    async def scenario() -> int:
+    async def scenario() -> tuple[int, Counter[str]]:
         sockets = [*await every_worker(instances, alice), *await every_worker(instances, bob)]
         try:
             await asyncio.sleep(2)  # logins, presence and socket set-up settle
-            before = proxy.messages
+            before, commands_before = proxy.messages, proxy.commands.copy()
             await asyncio.sleep(IDLE_SECONDS)
-            return proxy.messages - before
+            return proxy.messages - before, proxy.commands - commands_before
         finally:
             await close_all(sockets)
 
-    sent = asyncio.run(scenario())
+    sent, commands = asyncio.run(scenario())
     per_process = sent / (2 * WORKERS) / IDLE_SECONDS
     assert per_process <= MAX_IDLE_COMMANDS_PER_SECOND, (
-        f"{sent} store commands in {IDLE_SECONDS} s of silence from {2 * WORKERS} workers: {per_process:.1f}/s each"
+        f"{sent} store commands in {IDLE_SECONDS} s of silence from {2 * WORKERS} workers: {per_process:.1f}/s each; "
+        f"{dict(commands.most_common())}"
     )
 
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import Counter
+
+import bson
 
 from chat_api.store.embedded import free_loopback_port
 
 HEADER_BYTES = 16  # messageLength, requestID, responseTo, opCode: every message starts with its own length
+OP_MSG = 2013
 
 
 class CountingProxy:
@@ -19,6 +23,7 @@ class CountingProxy:
         self.target = (host, port)
         self.port = free_loopback_port()
         self.messages = 0
+        self.commands: Counter[str] = Counter()  # "find events", "hello", ...: what the messages were
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="store-proxy", daemon=True)
         self._started = threading.Event()
@@ -79,6 +84,7 @@ class CountingProxy:
                 header = await reader.readexactly(HEADER_BYTES)
                 body = await reader.readexactly(int.from_bytes(header[:4], "little") - HEADER_BYTES)
                 self.messages += 1
+                self.commands[command_of(header, body)] += 1
                 writer.write(header + body)
                 await writer.drain()
 
@@ -87,3 +93,16 @@ class CountingProxy:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
+
+
+def command_of(header: bytes, body: bytes) -> str:
+    """The command an OP_MSG carries and, when it names one, its collection: `find events`, `hello`."""
+    if int.from_bytes(header[12:16], "little") != OP_MSG or len(body) < 5 or body[4] != 0:
+        return "other"
+    length = int.from_bytes(body[5:9], "little")
+    try:
+        document = bson.decode(body[5 : 5 + length])
+    except bson.errors.BSONError:
+        return "other"
+    name, value = next(iter(document.items()), ("other", None))
+    return f"{name} {value}" if isinstance(value, str) else name
