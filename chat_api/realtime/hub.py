@@ -187,6 +187,7 @@ class Hub:
         self.stopping = False
         self.broker: Broker | None = None
         self.redis_up = False
+        self.previous_config: tuple[int, events.Sink | None, events.Sink | None] = (1, None, None)
         self.database: AsyncDatabase[dict[str, Any]]
         # Deleted groups (id -> when learnt, monotonic): no event of theirs is delivered any more.
         self.deleted_groups: dict[str, float] = {}
@@ -195,6 +196,8 @@ class Hub:
         """Start after the store's client (the process's one client, shared with requests)."""
         BACKGROUND.set(True)  # the tasks created here inherit it: their commands are nobody's request
         self.database = database
+        # Restored at stop: a second app in the same process (the tests run one) must not keep ours.
+        self.previous_config = (events.config.partitions, events.config.fanout, events.config.signal_sink)
         if self.settings.redis_url:
             self.broker = Broker(self.settings.redis_url)
         events.configure(
@@ -238,7 +241,7 @@ class Hub:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=CLOSE_TIMEOUT)
         self.tasks = []
-        events.configure(self.partitions)
+        events.configure(*self.previous_config)
         if self.broker is not None:
             await self.broker.close()
 
