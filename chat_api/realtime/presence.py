@@ -106,7 +106,8 @@ async def release(record_id: str, user_id: str, grace: float) -> None:
 
 
 def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.create_task(coroutine)
+    # Named as the hub's presence tasks are: background work, no request's (bench/round_trips.py).
+    task = asyncio.create_task(coroutine, name="presence-settle")
     _settling.add(task)
     task.add_done_callback(_settling.discard)
 
