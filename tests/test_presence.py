@@ -15,6 +15,7 @@ import pytest
 from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
+from pymongo.database import Database
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from bench.round_trips import HOUSEKEEPING
@@ -252,7 +253,7 @@ def test_two_reapers_at_once_only_the_lease_holder_reaps(api: Api, app: ChatApp,
 
 
 def test_an_idle_processs_presence_upkeep_over_a_minute_is_a_few_exact_commands(
-    api: Api, app: ChatApp, store_uri: str, db_name: str
+    api: Api, app: ChatApp, store_uri: str, db_name: str, sync_db: Database[dict[str, Any]]
 ) -> None:
     """As the hub calls them: a heartbeat every HEARTBEAT_INTERVAL, a reap every REAP_INTERVAL."""
     minute = 60.0

@@ -211,14 +211,15 @@ async def reap(process_id: str, now: datetime | None = None) -> int:
     candidates: set[str] = set()
     dead_before = now - timedelta(seconds=SKEW_MARGIN)
     dead = await processes.find({"expires_at": {"$lt": dead_before}}, {"_id": 1}).limit(REAP_BATCH).to_list()
-    if dead:
-        dead_ids = [doc["_id"] for doc in dead]
-        orphans = await records.find({"process": {"$in": dead_ids}}, {"user_id": 1}).to_list()
-        candidates.update(doc["user_id"] for doc in orphans)
-        await records.delete_many({"process": {"$in": dead_ids}})
+    for doc in dead:
+        # One process at a time, by `{"$eq": …}`: `process_1` serves it on both stores (nx-27017 scans for `$in`).
+        process = doc["_id"]
+        orphans = await records.find({"process": {"$eq": process}}, {"user_id": 1}).to_list()
+        candidates.update(orphan["user_id"] for orphan in orphans)
+        await records.delete_many({"process": {"$eq": process}})
         # A process that beat meanwhile (it was only slow) keeps its heartbeat.
-        await processes.delete_many({"_id": {"$in": dead_ids}, "expires_at": {"$lt": dead_before}})
-        log.warning("processes %s stopped beating: %s records of theirs deleted", dead_ids, len(orphans))
+        await processes.delete_one({"_id": process, "expires_at": {"$lt": dead_before}})
+        log.warning("process %s stopped beating: %s presence records of its deleted", process, len(orphans))
     expired = await records.find({"expires_at": {"$lt": now}}, {"user_id": 1}).limit(REAP_BATCH).to_list()
     for doc in expired:
         result = await records.delete_one({"_id": doc["_id"], "expires_at": {"$lt": now}})
@@ -231,12 +232,11 @@ async def reap(process_id: str, now: datetime | None = None) -> int:
 
 async def _take_offline(user_ids: set[str], now: datetime) -> int:
     """Take offline those of `user_ids` left with no live record; returns how many went offline."""
-    records = PresenceRecord.get_pymongo_collection()
-    live = await records.find(
-        {"user_id": {"$in": sorted(user_ids)}, "expires_at": {"$gte": now}}, {"user_id": 1}
-    ).to_list()
     offline = 0
-    for user_id in sorted(user_ids - {doc["user_id"] for doc in live}):
+    for user_id in sorted(user_ids):
+        # One user at a time: `user_id_1` serves `{"$eq": …}` on both stores (nx-27017 scans for `$in`).
+        if await _has_live_record(user_id, now):
+            continue
         if await _flip(user_id, "offline"):
             offline += 1
             # A socket that opened between the look and the flip found the user online and left
