@@ -26,6 +26,7 @@ from chat_api.realtime.models import (
     login_record,
     socket_record,
 )
+from chat_api.store.client import BACKGROUND
 from chat_api.users import repository as users
 from chat_api.users.models import Flag
 
@@ -106,10 +107,15 @@ async def release(record_id: str, user_id: str, grace: float) -> None:
 
 
 def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
-    # Named as the hub's presence tasks are: background work, no request's (bench/round_trips.py).
-    task = asyncio.create_task(coroutine, name="presence-settle")
+    task = asyncio.create_task(_in_background(coroutine), name="presence-settle")
     _settling.add(task)
     task.add_done_callback(_settling.discard)
+
+
+async def _in_background(coroutine: Coroutine[Any, Any, None]) -> None:
+    # Spawned by a socket's handler, but no request's: command counts leave its commands out.
+    BACKGROUND.set(True)
+    await coroutine
 
 
 async def _settle(record_id: str, user_id: str, grace: float) -> None:
