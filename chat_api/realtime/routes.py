@@ -131,13 +131,13 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
         if first_here:
             # After registering: a membership event dispatched from now on finds the user tracked.
             hub.track_groups(user_id, await stream.group_ids_of(user_id))
-        await presence.hold(connection.record_id, user_id, hub.worker, presence.RECORD_TTL)
+        await presence.hold(connection.record_id, user_id, hub.worker)
         await _resume(connection, last_seq, settings, hub)
         await _serve(connection)
     finally:
         hub.unregister(connection)
         try:
-            await presence.release(connection.record_id, settings.presence_grace)
+            await presence.release(connection.record_id, user_id, settings.presence_grace)
         except Exception:  # the store is down: the record expires by itself
             log.warning("could not release the presence record of user %s", user_id)
 

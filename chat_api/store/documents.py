@@ -8,7 +8,7 @@ from chat_api.friends.models import DirectConversation, Friendship, UserRequest
 from chat_api.groups.models import Group, GroupMember, GroupMessage
 from chat_api.messages.models import DirectMessage
 from chat_api.ratelimit.models import RateLimitCounter
-from chat_api.realtime.models import PresenceRecord
+from chat_api.realtime.models import PresenceRecord, ProcessHeartbeat
 from chat_api.users.models import AccountDeletion, User
 
 DOCUMENT_MODELS: list[type[Document]] = [
@@ -25,6 +25,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Event,
     EventCounter,
     PresenceRecord,
+    ProcessHeartbeat,
     # GridFS's collections, written by PyMongo's bucket; on nx-27017 their indexes are the
     # store's own (chat_api.store.indexes, GRIDFS_COLLECTIONS).
     StoredFile,
