@@ -471,3 +471,39 @@ def test_number_messages_on_a_numbered_store_changes_nothing(tmp_path: Path) -> 
         client.close()
     finally:
         store.stop()
+
+
+def test_partition_events_moves_an_old_log_once(tmp_path: Path) -> None:
+    """An event log of the global sequence (before issue 12): counters start above it, its indexes and events go."""
+    env = subprocess_env(tmp_path / "data")
+    store = EmbeddedStore(tmp_path / "data").start()
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(store.uri, tz_aware=True)
+        db = client.chat
+        db.events.create_index([("seq", 1)], unique=True)
+        db.events.create_index([("recipients", 1), ("seq", 1)])
+        db.events.insert_many(
+            [{"seq": n, "type": "message", "recipients": ["a" * 24], "data": {}, "transient": False} for n in (7, 8, 9)]
+        )
+        result = run_script("scripts.partition_events", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "start above 9; dropped 2 old index(es); deleted 3 old event(s)" in result.stdout
+        assert sorted((c["_id"], c["seq"]) for c in db.event_counters.find()) == [(-1, 9), (0, 9)]
+        assert db.events.count_documents({}) == 0
+        again = run_script("scripts.partition_events", cwd=tmp_path, env=env)
+        assert "start above 0; dropped 0 old index(es); deleted 0 old event(s)" in again.stdout
+        assert sorted((c["_id"], c["seq"]) for c in db.event_counters.find()) == [(-1, 9), (0, 9)]
+        # Later, EVENT_PARTITIONS goes from 1 to 2: every partition starts above every number, the log is emptied.
+        db.event_counters.update_one({"_id": 0}, {"$set": {"seq": 12}})
+        db.events.insert_one({"p": 0, "seq": 12, "type": "message", "to": [], "data": {}, "transient": False})
+        moved = run_script(
+            "scripts.partition_events", "--repartition", cwd=tmp_path, env=env | {"EVENT_PARTITIONS": "2"}
+        )
+        assert (
+            "counters of 2 partition(s) start above 12; dropped 0 old index(es); deleted 1 old event(s)" in moved.stdout
+        )
+        assert sorted((c["_id"], c["seq"]) for c in db.event_counters.find()) == [(-1, 12), (0, 12), (1, 12)]
+        client.close()
+        assert run_script("scripts.indexes", "create", cwd=tmp_path, env=env).returncode == 0
+    finally:
+        store.stop()

@@ -200,11 +200,7 @@ class Hub:
         self.previous_config = (events.config.partitions, events.config.fanout, events.config.signal_sink)
         if self.settings.redis_url:
             self.broker = Broker(self.settings.redis_url)
-        events.configure(
-            self.partitions,
-            fanout=self.published,
-            signal_sink=self.broker.publish if self.broker is not None else None,
-        )
+        self.configure_events()
         newest = await events.counters()
         # Everything numbered before the start is history: resume reads it.
         self.heads = {p: newest.get(p, 0) for p in self.tracked_partitions()}
@@ -222,6 +218,14 @@ class Hub:
         BACKGROUND.set(False)
         log.info(
             "real time: %s partition(s), fan-out through %s", self.partitions, "Redis" if self.broker else "the store"
+        )
+
+    def configure_events(self) -> None:
+        """Make this hub the events service's fan-out: its own sockets at once, and Redis when there is one."""
+        events.configure(
+            self.partitions,
+            fanout=self.published,
+            signal_sink=self.broker.publish if self.broker is not None else None,
         )
 
     def tracked_partitions(self) -> list[int]:
@@ -302,9 +306,11 @@ class Hub:
             await self.broker.publish(docs)
 
     def reset_all(self) -> None:
-        """Follow every partition from its start (the tests empty the log between them)."""
+        """Follow every partition from its start, as this process's one hub (the tests empty the log between
+        them, and run other apps in the same process, whose hubs configure the events service too)."""
         for partition in self.tracked_partitions():
             self.reset(partition)
+        self.configure_events()
 
     def reset(self, partition: int, head: int = 0) -> None:
         self.heads[partition] = head
@@ -372,6 +378,9 @@ class Hub:
             except PyMongoError as error:
                 log.warning("event feed: store error, retrying: %s", error)
                 await asyncio.sleep(RETRY_AFTER_ERROR)
+            except Exception:
+                log.exception("event feed failed, going on")
+                await asyncio.sleep(RETRY_AFTER_ERROR)
             fast = time.monotonic() < self.active_until or bool(self.early)
             interval = self.settings.event_poll_interval if fast else min(IDLE_POLL, interval * 2)
             await asyncio.sleep(interval)
@@ -407,6 +416,9 @@ class Hub:
             except PyMongoError as error:
                 log.warning("event feed: store error, retrying: %s", error)
                 await asyncio.sleep(RETRY_AFTER_ERROR)
+            except Exception:
+                log.exception("event feed failed, going on")
+                await asyncio.sleep(RETRY_AFTER_ERROR)
             finally:
                 if client is not None:
                     with contextlib.suppress(RedisError, OSError):
@@ -434,6 +446,8 @@ class Hub:
                     raise
                 except PyMongoError as error:
                     log.warning("hole filler: store error, retrying: %s", error)
+                except Exception:
+                    log.exception("hole filler failed, going on")
                 if self.early:
                     await asyncio.sleep(GAP_LOOK)
             self.gap_found.clear()
