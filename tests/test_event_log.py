@@ -12,6 +12,7 @@ import pytest
 from bson import ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymongo import AsyncMongoClient
 from pymongo.database import Database
 
 from chat_api.common.clock import utc_now
@@ -225,3 +226,23 @@ def test_a_resume_gives_exactly_the_group_messages_from_while_a_member(api: Api,
         assert [(f["type"], f.get("message", {}).get("msg")) for f in frames] == expected
 
     run(api, scenario())
+
+
+def test_delivery_and_resume_read_majority_from_the_primary_whatever_the_uri_says(api: Api, store_uri: str) -> None:
+    """A URI asking for secondaries and `local` reads changes nothing for the log's reads (docs/reliability.md)."""
+
+    async def scenario() -> tuple[str | None, str, dict[int, int]]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            f"{store_uri}?readPreference=secondaryPreferred&readConcernLevel=local", tz_aware=True
+        )
+        try:
+            collection = client[api.client.app.ctx.settings.mongodb_db]["event_counters"]
+            assert collection.read_concern.level == "local"
+            log_reads = events.reads(collection)
+            return log_reads.read_concern.level, log_reads.read_preference.name, await events.counters(collection)
+        finally:
+            await client.close()
+
+    level, preference, counters = run(api, scenario())
+    assert (level, preference) == ("majority", "primary")
+    assert isinstance(counters, dict)  # the real store accepts both

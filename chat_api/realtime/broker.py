@@ -8,6 +8,7 @@ and reads the log (realtime.hub). Signals (typing, presence) travel only here.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -21,6 +22,9 @@ log = logging.getLogger("chat_api.realtime")
 CHANNEL = "chat_api:events"
 # A PUBLISH that Redis does not answer within this long is given up: the log has the event.
 PUBLISH_TIMEOUT = 1.0
+# After a failed PUBLISH, publishing is not tried again for this long: a Redis that is down does not cost every
+# request a timeout (the other processes read the store meanwhile, and find the events there).
+QUIET_AFTER_FAILURE = 2.0
 
 
 class Broker:
@@ -32,13 +36,19 @@ class Broker:
             url, socket_timeout=PUBLISH_TIMEOUT, socket_connect_timeout=PUBLISH_TIMEOUT
         )
         self.failures = 0
+        self.skipped = 0
+        self.quiet_until = 0.0
 
     async def publish(self, docs: list[dict[str, Any]]) -> None:
         """Fan out stored events or signals (one PUBLISH for the lot); a failure is logged, never raised."""
+        if time.monotonic() < self.quiet_until:
+            self.skipped += 1
+            return
         try:
             await self.publisher.publish(CHANNEL, encode(docs))
         except (RedisError, OSError) as error:
             self.failures += 1
+            self.quiet_until = time.monotonic() + QUIET_AFTER_FAILURE
             log.warning("could not publish to Redis (the log keeps the events): %s", error)
 
     async def subscribe(self) -> tuple[Redis, PubSub]:
