@@ -244,5 +244,5 @@ def test_delivery_and_resume_read_majority_from_the_primary_whatever_the_uri_say
             await client.close()
 
     level, preference, counters = run(api, scenario())
-    assert (level, preference) == ("majority", "primary")
+    assert (level, preference) == ("majority", "Primary")
     assert isinstance(counters, dict)  # the real store accepts both

@@ -466,11 +466,24 @@ def test_a_group_message_costs_the_same_whatever_the_number_of_members(
     lord = create_user(api)
     group_id = create_group(api, lord)
     costs = []
-    for size in (1, 150):
-        # Memberships written straight to the store: registering 150 users over HTTP would only slow the test.
+    for added in (2, 10_000 - 3):  # 3 members, then 10,000
+        # Memberships written straight to the store: registering 10,000 users over HTTP would only slow the test.
         now = utc_now()
-        sync_db.group_members.insert_many([new_member_doc(group_id, str(ObjectId()), "user", now) for _ in range(size)])
-        sent = trips(counter, api, "post", f"/api/groups/{group_id}/messages", 201, lord, json={"msg": f"to {size}"})
+        members = [new_member_doc(group_id, str(ObjectId()), "user", now) for _ in range(added)]
+        sync_db.group_members.insert_many(members)
+        sent = trips(counter, api, "post", f"/api/groups/{group_id}/messages", 201, lord, json={"msg": f"+{added}"})
         costs.append(sent.commands)
+    assert sync_db.group_members.count_documents({"group_id": group_id}) == 10_000
     assert costs[0] == costs[1], costs
-    assert group_events(sync_db)[-1]["to"] == [], "the event names the group, not its 152 members"
+    writes = [(name, target) for name, target in costs[1] if name in {"insert", "update", "findAndModify", "delete"}]
+    # The group's counter, the message, the event's number and the event (one document), the message's seq, the
+    # group's summary: six writes for 3 members and for 10,000.
+    assert writes == [
+        ("findAndModify", "groups"),
+        ("insert", "group_messages"),
+        ("findAndModify", "event_counters"),
+        ("insert", "events"),
+        ("update", "group_messages"),
+        ("update", "groups"),
+    ]
+    assert group_events(sync_db)[-1]["to"] == [], "the event names the group, not its 10,000 members"

@@ -24,13 +24,14 @@ from pymongo.database import Database
 from websockets.exceptions import ConnectionClosed
 
 from chat_api.store.documents import DOCUMENT_MODELS
+from chat_api.store.embedded import EmbeddedStore
 from tests.factories import TestUser, create_group, create_user, make_friends
 from tests.helpers import ProcessApi, running_servers
 from tests.realtime_helpers import WorkerSocket, close_code, open_socket, sockets_on_every_worker
 from tests.redis_server import RedisServer, ping
 from tests.wire_counter import CountingProxy
 
-# The instances run against a database of their own on the session's store, not the one clean_collections empties.
+# The instances run against a store (or, on an external MONGODB_URI, a database) of their own.
 pytestmark = [pytest.mark.no_store, pytest.mark.redis, pytest.mark.slow]
 WORKERS = 2  # per instance
 EVENT_TYPES = ("message", "group_message")
@@ -73,10 +74,26 @@ def embedded_store_address(store_uri: str) -> tuple[str, int] | None:
 
 
 @pytest.fixture(scope="module")
+def fanout_store(store_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A store process of the module's own when the suite's is the embedded one: nx-27017 shares one namespace
+    between database names, so a database of its own on the session's store would share (and, dropped, take
+    away) the session's collections and indexes. An external MONGODB_URI isolates databases itself."""
+    if embedded_store_address(store_uri) is None:
+        yield store_uri
+        return
+    store = EmbeddedStore(tmp_path_factory.mktemp("fanout_store")).start()
+    try:
+        yield store.uri
+    finally:
+        store.stop()
+
+
+@pytest.fixture(scope="module")
 def instances(
-    store_uri: str, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    fanout_store: str, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Instances]:
     redis_server.flush()
+    store_uri = fanout_store
     database = f"chat_fanout_{secrets.token_hex(4)}"
     address = embedded_store_address(store_uri)
     proxy = CountingProxy(*address).start() if address is not None else None
@@ -87,6 +104,9 @@ def instances(
         "REDIS_URL": redis_server.url,
         "WEB_CONCURRENCY": str(WORKERS),
         "EVENT_GAP_WAIT": "2",  # a hole is passed after 2 s, not 10: the tests stay short
+        # A closed socket's record is settled (2 commands) at the end of its grace: the idle window starts after
+        # the extra sockets opened to reach every worker are settled.
+        "PRESENCE_GRACE": "0.5",
     }
     folders = (tmp_path_factory.mktemp("instance_a"), tmp_path_factory.mktemp("instance_b"))
     try:

@@ -19,7 +19,7 @@ from chat_api.common.errors import Conflict
 from chat_api.common.fields import whole_number
 from chat_api.config import Settings
 from chat_api.events.schemas import EventOut, EventQuery
-from chat_api.events.service import encode, home_partition, resumable, signal
+from chat_api.events.service import encode, home_partition, newest_seq, resumable, signal
 from chat_api.friends import repository as friends
 from chat_api.groups import repository as groups
 from chat_api.http.auth import TokenRefused, current_user_id, user_for_token
@@ -142,6 +142,14 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
             log.warning("could not release the presence record of user %s", user_id)
 
 
+def ready_frame(connection: Connection, seq: int, settings: Settings) -> dict[str, Any]:
+    ready: dict[str, Any] = {"type": "ready", "seq": seq, "user_id": connection.user_id}
+    if not settings.is_production:
+        # Which worker process holds the socket (the multi-process tests use it).
+        ready["worker"] = os.getpid()
+    return ready
+
+
 async def _resume(connection: Connection, last_seq: int | None, settings: Settings, hub: Hub) -> None:
     """`ready`, then the stored events after `last_seq` in order, then the live ones (each once).
 
@@ -150,14 +158,14 @@ async def _resume(connection: Connection, last_seq: int | None, settings: Settin
     """
     partition = home_partition(connection.user_id)
     settled = hub.settled(partition)
-    ready: dict[str, Any] = {"type": "ready", "seq": settled, "user_id": connection.user_id}
-    if not settings.is_production:
-        # Which worker process holds the socket (the multi-process tests use it).
-        ready["worker"] = os.getpid()
-    connection.push(encode(ready))
     if last_seq is None:
-        connection.go_live(settled)
+        # Only what is numbered from now on: what was numbered before (even if this process has not dispatched
+        # it yet) is before the socket, as the `ready`'s seq says.
+        start = max(settled, await newest_seq(partition))
+        connection.push(encode(ready_frame(connection, start, settings)))
+        connection.go_live(start)
         return
+    connection.push(encode(ready_frame(connection, settled, settings)))
     resume, newest = await resumable(partition, last_seq)
     if not resume:
         # Gone (expired) or never given out: the client refetches over REST; live from now on.
