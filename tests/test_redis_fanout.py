@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from chat_api.store.documents import DOCUMENT_MODELS
 from chat_api.store.embedded import EmbeddedStore
 from tests.factories import TestUser, create_group, create_user, make_friends
-from tests.helpers import ProcessApi, running_servers
+from tests.helpers import ProcessApi, running_server, running_servers
 from tests.realtime_helpers import WorkerSocket, close_code, open_socket, sockets_on_every_worker
 from tests.redis_server import RedisServer, ping
 from tests.wire_counter import CountingProxy
@@ -437,3 +437,49 @@ def test_the_test_redis_restarts_on_its_own_port(redis_server: RedisServer) -> N
     redis_server.restart()
     assert redis_server.url == url
     assert ping(redis_server.port)
+
+
+def test_without_redis_an_idle_instance_polls_the_store_under_once_a_second_per_process(
+    fanout_store: str, tmp_path: Path
+) -> None:
+    """Goal 1 without Redis (one instance, its processes reading the store): once events stop, each process looks
+    at the counters every 2 s at most; with presence upkeep, under one command a second, measured on the store's
+    socket."""
+    address = embedded_store_address(fanout_store)
+    if address is None:
+        pytest.skip("counted through a proxy in front of the embedded store; MONGODB_URI is an external one")
+    proxy = CountingProxy(*address).start()
+    settings = {
+        "MONGODB_URI": proxy.uri,
+        "MONGODB_DB": f"chat_idle_{secrets.token_hex(4)}",
+        "WEB_CONCURRENCY": str(WORKERS),
+        "PRESENCE_GRACE": "0.5",
+    }
+    try:
+        with running_server(tmp_path, **settings) as (_, port):
+            api = ProcessApi(f"http://127.0.0.1:{port}", set())
+            alice, bob = create_user(api), create_user(api)
+            make_friends(api, alice, bob)
+            url = f"ws://127.0.0.1:{port}/ws"
+
+            async def scenario() -> tuple[int, Counter[str]]:
+                sockets = [*await sockets_on_every_worker([url], alice), *await sockets_on_every_worker([url], bob)]
+                try:
+                    # The last event's fast looks (3 s), the back-off to the idle pace, closed sockets settled.
+                    await asyncio.sleep(8)
+                    before, commands_before = proxy.messages, proxy.commands.copy()
+                    await asyncio.sleep(IDLE_SECONDS)
+                    return proxy.messages - before, proxy.commands - commands_before
+                finally:
+                    await close_all(sockets)
+
+            sent, commands = asyncio.run(scenario())
+            api.close()
+    finally:
+        proxy.stop()
+    per_process = sent / WORKERS / IDLE_SECONDS
+    assert per_process <= MAX_IDLE_COMMANDS_PER_SECOND, (
+        f"{sent} store commands in {IDLE_SECONDS} s of silence from {WORKERS} workers: {per_process:.2f}/s each; "
+        f"{dict(commands.most_common())}"
+    )
+    assert commands["find event_counters"] >= WORKERS * IDLE_SECONDS // 3, "the processes still look for events"
