@@ -15,16 +15,19 @@ from hypothesis import strategies as st
 from pymongo import AsyncMongoClient
 from pymongo.database import Database
 
+from bench.round_trips import CommandCounter
 from chat_api.common.clock import utc_now
 from chat_api.events import service as events
 from chat_api.events.models import Event, new_event_doc, partition_of
 from chat_api.groups.models import new_member_doc
 from chat_api.http.types import ChatApp
 from chat_api.realtime.hub import Hub
+from chat_api.store import client as store
 from tests.conftest import OtherApp
 from tests.factories import TestUser, create_group, create_user, make_friends
 from tests.helpers import Api
 from tests.realtime_helpers import frames_until, fresh_hub, message_data, next_frame, no_frame, open_socket, run, ws_url
+from tests.test_group_messages import trips
 
 pytestmark = pytest.mark.usefixtures(fresh_hub.__name__)
 
@@ -246,3 +249,27 @@ def test_delivery_and_resume_read_majority_from_the_primary_whatever_the_uri_say
     level, preference, counters = run(api, scenario())
     assert (level, preference) == ("majority", "Primary")
     assert isinstance(counters, dict)  # the real store accepts both
+
+
+def test_with_eight_partitions_each_partition_costs_one_number(
+    other_app: OtherApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A direct message between two partitions takes one number more than within one (8 → 9 commands); a group
+    message takes one number in each of the 8 partitions, sent together, and one insert (10 → 17)."""
+    counter = CommandCounter()
+    monkeypatch.setitem(store.CLIENT_OPTIONS, "event_listeners", [counter])
+    with other_app(event_partitions=8) as client:
+        api = Api(client)
+        alice, bob = in_partitions(api, 2, 8)
+        group_id = create_group(api, alice, members=(bob,))
+        direct = trips(counter, api, "post", "/api/user-message", 201, alice, json={"to_id": bob.id, "msg": "hi"})
+        grouped = trips(counter, api, "post", f"/api/groups/{group_id}/messages", 201, alice, json={"msg": "all"})
+    assert direct.data == 9, direct
+    assert [c for c in direct.commands if c[1] in {"event_counters", "events"}] == [
+        ("findAndModify", "event_counters"),
+        ("findAndModify", "event_counters"),
+        ("insert", "events"),
+    ]
+    assert grouped.data == 17, grouped
+    assert grouped.commands.count(("findAndModify", "event_counters")) == 8
+    assert grouped.commands.count(("insert", "events")) == 1
