@@ -52,6 +52,7 @@ test: lint redis-server
 
 bench: $(BENCH)
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 	$(BIN)/python -m bench.run $(if $(filter-out 0,$(QUICK)),--quick)
 
 indexes: install
