@@ -43,6 +43,7 @@ class Delivery:
     missing: int
     post_p50_ms: float  # the POST's own answer time
     spread_p50_ms: float  # from the first member's receipt to the last one's, per message
+    first_p50_ms: float  # from the POST to the first member's receipt: the server's part, before the client's reading
 
 
 def seed(uri: str, database: str, members: int) -> tuple[list[str], str]:
@@ -158,6 +159,7 @@ async def _measure(
         spread_p50_ms=statistics.median(
             (max(receipts[k]) - min(receipts[k])) * 1000 for k in latency_keys if receipts.get(k)
         ),
+        first_p50_ms=statistics.median((min(receipts[k]) - sent[k]) * 1000 for k in latency_keys if receipts.get(k)),
     )
 
 
