@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import httpx
 
@@ -19,8 +20,6 @@ from chat_api.store.embedded import EmbeddedStore, free_loopback_port
 from tests.helpers import SETTING_NAMES, stop_server  # the settings a developer may have exported
 
 REPO = Path(__file__).resolve().parent.parent
-# Settings a developer may have exported that tests.helpers does not list (yet): a run sets them itself.
-REAL_TIME_SETTINGS = ("REDIS_URL", "EVENT_PARTITIONS", "EVENT_GAP_WAIT", "STORE_POOL_SIZE")
 # base URL -> (server's main pid, its store's pid): whose CPU time a run of wrk is charged to
 PIDS: dict[str, tuple[int, int]] = {}
 # Far above anything a run sends from its one address: the budgets are counted (a store command
@@ -48,7 +47,7 @@ class Site:
     @contextmanager
     def open(cls, root: Path, jwt_secret: str, bcrypt_rounds: int) -> Iterator[Site]:
         root.mkdir(parents=True)
-        env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES and k not in REAL_TIME_SETTINGS}
+        env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
         env.update(
             {
                 "PYTHONPATH": str(REPO),
@@ -199,6 +198,8 @@ def redis_subscribers(url: str) -> int:
 
     client = redis.Redis.from_url(url, socket_timeout=2)
     try:
-        return sum(int(count) for _, count in client.pubsub_numsub(CHANNEL))
+        # The sync client's reply: [(channel, subscribers)] (its stubs also allow the async client's awaitable).
+        reply = cast(list[tuple[bytes, int]], client.pubsub_numsub(CHANNEL))
+        return sum(int(count) for _, count in reply)
     finally:
         client.close()
