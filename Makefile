@@ -50,7 +50,7 @@ redis-server:
 test: lint redis-server
 	$(BIN)/python -m pytest
 
-bench: $(BENCH)
+bench: $(BENCH) redis-server
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run $(if $(filter-out 0,$(QUICK)),--quick)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import httpx
 
@@ -87,14 +89,15 @@ class Site:
         print(f"  {out.strip().splitlines()[-1]}", flush=True)
 
     @contextmanager
-    def serve(self, name: str, module: str, ready_path: str) -> Iterator[str]:
-        """Run `python -m <module> --port N` until the block ends; yields its base URL."""
+    def serve(self, name: str, module: str, ready_path: str, **env: str) -> Iterator[str]:
+        """Run `python -m <module> --port N` (with `env` added to the site's) until the block ends; yields its
+        base URL."""
         port = free_loopback_port()
         log = (self.root / f"{name}.log").open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", module, "--port", str(port)],
             cwd=self.root,
-            env=self.env,
+            env={**self.env, **env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -141,3 +144,62 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], name: str, log:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f} s; see {log}")
         time.sleep(0.2)
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, nothing persisted, until the block ends; yields its URL."""
+    import redis
+
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found: `make bench` installs it (apt-get install redis-server)")
+    port = free_loopback_port()
+    log = (folder / "redis.log").open("w")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with {process.returncode}: {(folder / 'redis.log').read_text()}"
+                )
+            with contextlib.suppress(redis.RedisError):
+                if redis.Redis.from_url(url, socket_timeout=1).ping():
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not answer within 20 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def redis_subscribers(url: str) -> int:
+    """How many connections are subscribed to the app's event channel: one per process that fans out through Redis."""
+    import redis
+
+    from chat_api.realtime.broker import CHANNEL
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        # The sync client's reply: [(channel, subscribers)] (its stubs also allow the async client's awaitable).
+        reply = cast(list[tuple[bytes, int]], client.pubsub_numsub(CHANNEL))
+        return sum(int(count) for _, count in reply)
+    finally:
+        client.close()
