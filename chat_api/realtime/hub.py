@@ -33,6 +33,7 @@ from chat_api.groups import repository as groups
 from chat_api.groups.service import sweep_deleted_groups
 from chat_api.realtime import presence
 from chat_api.realtime.broker import Broker
+from chat_api.realtime.wakeup import Wakeups
 from chat_api.store.client import BACKGROUND
 
 log = logging.getLogger("chat_api.realtime")
@@ -187,6 +188,9 @@ class Hub:
         self.stopping = False
         self.broker: Broker | None = None
         self.redis_up = False
+        # Without Redis: this instance's processes wake each other when they publish (realtime.wakeup).
+        self.wakeups: Wakeups | None = None
+        self.woken = asyncio.Event()
         self.previous_config: tuple[int, events.Sink | None, events.Sink | None] = (1, None, None)
         self.database: AsyncDatabase[dict[str, Any]]
         # Deleted groups (id -> when learnt, monotonic): no event of theirs is delivered any more.
@@ -200,6 +204,9 @@ class Hub:
         self.previous_config = (events.config.partitions, events.config.fanout, events.config.signal_sink)
         if self.settings.redis_url:
             self.broker = Broker(self.settings.redis_url)
+        else:
+            wakeups = Wakeups(self.settings.data_dir / "wakeup", self.woken.set)
+            self.wakeups = wakeups if await wakeups.start() else None
         self.configure_events()
         newest = await events.counters()
         # Everything numbered before the start is history: resume reads it.
@@ -246,6 +253,8 @@ class Hub:
             await asyncio.wait(self.tasks, timeout=CLOSE_TIMEOUT)
         self.tasks = []
         events.configure(*self.previous_config)
+        if self.wakeups is not None:
+            self.wakeups.close()
         if self.broker is not None:
             await self.broker.close()
 
@@ -293,8 +302,19 @@ class Hub:
     # The feed: events in, in number order per partition
 
     async def published(self, docs: list[dict[str, Any]]) -> None:
-        """A request of this process stored these events: dispatch them here at once, and fan out through Redis."""
+        """A request of this process stored these events: dispatch them here, and fan out through Redis.
+
+        Dispatched on the loop's next turn, not inline: the request answers without waiting for frames to be
+        written to every local member's socket (a 1,000-member group), and the frames follow at once.
+        """
         self.active_until = time.monotonic() + ACTIVE_WINDOW
+        asyncio.get_running_loop().call_soon(self._offer_own, docs)
+        if self.broker is not None:
+            await self.broker.publish(docs)
+        elif self.wakeups is not None:
+            self.wakeups.notify()
+
+    def _offer_own(self, docs: list[dict[str, Any]]) -> None:
         for doc in docs:
             head = self.heads.get(doc["p"])
             if head is not None and doc["seq"] <= head:
@@ -302,8 +322,6 @@ class Hub:
                 log.warning("partition %s started again below %s", doc["p"], head)
                 self.reset(doc["p"], doc["seq"] - 1)
             self.offer(doc)
-        if self.broker is not None:
-            await self.broker.publish(docs)
 
     def reset_all(self) -> None:
         """Follow every partition from its start, as this process's one hub (the tests empty the log between
@@ -383,7 +401,12 @@ class Hub:
                 await asyncio.sleep(RETRY_AFTER_ERROR)
             fast = time.monotonic() < self.active_until or bool(self.early)
             interval = self.settings.event_poll_interval if fast else min(IDLE_POLL, interval * 2)
-            await asyncio.sleep(interval)
+            # A sibling process that published wakes this one at once (realtime.wakeup).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.woken.wait(), interval)
+            if self.woken.is_set():
+                self.woken.clear()
+                self.active_until = time.monotonic() + ACTIVE_WINDOW
 
     async def _redis_feed(self) -> None:
         """With Redis: its messages, in order per partition; the store for what it missed, and while it is down."""
