@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
@@ -56,6 +57,7 @@ GAP_LOOK = 0.25
 # tombstone lasts): far beyond the last moment a request under way could publish one.
 DELETED_GROUP_MEMORY = 3600.0
 CLOSE_TIMEOUT = 2.0
+RECENT_IDS = 4096
 BACKLOG_SEND_TIMEOUT = 10.0  # a client that reads nothing of its backlog for this long is dropped
 # Close codes (4000-4999 are the application's own).
 UNAUTHORIZED = 4401
@@ -183,6 +185,10 @@ class Hub:
         self.hole_since: dict[int, float] = {}
         self.holes_passed = 0
         self.active_until = 0.0
+        self.behind = False  # the last look found numbers beyond what it could read
+        # The ids of the last events dispatched, by (partition, seq): tells our own event read from the store first
+        # from another event under the same number (a log that started again).
+        self.recent: OrderedDict[tuple[int, int], str] = OrderedDict()
         self.gap_found = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
@@ -307,7 +313,8 @@ class Hub:
         Dispatched on the loop's next turn, not inline: the request answers without waiting for frames to be
         written to every local member's socket (a 1,000-member group), and the frames follow at once.
         """
-        self.active_until = time.monotonic() + ACTIVE_WINDOW
+        if self.wakeups is None:
+            self.active_until = time.monotonic() + ACTIVE_WINDOW
         asyncio.get_running_loop().call_soon(self._offer_own, docs)
         if self.broker is not None:
             await self.broker.publish(docs)
@@ -317,8 +324,10 @@ class Hub:
     def _offer_own(self, docs: list[dict[str, Any]]) -> None:
         for doc in docs:
             head = self.heads.get(doc["p"])
-            if head is not None and doc["seq"] <= head:
-                # A number we made cannot have been dispatched: the log started again (it was emptied).
+            seen = self.recent.get((doc["p"], doc["seq"]))
+            if head is not None and doc["seq"] <= head and seen != str(doc["_id"]):
+                # Dispatched already, but not this event (a look at the store may have read ours first): the
+                # log started again below its number (it was emptied), so follow it from there.
                 log.warning("partition %s started again below %s", doc["p"], head)
                 self.reset(doc["p"], doc["seq"] - 1)
             self.offer(doc)
@@ -354,6 +363,9 @@ class Hub:
             head += 1
             self.heads[partition] = head
             doc = early.pop(head)
+            self.recent[(partition, head)] = str(doc.get("_id"))
+            if len(self.recent) > RECENT_IDS:
+                self.recent.popitem(last=False)
             try:
                 self.dispatch(doc)
             except Exception:
@@ -370,6 +382,7 @@ class Hub:
         nothing moved."""
         newest = await events.counters()
         moved = False
+        self.behind = False
         for partition in self.tracked_partitions():
             last = newest.get(partition, 0)
             head = self.heads.get(partition, 0)
@@ -381,15 +394,18 @@ class Hub:
                 docs = await events.read_partition(partition, head, last, READ_BATCH)
                 for doc in docs:
                     self.offer(doc)
-                moved = moved or bool(docs) or last > self.heads.get(partition, 0)
+                # Numbered but not stored yet (its publisher is mid-insert), or a batch's worth more: look again soon.
+                self.behind = self.behind or last > self.heads.get(partition, 0)
+                moved = moved or bool(docs) or self.behind
         return moved
 
     async def _store_feed(self) -> None:
-        """Without Redis: look at the counters, fast while events flow, every IDLE_POLL at most when idle."""
+        """Without Redis: look at the counters when a sibling process wakes this one (realtime.wakeup) and every
+        IDLE_POLL; without wake-ups, fast for ACTIVE_WINDOW after an event, backing off to IDLE_POLL."""
         interval = self.settings.event_poll_interval
         while not self.stopping:
             try:
-                if await self.catch_up():
+                if await self.catch_up() and self.wakeups is None:
                     self.active_until = time.monotonic() + ACTIVE_WINDOW
             except asyncio.CancelledError:
                 raise
@@ -399,14 +415,16 @@ class Hub:
             except Exception:
                 log.exception("event feed failed, going on")
                 await asyncio.sleep(RETRY_AFTER_ERROR)
-            fast = time.monotonic() < self.active_until or bool(self.early)
-            interval = self.settings.event_poll_interval if fast else min(IDLE_POLL, interval * 2)
+            fast = time.monotonic() < self.active_until or bool(self.early) or self.behind
+            if fast:
+                interval = self.settings.event_poll_interval
+            else:
+                # With wake-ups, an event costs one look per process: the next one comes with the next wake-up.
+                interval = IDLE_POLL if self.wakeups is not None else min(IDLE_POLL, interval * 2)
             # A sibling process that published wakes this one at once (realtime.wakeup).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.woken.wait(), interval)
-            if self.woken.is_set():
-                self.woken.clear()
-                self.active_until = time.monotonic() + ACTIVE_WINDOW
+            self.woken.clear()
 
     async def _redis_feed(self) -> None:
         """With Redis: its messages, in order per partition; the store for what it missed, and while it is down."""
