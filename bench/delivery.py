@@ -92,17 +92,23 @@ async def _member(ws: ClientConnection, receipts: dict[str, list[float]], arrive
             arrived.set()
 
 
-async def _measure(
-    base: str, tokens: list[str], group_id: str, messages: int, rate_seconds: float, sockets_base: str
-) -> Delivery:
-    ws_url = sockets_base.replace("http://", "ws://") + "/ws"
-    sockets: list[ClientConnection] = []
+async def open_sockets(base: str, tokens: list[str]) -> list[ClientConnection]:
+    """One authenticated socket per token on the app at `base`, each past its `ready` frame."""
+    ws_url = base.replace("http://", "ws://") + "/ws"
+    sockets = []
     for token in tokens:
         ws = await connect(ws_url, max_size=None)
         await ws.send(json.dumps({"type": "auth", "token": token}))
         while json.loads(await ws.recv())["type"] != "ready":
             pass
         sockets.append(ws)
+    return sockets
+
+
+async def _measure(
+    base: str, tokens: list[str], group_id: str, messages: int, rate_seconds: float, sockets_base: str
+) -> Delivery:
+    sockets = await open_sockets(sockets_base, tokens)
     receipts: dict[str, list[float]] = {}
     arrived = asyncio.Event()
     readers = [asyncio.create_task(_member(ws, receipts, arrived)) for ws in sockets]

@@ -21,8 +21,9 @@ import bcrypt
 import httpx
 from bson import ObjectId
 from pymongo import MongoClient
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
+from bench.delivery import open_sockets
 from chat_api.friends.models import new_friendship_docs
 from chat_api.security import create_token
 
@@ -111,18 +112,6 @@ def seed_pairs(uri: str, database: str, pairs: int) -> list[tuple[str, str]]:
         client.close()
 
 
-async def _open_sockets(base: str, tokens: list[str]) -> list[ClientConnection]:
-    ws_url = base.replace("http://", "ws://") + "/ws"
-    sockets = []
-    for token in tokens:
-        ws = await connect(ws_url, max_size=None)
-        await ws.send(json.dumps({"type": "auth", "token": token}))
-        while json.loads(await ws.recv())["type"] != "ready":
-            pass
-        sockets.append(ws)
-    return sockets
-
-
 async def _drain(ws: ClientConnection, frames: Counter[str]) -> None:
     async for raw in ws:
         frames[json.loads(raw).get("type", "?")] += 1
@@ -137,7 +126,7 @@ class Idle:
 
 
 async def _idle(base: str, tokens: list[str], settle: float, seconds: float, log: Path) -> Idle:
-    sockets = await _open_sockets(base, tokens)
+    sockets = await open_sockets(base, tokens)
     frames: Counter[str] = Counter()
     readers = [asyncio.create_task(_drain(ws, frames)) for ws in sockets]
     # The sockets' own opening (presence, groups) and the feed's fast pace after it are not idle.

@@ -130,6 +130,17 @@ def instances(
             client.drop_database(database)
 
 
+async def idle_window(proxy: CountingProxy, sockets: list[WorkerSocket], settle: float) -> tuple[int, Counter[str]]:
+    """With `sockets` open and nobody talking: what the store is sent in IDLE_SECONDS, after `settle` seconds."""
+    try:
+        await asyncio.sleep(settle)
+        before, commands_before = proxy.messages, proxy.commands.copy()
+        await asyncio.sleep(IDLE_SECONDS)
+        return proxy.messages - before, proxy.commands - commands_before
+    finally:
+        await close_all(sockets)
+
+
 async def close_all(sockets: list[WorkerSocket]) -> None:
     for socket in sockets:
         with contextlib.suppress(ConnectionClosed):
@@ -366,13 +377,7 @@ def test_with_nobody_talking_the_store_sees_almost_no_polling(instances: Instanc
 
     async def scenario() -> tuple[int, Counter[str]]:
         sockets = [*await every_worker(instances, alice), *await every_worker(instances, bob)]
-        try:
-            await asyncio.sleep(2)  # logins, presence and socket set-up settle
-            before, commands_before = proxy.messages, proxy.commands.copy()
-            await asyncio.sleep(IDLE_SECONDS)
-            return proxy.messages - before, proxy.commands - commands_before
-        finally:
-            await close_all(sockets)
+        return await idle_window(proxy, sockets, settle=2)  # logins, presence and socket set-up settle
 
     sent, commands = asyncio.run(scenario())
     per_process = sent / (2 * WORKERS) / IDLE_SECONDS
@@ -464,14 +469,8 @@ def test_without_redis_an_idle_instance_polls_the_store_under_once_a_second_per_
 
             async def scenario() -> tuple[int, Counter[str]]:
                 sockets = [*await sockets_on_every_worker([url], alice), *await sockets_on_every_worker([url], bob)]
-                try:
-                    # The last event's fast looks (3 s), the back-off to the idle pace, closed sockets settled.
-                    await asyncio.sleep(8)
-                    before, commands_before = proxy.messages, proxy.commands.copy()
-                    await asyncio.sleep(IDLE_SECONDS)
-                    return proxy.messages - before, proxy.commands - commands_before
-                finally:
-                    await close_all(sockets)
+                # The last looks after the set-up's events, the idle pace, closed sockets settled.
+                return await idle_window(proxy, sockets, settle=8)
 
             sent, commands = asyncio.run(scenario())
             api.close()
