@@ -253,6 +253,7 @@ class Hub:
         # A cancellation that lands inside a store operation may come back as a PyMongoError (the
         # driver closes the connection): the flag ends the loops, and the wait is bounded anyway.
         self.stopping = True
+        presence.stop_settling()
         for task in self.tasks:
             task.cancel()
         if self.tasks:

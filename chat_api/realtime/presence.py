@@ -106,6 +106,13 @@ async def release(record_id: str, user_id: str, grace: float) -> None:
     )
 
 
+def stop_settling() -> None:
+    """The process is stopping: the records of its closed sockets are left to the reaper, which deletes them once
+    expired (the clients reconnect elsewhere meanwhile, so nobody blinks offline)."""
+    for task in list(_settling):
+        task.cancel()
+
+
 def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
     task = asyncio.create_task(_in_background(coroutine), name="presence-settle")
     _settling.add(task)
