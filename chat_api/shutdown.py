@@ -7,12 +7,18 @@ import logging
 import os
 import signal
 import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
 from types import FrameType
 
 from chat_api.http.types import ChatApp
 
 log = logging.getLogger("chat_api")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How long a shutdown signal waits for Sanic's manager to see every worker start (it gives them 30 s itself).
+ACK_WAIT_LIMIT = 30.0
 
 
 def setup_graceful_shutdown(app: ChatApp, timeout: float) -> None:
@@ -57,9 +63,39 @@ async def refuse_connections_on_signal(app: ChatApp) -> None:
             for sock in listening:
                 sock.close()
             if callable(sanic_handler):
-                sanic_handler(signum, frame)
+                # In a thread of its own: see run_sanic_handler.
+                thread = threading.Thread(
+                    target=run_sanic_handler, args=(sanic_handler, signum), name="shutdown-signal", daemon=True
+                )
+                thread.start()
 
         signal.signal(signum, close_then_stop)
+
+
+def run_sanic_handler(sanic_handler: Callable[[int, FrameType | None], object], signum: int) -> None:
+    """Sanic's shutdown handler, away from the main thread, and once the manager has seen every worker start.
+
+    The handler talks to Sanic's state manager through multiprocessing proxies, whose connection is per thread.
+    Run in the main thread, a signal lands in the middle of one of the main thread's own proxy calls (the
+    manager's loop makes them every 0.1 s), and the handler's calls then take that call's answer: the
+    main process waits forever (seen: a SIGTERM within 0.1 s of the workers starting hung it until SIGKILL).
+    While the manager still waits for the workers' start-up acknowledgements, it would also take the
+    terminated workers for workers that failed to start: the handler waits for that wait to end (bounded).
+    """
+    main = threading.main_thread().ident
+    deadline = time.monotonic() + ACK_WAIT_LIMIT
+    while main is not None and time.monotonic() < deadline and _running(main, "wait_for_ack"):
+        time.sleep(0.05)
+    sanic_handler(signum, None)
+
+
+def _running(thread_id: int, function: str) -> bool:
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
 
 
 async def stop_worker_once_on_signal(app: ChatApp) -> None:

@@ -200,7 +200,7 @@ def serve_and_log(tmp_path: Path, log_format: str, command: list[str], scenario:
             scenario(port)
         finally:
             stop_server(process)
-    assert process.returncode == 0, stderr.read_text()
+    assert process.returncode == 0, f"exit code {process.returncode}; stderr:\n{stderr.read_text()}"
     return [line for path in (stdout, stderr) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Coroutine, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,10 +20,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from pymongo import MongoClient
+from bson import ObjectId
+from pymongo import MongoClient, ReturnDocument
 from pymongo.database import Database
 from websockets.exceptions import ConnectionClosed
 
+from chat_api.events.models import new_event_doc, partition_of
 from chat_api.store.documents import DOCUMENT_MODELS
 from chat_api.store.embedded import EmbeddedStore
 from tests.factories import TestUser, create_group, create_user, make_friends
@@ -482,3 +485,41 @@ def test_without_redis_an_idle_instance_polls_the_store_under_once_a_second_per_
         f"{dict(commands.most_common())}"
     )
     assert commands["find event_counters"] >= WORKERS * IDLE_SECONDS // 3, "the processes still look for events"
+
+
+def test_an_event_whose_pub_sub_message_was_lost_is_read_from_the_log(instances: Instances) -> None:
+    """An event stored but never published on Redis (a publisher that lost its Redis connection): the next event
+    of the partition shows the gap on every worker, which reads the log and delivers both, in order, once."""
+    alice, bob = instances.user(), instances.user()
+    make_friends(instances.a, alice, bob)
+    partition = partition_of(bob.id, 8)  # the instances run on a MongoDB URI: 8 partitions
+
+    async def scenario() -> None:
+        sockets = await every_worker(instances, bob)
+        try:
+            client: MongoClient[dict[str, Any]]
+            with MongoClient(instances.store_uri, tz_aware=True) as client:
+                database: Database[dict[str, Any]] = client[instances.database]
+                counter = database.event_counters.find_one_and_update(
+                    {"_id": partition}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+                )
+                assert counter is not None
+                lost = {"id": str(ObjectId()), "from_id": alice.id, "to_id": bob.id, "msg": "never on Redis"}
+                database.events.insert_one(
+                    new_event_doc(
+                        partition, counter["seq"], "message", {"message": lost}, to=[bob.id], transient=False,
+                        now=datetime.now(UTC),
+                    )
+                )  # fmt: skip
+            async with httpx.AsyncClient(timeout=10) as http:
+                after = await post(
+                    http, instances.b.base_url, "/api/user-message", alice, {"to_id": bob.id, "msg": "next"}
+                )
+            for socket in sockets:
+                frames = await receive_events(socket, 2)
+                assert [message_id(frame) for frame in frames] == [lost["id"], after]
+                assert frames[1]["seq"] == frames[0]["seq"] + 1
+        finally:
+            await close_all(sockets)
+
+    asyncio.run(scenario())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ from tests.factories import user_payload
 from tests.helpers import running_server, stop_server
 
 pytestmark = pytest.mark.no_store  # the server under test runs a store of its own
-MAX_SOCKETS = 40
+# Sockets are opened until both workers hold one, for this long: a worker that starts a moment after the other
+# (its store client, its hub) takes connections only once it serves.
+BOTH_WORKERS_WITHIN = 20.0
+PER_WORKER = 3  # sockets kept on one worker while looking for the other (the rest are closed)
 
 
 def register_and_log_in(http: httpx.Client) -> tuple[str, str]:
@@ -29,14 +33,20 @@ def register_and_log_in(http: httpx.Client) -> tuple[str, str]:
 
 
 async def sockets_on_both_workers(url: str, token: str) -> tuple[list[ClientConnection], dict[ClientConnection, int]]:
-    """Open sockets until the kernel has handed connections to both workers (it balances them itself)."""
+    """Open sockets until the kernel has handed connections to both workers (it balances them itself), for at most
+    BOTH_WORKERS_WITHIN seconds; at most PER_WORKER are kept on one worker meanwhile."""
     sockets: list[ClientConnection] = []
     worker_of: dict[ClientConnection, int] = {}
-    while len(set(worker_of.values())) < 2 and len(sockets) < MAX_SOCKETS:
+    deadline = time.monotonic() + BOTH_WORKERS_WITHIN
+    while len(set(worker_of.values())) < 2 and time.monotonic() < deadline:
         ws = await connect(url)
         await ws.send(json.dumps({"type": "auth", "token": token}))
         ready = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert ready["type"] == "ready"
+        if list(worker_of.values()).count(ready["worker"]) >= PER_WORKER:
+            await ws.close()
+            await asyncio.sleep(0.05)
+            continue
         sockets.append(ws)
         worker_of[ws] = ready["worker"]
     return sockets, worker_of
