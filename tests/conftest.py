@@ -17,6 +17,7 @@ import pytest
 from beanie import init_beanie
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect
 from sanic import Sanic
 from sanic_testing.reusable import ReusableClient
 
@@ -154,6 +155,19 @@ def clean_collections(request: pytest.FixtureRequest) -> None:
 OtherApp = Callable[..., AbstractContextManager[ReusableClient]]
 
 
+async def rebind(app: ChatApp) -> None:
+    """Bind the documents to the session app's database again. Its client's monitor did not run while the other
+    app's loop did, and may find its server late and pause the pool for a moment: retried briefly."""
+    for attempt in range(20):
+        try:
+            await init_beanie(database=app.ctx.database, document_models=DOCUMENT_MODELS, skip_indexes=True)
+            return
+        except AutoReconnect:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.25)
+
+
 @pytest.fixture
 def other_app(api: Api, app: ChatApp, store_uri: str, db_name: str, tmp_path: Path) -> OtherApp:
     """Run a second app with other settings (`setup` may add routes to it).
@@ -172,6 +186,6 @@ def other_app(api: Api, app: ChatApp, store_uri: str, db_name: str, tmp_path: Pa
                 yield client
         finally:
             asyncio.set_event_loop(api.client._loop)
-            api.client._run(init_beanie(database=app.ctx.database, document_models=DOCUMENT_MODELS, skip_indexes=True))
+            api.client._run(rebind(app))
 
     return run
