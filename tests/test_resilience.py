@@ -490,6 +490,8 @@ def test_registrations_acknowledged_before_the_store_is_killed_are_all_stored(tm
             return httpx.post(f"{served.base}/api/register", json=user_payload(), timeout=30).status_code == 201
 
         wait_until(registers, 30, "service resumes by itself")
+        # The supervisor records the new server once it answers: a request may get through just before that.
+        wait_until(lambda: registry(data_dir)["pid"] != before["pid"], 10, "the new store is in the registry")
         after = registry(data_dir)
         assert (after["port"], after["users"]) == (before["port"], before["users"])
         assert after["pid"] != before["pid"]
