@@ -17,9 +17,8 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from sanic.server.websockets.impl import WebsocketImplProtocol
@@ -38,6 +37,7 @@ from chat_api.realtime.wakeup import Wakeups
 from chat_api.store.client import BACKGROUND
 
 log = logging.getLogger("chat_api.realtime")
+T = TypeVar("T")
 
 READ_BATCH = 500
 RETRY_AFTER_ERROR = 0.5  # the store is down or slow: look again soon, without hammering it
@@ -198,14 +198,12 @@ class Hub:
         self.wakeups: Wakeups | None = None
         self.woken = asyncio.Event()
         self.previous_config: tuple[int, events.Sink | None, events.Sink | None] = (1, None, None)
-        self.database: AsyncDatabase[dict[str, Any]]
         # Deleted groups (id -> when learnt, monotonic): no event of theirs is delivered any more.
         self.deleted_groups: dict[str, float] = {}
 
-    async def start(self, database: AsyncDatabase[dict[str, Any]]) -> None:
-        """Start after the store's client (the process's one client, shared with requests)."""
+    async def start(self) -> None:
+        """Start after the store's client (the process's one client, shared with requests, bound by Beanie)."""
         BACKGROUND.set(True)  # the tasks created here inherit it: their commands are nobody's request
-        self.database = database
         # Restored at stop: a second app in the same process (the tests run one) must not keep ours.
         self.previous_config = (events.config.partitions, events.config.fanout, events.config.signal_sink)
         if self.settings.redis_url:
@@ -405,17 +403,8 @@ class Hub:
         IDLE_POLL; without wake-ups, fast for ACTIVE_WINDOW after an event, backing off to IDLE_POLL."""
         interval = self.settings.event_poll_interval
         while not self.stopping:
-            try:
-                if await self.catch_up() and self.wakeups is None:
-                    self.active_until = time.monotonic() + ACTIVE_WINDOW
-            except asyncio.CancelledError:
-                raise
-            except PyMongoError as error:
-                log.warning("event feed: store error, retrying: %s", error)
-                await asyncio.sleep(RETRY_AFTER_ERROR)
-            except Exception:
-                log.exception("event feed failed, going on")
-                await asyncio.sleep(RETRY_AFTER_ERROR)
+            if await self._guarded("event feed", self.catch_up) and self.wakeups is None:
+                self.active_until = time.monotonic() + ACTIVE_WINDOW
             fast = time.monotonic() < self.active_until or bool(self.early) or self.behind
             if fast:
                 interval = self.settings.event_poll_interval
@@ -469,10 +458,7 @@ class Hub:
     async def _poll_for(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
-            try:
-                await self.catch_up()
-            except PyMongoError as error:
-                log.warning("event feed: store error, retrying: %s", error)
+            await self._guarded("event feed", self.catch_up)
             await asyncio.sleep(self.settings.event_poll_interval)
 
     async def _holes(self) -> None:
@@ -481,18 +467,14 @@ class Hub:
             await self.gap_found.wait()
             await asyncio.sleep(GAP_FIRST_LOOK)
             while self.early and not self.stopping:
-                try:
-                    for partition in list(self.early):
-                        await self._fill(partition)
-                except asyncio.CancelledError:
-                    raise
-                except PyMongoError as error:
-                    log.warning("hole filler: store error, retrying: %s", error)
-                except Exception:
-                    log.exception("hole filler failed, going on")
+                await self._guarded("hole filler", self._fill_all)
                 if self.early:
                     await asyncio.sleep(GAP_LOOK)
             self.gap_found.clear()
+
+    async def _fill_all(self) -> None:
+        for partition in list(self.early):
+            await self._fill(partition)
 
     async def _fill(self, partition: int) -> None:
         early = self.early.get(partition)
@@ -607,18 +589,24 @@ class Hub:
     # Upkeep
 
     async def _forever(self, step: Callable[[], Coroutine[Any, Any, None]], interval: float) -> None:
+        name = asyncio.current_task().get_name()  # type: ignore[union-attr]
         while not self.stopping:
-            try:
-                await step()
-            except asyncio.CancelledError:
-                raise
-            except PyMongoError as error:
-                log.warning("%s: store error, retrying: %s", asyncio.current_task().get_name(), error)  # type: ignore[union-attr]
-                await asyncio.sleep(RETRY_AFTER_ERROR)
-            except Exception:
-                log.exception("%s failed, restarting it", asyncio.current_task().get_name())  # type: ignore[union-attr]
-                await asyncio.sleep(RETRY_AFTER_ERROR)
+            await self._guarded(name, step)
             await asyncio.sleep(interval)
+
+    async def _guarded(self, what: str, step: Callable[[], Coroutine[Any, Any, T]]) -> T | None:
+        """One step of a background loop: a store error or a bug is logged and waited out (RETRY_AFTER_ERROR),
+        never the end of the loop; None then."""
+        try:
+            return await step()
+        except asyncio.CancelledError:
+            raise
+        except PyMongoError as error:
+            log.warning("%s: store error, retrying: %s", what, error)
+        except Exception:
+            log.exception("%s failed, going on", what)
+        await asyncio.sleep(RETRY_AFTER_ERROR)
+        return None
 
     async def _heartbeat(self) -> None:
         await presence.heartbeat(self.worker)

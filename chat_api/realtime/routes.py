@@ -54,7 +54,7 @@ def setup_realtime(app: ChatApp) -> None:
 async def start_hub(app: ChatApp) -> None:
     hub = Hub(app.ctx.settings)
     app.ctx.hub = hub
-    await hub.start(app.ctx.database)
+    await hub.start()
 
 
 async def stop_hub(app: ChatApp) -> None:
@@ -173,14 +173,13 @@ async def _resume(connection: Connection, last_seq: int | None, settings: Settin
         connection.go_live(settled)
         return
     after = last_seq
-    member = await stream.membership_at(connection.user_id, hub.groups_of.get(connection.user_id, ()), after, settled)
-    while not connection.closing and after < settled:
-        page = await stream.page(connection.user_id, member, after, settled, BACKLOG_PAGE)
+    groups_now = hub.groups_of.get(connection.user_id, ())
+    async for page in stream.backlog(connection.user_id, groups_now, last_seq, settled, BACKLOG_PAGE):
         for event in page.events:
             if not hub.hides(event):
                 await connection.push_waiting(encode(event))
         after = page.read_upto
-        if not page.more:
+        if connection.closing:
             break
     # Live events buffered meanwhile above `after` follow; those at or below were sent (or the client had
     # them: a `last_seq` beyond what this process has dispatched came from another one).
@@ -266,18 +265,15 @@ async def list_events(request: Request, query: EventQuery) -> HTTPResponse:
         raise Conflict(RESYNC)
     # Up to what this process has dispatched: a hole below it can no longer fill.
     settled = hub.settled(partition)
-    member = await stream.membership_at(user_id, await stream.group_ids_of(user_id), query.after, settled)
+    groups_now = await stream.group_ids_of(user_id)
     found: list[dict[str, Any]] = []
-    after, more = query.after, False
     # One more than asked tells whether there is more, without a count.
-    while len(found) <= query.limit and after < settled:
-        page = await stream.page(user_id, member, after, settled, query.limit + 1)
+    async for page in stream.backlog(user_id, groups_now, query.after, settled, query.limit + 1):
         # A deleted group's events, while a deletion cut short waits for the sweeper, as on the socket.
         found.extend(event for event in page.events if not hub.hides(event))
-        after = page.read_upto
-        if not page.more:
+        if len(found) > query.limit:
             break
-    more = len(found) > query.limit or (after < settled and page.more)
+    more = len(found) > query.limit
     return json_response(
         found[: query.limit],
         headers={"X-Has-More": "true" if more else "false", "X-Newest-Seq": str(newest)},

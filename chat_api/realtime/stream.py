@@ -8,7 +8,7 @@ after `after` says whether the user was in it before (a `group_left`) or not (a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,3 +58,17 @@ async def page(user_id: str, member: dict[str, bool], after: int, upto: int, lim
         elif doc["type"] == "group_left":
             member[doc["data"]["group_id"]] = False
     return Page(mine, docs[-1]["seq"] if docs else upto, len(docs) == limit)
+
+
+async def backlog(
+    user_id: str, groups_now: Iterable[str], after: int, upto: int, page_size: int
+) -> AsyncIterator[Page]:
+    """The user's events after `after` up to `upto`, page by page, membership followed from one page to the next:
+    what a resume sends and `GET /api/events` lists."""
+    member = await membership_at(user_id, groups_now, after, upto)
+    while after < upto:
+        found = await page(user_id, member, after, upto, page_size)
+        yield found
+        after = found.read_upto
+        if not found.more:
+            return
