@@ -73,9 +73,11 @@ async def _flip(user_id: str, flag: Flag) -> bool:
     return True
 
 
-async def _tell_friends(user_id: str, flag: Flag) -> None:
-    friend_ids = await friends.friend_ids(user_id)
-    if friend_ids:  # nobody to tell: no event at all
+async def _tell_friends(user_id: str, flag: Flag, friend_ids: list[str] | None = None) -> None:
+    """The `presence` signal to the user's friends (`friend_ids` when the friendships are already gone)."""
+    if friend_ids is None:
+        friend_ids = await friends.friend_ids(user_id)
+    if friend_ids:  # nobody to tell: no signal at all
         await signal("presence", {"user_id": user_id, "flag": flag}, to=friend_ids)
 
 
@@ -170,8 +172,7 @@ async def account_deleted(user_id: str, friend_ids: list[str]) -> None:
     and tell its friends (`friend_ids`) it is offline."""
     await PresenceRecord.get_pymongo_collection().delete_many({"user_id": {"$eq": user_id}})
     await publish("logout", [user_id], {"token_version": EVERY_TOKEN_VERSION}, transient=True)
-    if friend_ids:
-        await signal("presence", {"user_id": user_id, "flag": "offline"}, to=friend_ids)
+    await _tell_friends(user_id, "offline", friend_ids)
 
 
 async def heartbeat(process_id: str, now: datetime | None = None) -> None:
