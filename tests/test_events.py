@@ -117,7 +117,7 @@ def test_prune_deletes_only_events_past_the_retention_period(api: Api, sync_db: 
             await publish("message", [user.id], message_data(user, user, text))
         week_and_a_bit = datetime.now(UTC) - timedelta(seconds=RETENTION_SECONDS + 60)
         await Event.get_pymongo_collection().update_one({"p": 0, "seq": 1}, {"$set": {"created_at": week_and_a_bit}})
-        return await prune(Event.get_pymongo_collection())
+        return await prune()
 
     assert run(api, scenario()) == 1
     assert [doc["seq"] for doc in sync_db.events.find({}, sort=[("seq", 1)])] == [2]

@@ -224,17 +224,14 @@ async def newest_seq(partition: int = 0) -> int:
     return int(doc["seq"]) if doc else 0
 
 
-async def read_partition(
-    partition: int, after: int, upto: int | None, limit: int, events: Events | None = None
-) -> list[dict[str, Any]]:
+async def read_partition(partition: int, after: int, upto: int | None, limit: int) -> list[dict[str, Any]]:
     """The events of a partition numbered after `after` (up to `upto`), in order: what delivery dispatches.
 
     `$eq` spelled out: nx-27017 then walks the (p, seq) index (docs/store.md)."""
     bounds: dict[str, int] = {"$gt": after}
     if upto is not None:
         bounds["$lte"] = upto
-    collection = reads(events if events is not None else _events())
-    cursor = collection.find({"p": {"$eq": partition}, "seq": bounds}, DELIVERY_PROJECTION).sort("seq", ASCENDING)
+    cursor = reads(_events()).find({"p": {"$eq": partition}, "seq": bounds}, DELIVERY_PROJECTION).sort("seq", ASCENDING)
     return await cursor.limit(limit).batch_size(limit).to_list()
 
 
@@ -282,13 +279,13 @@ async def membership_changes(user_id: str, partition: int, after: int, upto: int
     return await cursor.to_list()
 
 
-async def prune(events: Events | None = None, now: datetime | None = None) -> int:
+async def prune(now: datetime | None = None) -> int:
     """Delete the events older than the retention period (signals sooner); returns how many.
 
     Any process may run it; deleting what another already deleted is harmless. Served by `created_at_1`.
     """
     now = now or utc_now()
-    collection = events if events is not None else _events()
+    collection = _events()
     old = await collection.delete_many({"created_at": {"$lt": now - timedelta(seconds=RETENTION_SECONDS)}})
     signals = await collection.delete_many(
         {"p": {"$eq": SIGNALS_PARTITION}, "created_at": {"$lt": now - timedelta(seconds=SIGNAL_RETENTION_SECONDS)}}
@@ -296,13 +293,12 @@ async def prune(events: Events | None = None, now: datetime | None = None) -> in
     return old.deleted_count + signals.deleted_count
 
 
-async def redact_group_events(group_id: str, events: Events | None = None) -> int:
+async def redact_group_events(group_id: str) -> int:
     """Empty every event of a deleted group but its `group_deleted` notice: no addressee (so no delivery, no
     replay) and no data. Redacted rather than deleted, so the partitions keep their numbers without holes
     (readers would wait at each). Served by `data.group_id_1`."""
     query = {"data.group_id": {"$eq": group_id}, "type": {"$ne": "group_deleted"}}
-    collection = events if events is not None else _events()
-    result = await collection.update_many(query, {"$set": REDACTED})
+    result = await _events().update_many(query, {"$set": REDACTED})
     return result.modified_count
 
 

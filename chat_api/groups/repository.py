@@ -14,7 +14,6 @@ from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.asynchronous.database import AsyncDatabase
 
 from chat_api.common.pagination import count_matching
 from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity
@@ -24,22 +23,16 @@ from chat_api.messages.repository import MessageStore
 # otherwise 101 documents, and each further batch is one more round trip).
 MEMBER_BATCH = 100_000
 Collection = AsyncCollection[dict[str, Any]]
-# The purge runs in requests (the app's client) and in each worker's sweeper (the hub's own client).
-Database = AsyncDatabase[dict[str, Any]] | None
 
 group_messages = MessageStore(GroupMessage, "group_id")
 
 
-def groups(database: Database = None) -> Collection:
-    return Group.get_pymongo_collection() if database is None else database[Group.Settings.name]
+def groups() -> Collection:
+    return Group.get_pymongo_collection()
 
 
-def members(database: Database = None) -> Collection:
-    return GroupMember.get_pymongo_collection() if database is None else database[GroupMember.Settings.name]
-
-
-def messages(database: Database = None) -> Collection:
-    return group_messages.collection() if database is None else database[GroupMessage.Settings.name]
+def members() -> Collection:
+    return GroupMember.get_pymongo_collection()
 
 
 def alive(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -91,15 +84,15 @@ async def mark_deleted(group_id: str, purge_after_ms: int) -> bool:
     return result.modified_count == 1
 
 
-async def tombstones(database: Database = None) -> list[dict[str, Any]]:
+async def tombstones() -> list[dict[str, Any]]:
     """Every deleted group's tombstone (its id and purge time): one range read of `purge_after_ms_1`,
     which live groups (no such field) are not in the range of."""
     query = {"purge_after_ms": {"$gt": 0}}
-    return await groups(database).find(query, {"_id": 1, "purge_after_ms": 1}).to_list()
+    return await groups().find(query, {"_id": 1, "purge_after_ms": 1}).to_list()
 
 
-async def delete_tombstone(group_id: str, database: Database = None) -> None:
-    await groups(database).delete_one({"_id": ObjectId(group_id), "purge_after_ms": {"$gt": 0}})
+async def delete_tombstone(group_id: str) -> None:
+    await groups().delete_one({"_id": ObjectId(group_id), "purge_after_ms": {"$gt": 0}})
 
 
 async def take_number(group_id: str) -> int | None:
@@ -191,8 +184,8 @@ async def mark_read(member_id: ObjectId, n: int) -> None:
     await members().update_one({"_id": member_id, "read_n": {"$lt": n}}, {"$set": {"read_n": n}})
 
 
-async def delete_members(group_id: str, database: Database = None) -> None:
-    await members(database).delete_many({"group_id": {"$eq": group_id}})
+async def delete_members(group_id: str) -> None:
+    await members().delete_many({"group_id": {"$eq": group_id}})
 
 
 async def delete_member(group_id: str, user_id: str) -> None:
@@ -209,8 +202,8 @@ async def unread_count(group_id: str, read_n: int, me: str) -> int:
     return await group_messages.unread_count(group_id, read_n, me)
 
 
-async def delete_messages(group_id: str, database: Database = None) -> None:
-    await messages(database).delete_many({"group_id": {"$eq": group_id}})
+async def delete_messages(group_id: str) -> None:
+    await group_messages.collection().delete_many({"group_id": {"$eq": group_id}})
 
 
 async def delete_message(message_id: ObjectId) -> None:

@@ -13,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from chat_api.common.clock import epoch_ms, stored_datetime, utc_now
 from chat_api.common.errors import Conflict, Forbidden, GroupNotFound, Invalid, NotFound, UserNotFound
 from chat_api.common.ids import canonical_id, parse_object_id
-from chat_api.events.models import Event, EventType
+from chat_api.events.models import EventType
 from chat_api.events.service import PublishFailed, publish, publish_to_group, redact_events, redact_group_events
 from chat_api.files.service import file_url_exists
 from chat_api.friends import repository as friends
@@ -160,19 +160,17 @@ async def tombstone_group(group_id: str) -> bool:
     return await repository.mark_deleted(group_id, epoch_ms(utc_now()) + PURGE_DELAY_MS)
 
 
-async def purge_group(group_id: str, database: repository.Database = None) -> None:
+async def purge_group(group_id: str) -> None:
     """Delete a deleted group's members and messages and redact its events (idempotent).
 
     Members first: from then on nobody can send to it or type in it (those need a membership).
-    `database`: the sweeper passes its own client's.
     """
-    events = None if database is None else database[Event.Settings.name]
-    await repository.delete_members(group_id, database)
-    await repository.delete_messages(group_id, database)
-    await redact_group_events(group_id, events)
+    await repository.delete_members(group_id)
+    await repository.delete_messages(group_id)
+    await redact_group_events(group_id)
 
 
-async def sweep_deleted_groups(database: repository.Database = None, now_ms: int | None = None) -> list[str]:
+async def sweep_deleted_groups(now_ms: int | None = None) -> list[str]:
     """Finish every deletion a crash cut short, and drop the tombstones whose time has come; returns
     the ids of the deleted groups still known (the hubs drop their events).
 
@@ -180,12 +178,12 @@ async def sweep_deleted_groups(database: repository.Database = None, now_ms: int
     """
     now_ms = epoch_ms(utc_now()) if now_ms is None else now_ms
     group_ids = []
-    for doc in await repository.tombstones(database):
+    for doc in await repository.tombstones():
         group_id = str(doc["_id"])
         group_ids.append(group_id)
-        await purge_group(group_id, database)
+        await purge_group(group_id)
         if doc["purge_after_ms"] <= now_ms:
-            await repository.delete_tombstone(group_id, database)
+            await repository.delete_tombstone(group_id)
     return group_ids
 
 
