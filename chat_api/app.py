@@ -11,6 +11,7 @@ from sanic_ext import Extend
 from chat_api.accounts import routes as accounts_routes
 from chat_api.accounts.sweeper import setup_sweeper
 from chat_api.auth import routes as auth_routes
+from chat_api.blocks import routes as blocks_routes
 from chat_api.config import Settings
 from chat_api.conversations import routes as conversations_routes
 from chat_api.export import routes as export_routes
@@ -40,6 +41,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     users_routes,
     accounts_routes,
     friends_routes,
+    blocks_routes,
     messages_routes,
     conversations_routes,
     groups_routes,

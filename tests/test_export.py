@@ -80,6 +80,9 @@ def test_the_export_holds_every_kind_of_item_of_a_small_account(api: Api) -> Non
     # Someone else's data does not leak in.
     assert api.post("/api/user-message", json={"to_id": friend.id, "msg": "x"}, headers=quiet.headers).status == 403
     upload(api, friend, "image", PNG)
+    # My blocks are mine to export; a block of me is the blocker's.
+    assert api.put(f"/api/blocks/{asker.id}", headers=me.headers).status == 204
+    assert api.put(f"/api/blocks/{me.id}", headers=refuser.headers).status == 204
 
     response = export(api, me)
     assert response.status == 200, response.text
@@ -87,7 +90,7 @@ def test_the_export_holds_every_kind_of_item_of_a_small_account(api: Api) -> Non
     assert response.headers["content-disposition"] == f'attachment; filename="chat-export-{me.id}.json"'
     assert response.headers["cache-control"] == "no-store"
     document = json.loads(response.body)
-    assert list(document) == ["profile", "friends", "friend_requests", "groups", "messages", "files"]
+    assert list(document) == ["profile", "friends", "friend_requests", "blocks", "groups", "messages", "files"]
     Export.model_validate(document)  # the shape the OpenAPI document gives
 
     assert document["profile"] == api.get(f"/api/users/{me.id}", headers=me.headers).json
@@ -104,6 +107,7 @@ def test_the_export_holds_every_kind_of_item_of_a_small_account(api: Api) -> Non
         (me.id, asked.id, "waiting", "me here"),
         (me.id, refuser.id, "refuse", "no?"),
     }
+    assert [b["user_id"] for b in document["blocks"]] == [asker.id]
     groups = {g["id"]: (g["identity"], g["group_name"], g["lord_id"]) for g in document["groups"]}
     assert groups == {mine: ("lord", "team", me.id), theirs: ("admin", "team", friend.id)}
     assert next(g for g in document["groups"] if g["id"] == mine)["group_desc"] == "mine"
@@ -148,6 +152,7 @@ def test_an_empty_account_exports_empty_lists(api: Api) -> None:
     assert {key: value for key, value in document.items() if key != "profile"} == {
         "friends": [],
         "friend_requests": [],
+        "blocks": [],
         "groups": [],
         "messages": [],
         "files": [],

@@ -12,6 +12,7 @@ import logging
 
 from bson import ObjectId
 
+from chat_api.blocks import repository as blocks
 from chat_api.common.clock import epoch_ms, utc_now
 from chat_api.files.service import delete_files_of
 from chat_api.friends import repository as friends
@@ -60,6 +61,9 @@ async def carry_out(user_id: ObjectId, *, erase: bool) -> None:
         for side in sides
     ]
     await friends.end_friendships(hex_id, updates)
+    # Its blocks and the blocks of it, both ways (after the offline notice above, which leaves out its blockers):
+    # nobody is kept away by, or from, an account that no longer exists.
+    await blocks.delete_all_of(hex_id)
     await groups.forget_account(hex_id)
     if erase:
         await direct_messages.erase_from(hex_id)

@@ -31,6 +31,17 @@ class Conversation(BaseModel):
     deleted: bool = Field(
         False, description="The friend deleted their account: read-only, named `Deleted account` (docs/api.md)"
     )
+    muted: bool = Field(False, description="I muted it: its unread count goes to `muted` in /conversations/unread")
+    peer_read_up_to: str | None = Field(
+        None, description="A direct conversation: the id of the message the friend has read up to (null: not yet)"
+    )
+
+
+class UnreadTotals(BaseModel):
+    """My unread messages in all my conversations, counted as each conversation's `unread` is."""
+
+    total: int = Field(description="In the conversations I did not mute: the badge")
+    muted: int = Field(description="In the conversations I muted")
 
 
 CONVERSATION_LIST: TypeAdapter[list[Conversation]] = TypeAdapter(list[Conversation])

@@ -28,6 +28,11 @@ class ExportedRequest(BaseModel):
     answered_at: datetime | None
 
 
+class ExportedBlock(BaseModel):
+    user_id: str = Field(description="A user I block")
+    since: datetime
+
+
 class ExportedGroup(BaseModel):
     id: str
     group_name: str
@@ -67,6 +72,7 @@ class Export(BaseModel):
     profile: UserPublic
     friends: list[ExportedFriend]
     friend_requests: list[ExportedRequest] = Field(description="Sent and received, whatever their status")
+    blocks: list[ExportedBlock] = Field(description="The users I block (not who blocks me: that is theirs)")
     groups: list[ExportedGroup]
     messages: list[ExportedMessage] = Field(
         description="Every message of the user's direct conversations with friends and of their groups, "

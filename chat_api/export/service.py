@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
+from chat_api.blocks import repository as blocks
 from chat_api.common.clock import stored_datetime
 from chat_api.files.service import files_of
 from chat_api.friends import repository as friends
@@ -63,6 +64,9 @@ async def export_document(user_id: str, profile: UserPublic) -> AsyncIterator[st
         yield piece
     yield ',"friend_requests":'
     async for piece in json_array(_requests(user_id)):
+        yield piece
+    yield ',"blocks":'
+    async for piece in json_array(_batched(blocks.blocks_of(user_id, BATCH), _block)):
         yield piece
     yield ',"groups":'
     async for piece in json_array(_groups(user_id, group_ids)):
@@ -166,6 +170,10 @@ def _message(doc: Item, conversation: Item) -> Item:
         "client_msg_id": doc.get("client_msg_id"),
         "created_at": stored_datetime(doc["created_at"]),
     }
+
+
+def _block(doc: Item) -> Item:
+    return {"user_id": doc["blocked_id"], "since": stored_datetime(doc["created_at"])}
 
 
 def _file(doc: Item) -> Item:

@@ -57,6 +57,13 @@ class Friendship(Document):
     # no longer a friendship (not listed, not counted, no messages). Written only as true, by accounts.service,
     # and absent on every other document: queries test its absence (friends.repository.LIVE).
     friend_deleted: bool = False
+    # The owner muted this conversation: its unread count goes to `muted` in GET /api/conversations/unread.
+    muted: bool = False
+    # How far the friend has read (their `read_n`) and the id of that message: written here by the friend's
+    # mark-read, so the owner's conversation list shows it with no read of the friend's side (absent on
+    # friendships stored before issue 13: queries allow for that, friends.repository.mark_read).
+    peer_read_n: int = 0
+    peer_read_up_to: str | None = None
 
     class Settings:
         name = "friendships"
@@ -103,7 +110,8 @@ def new_friendship_docs(a: str, b: str, now: datetime, read_n: int = 0) -> list[
     pair = pair_key(a, b)
     return [
         {"_id": ObjectId(), "owner_id": owner, "friend_id": friend, "pair": pair, "created_at": now}
-        | {"last_message": None, "message_n": 0, "read_n": read_n}
+        | {"last_message": None, "message_n": 0, "read_n": read_n, "muted": False}
+        | {"peer_read_n": 0, "peer_read_up_to": None}
         for owner, friend in ((a, b), (b, a))
     ]
 

@@ -185,16 +185,46 @@ async def record_message(pair: str, n: int, summary: dict[str, Any]) -> None:
 async def conversations_of(user_id: str) -> list[dict[str, Any]]:
     """My sides of the friendships that show a message: the friend, the last message, my read position."""
     query = {"owner_id": {"$eq": user_id}, "message_n": {"$gt": 0}}
-    projection = {"friend_id": 1, "pair": 1, "last_message": 1, "message_n": 1, "read_n": 1}
+    projection = {
+        "friend_id": 1,
+        "pair": 1,
+        "last_message": 1,
+        "message_n": 1,
+        "read_n": 1,
+        "muted": 1,
+        "peer_read_up_to": 1,
+    }
     return await friendships().find(query, projection).to_list()
 
 
-async def mark_read(owner_id: str, friend_id: str, n: int) -> None:
-    """Read up to the message number `n`; a slower concurrent call cannot move the position back."""
-    await friendships().update_one(
-        {"owner_id": {"$eq": owner_id}, "friend_id": {"$eq": friend_id}, "read_n": {"$lt": n}},
-        {"$set": {"read_n": n}},
+async def mark_read(owner_id: str, friend_id: str, n: int, up_to: str) -> bool:
+    """Read up to the message number `n` (whose id is `up_to`), and tell the friend's side so, in one command;
+    whether the position moved. A slower concurrent call moves neither back.
+
+    The friend's side first (`ordered`): the owner's position moves last, so a crash in between leaves it
+    behind, and the next call writes both. The friend's side is matched by `peer_read_n` below `n`, or absent
+    (a friendship stored before issue 13: `$exists`, as nx-27017 has no `$not`; docs/store.md).
+    """
+    peer = {"owner_id": {"$eq": friend_id}, "friend_id": {"$eq": owner_id}}
+    told = {"$set": {"peer_read_n": n, "peer_read_up_to": up_to}}
+    result = await friendships().bulk_write(
+        [
+            UpdateOne({**peer, "peer_read_n": {"$lt": n}}, told),
+            UpdateOne({**peer, "peer_read_n": {"$exists": False}}, told),
+            UpdateOne(
+                {"owner_id": {"$eq": owner_id}, "friend_id": {"$eq": friend_id}, "read_n": {"$lt": n}},
+                {"$set": {"read_n": n}},
+            ),
+        ],
+        ordered=True,
     )
+    return result.modified_count > 0
+
+
+async def set_muted(owner_id: str, friend_id: str, muted: bool) -> bool:
+    """Mute or unmute the owner's conversation with a friend; False if the owner has no side with them."""
+    query = {"owner_id": {"$eq": owner_id}, "friend_id": {"$eq": friend_id}}
+    return (await friendships().update_one(query, {"$set": {"muted": muted}})).matched_count == 1
 
 
 # An account being deleted (accounts.service)

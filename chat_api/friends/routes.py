@@ -31,10 +31,10 @@ component(FriendRequestPublic)  # what a `friend_request` event carries (docs/ap
     tag="friends",
     body=FriendRequestCreate,
     responses={201: (FriendRequestCreated, "Sent")},
-    errors=(400, 401, 404, 413, 422),
+    errors=(400, 401, 403, 404, 413, 422),
 )
 async def send_friend_request(request: Request, body: FriendRequestCreate) -> HTTPResponse:
-    """Ask a user to be friends: 422 if you are already, or a request between you is waiting."""
+    """Ask a user to be friends: 422 if you are already, or a request between you is waiting; 403 if they block you."""
     request_id = await service.send_request(current_user_id(request), body.to_id, body.verify_data)
     return json(FriendRequestCreated(user_request_id=request_id).model_dump(), status=201)
 

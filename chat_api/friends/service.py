@@ -7,6 +7,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from chat_api.blocks import repository as blocks
 from chat_api.common.clock import utc_now
 from chat_api.common.errors import Conflict, Forbidden, Invalid, NotFound, UserNotFound
 from chat_api.common.ids import canonical_id, parse_object_id
@@ -30,11 +31,16 @@ async def send_request(from_id: str, to_id: str, verify_data: str) -> str:
     to_id = canonical
     if to_id == from_id:
         raise Invalid("You cannot send a friend request to yourself")
-    exists, friends = await asyncio.gather(users.user_exists(to_id), repository.are_friends(from_id, to_id))
+    exists, friends, blocked = await asyncio.gather(
+        users.user_exists(to_id), repository.are_friends(from_id, to_id), blocks.blocks_user(to_id, from_id)
+    )
     if not exists:
         raise UserNotFound
     if friends:
         raise Conflict("You are already friends")
+    if blocked:
+        # Not "blocked": a block is not told to the one it keeps away (docs/decisions.md, "Blocks").
+        raise Forbidden("You cannot send this user a friend request")
     doc = new_request_doc(from_id, to_id, verify_data, utc_now())
     try:
         # The unique pending_key decides between two requests sent at once, in either direction.

@@ -44,6 +44,7 @@ class GroupMember(Document):
     identity: Identity = "user"
     joined_at: datetime
     read_n: int = 0  # number of the newest group message this member has read
+    muted: bool = False  # the member muted the group: GET /api/conversations/unread counts it apart
 
     class Settings:
         name = "group_members"
@@ -77,4 +78,11 @@ def new_group_doc(fields: dict[str, Any], lord_id: str, now: datetime) -> dict[s
 def new_member_doc(group_id: str, user_id: str, identity: Identity, now: datetime, read_n: int = 0) -> dict[str, Any]:
     """A membership as stored; `read_n` is the number of the newest message the member has read (what
     was said before they joined counts as read)."""
-    return {"group_id": group_id, "user_id": user_id, "identity": identity, "joined_at": now, "read_n": read_n}
+    return {
+        "group_id": group_id,
+        "user_id": user_id,
+        "identity": identity,
+        "joined_at": now,
+        "read_n": read_n,
+        "muted": False,
+    }

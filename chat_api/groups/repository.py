@@ -134,8 +134,9 @@ async def member_ids(group_id: str) -> list[str]:
 
 
 async def memberships_of(user_id: str) -> list[dict[str, Any]]:
-    """My memberships: each group's id and how far I have read it."""
-    return await members().find({"user_id": {"$eq": user_id}}, {"group_id": 1, "read_n": 1}).to_list()
+    """My memberships: each group's id, how far I have read it, and whether I muted it."""
+    projection = {"group_id": 1, "read_n": 1, "muted": 1}
+    return await members().find({"user_id": {"$eq": user_id}}, projection).to_list()
 
 
 def memberships_cursor(user_id: str, batch: int) -> AsyncCursor[dict[str, Any]]:
@@ -182,6 +183,12 @@ async def set_identity(group_id: str, user_id: str, identity: Identity) -> bool:
 async def mark_read(member_id: ObjectId, n: int) -> None:
     """Move a member's read position forward to the message number `n`; a slower concurrent call cannot move it back."""
     await members().update_one({"_id": member_id, "read_n": {"$lt": n}}, {"$set": {"read_n": n}})
+
+
+async def set_muted(group_id: str, user_id: str, muted: bool) -> bool:
+    """Mute or unmute a group for one member; False if they are not a member."""
+    result = await members().update_one(member_filter(group_id, user_id), {"$set": {"muted": muted}})
+    return result.matched_count == 1
 
 
 async def delete_members(group_id: str) -> None:

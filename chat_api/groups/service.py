@@ -10,6 +10,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from chat_api.blocks import repository as blocks
 from chat_api.common.clock import epoch_ms, stored_datetime, utc_now
 from chat_api.common.errors import Conflict, Forbidden, GroupNotFound, Invalid, NotFound, UserNotFound
 from chat_api.common.ids import canonical_id, parse_object_id
@@ -215,13 +216,16 @@ async def add_member(group: Access, user_id: str) -> GroupMemberPublic:
     """
     group.require_manager("add members")
     user_id = user_id.lower()
-    profiles, is_friend = await asyncio.gather(
-        users.public_users([user_id]), friends.are_friends(group.user_id, user_id)
+    profiles, is_friend, blocked = await asyncio.gather(
+        users.public_users([user_id]),
+        friends.are_friends(group.user_id, user_id),
+        blocks.blocks_user(user_id, group.user_id),
     )
     profile = profiles.get(user_id)
     if profile is None:
         raise UserNotFound
-    if not is_friend:
+    if not is_friend or blocked:
+        # The same answer for a user who blocks the adder: a block is not told (docs/decisions.md, "Blocks").
         raise Forbidden("You can only add your friends to a group")
     now = utc_now()
     try:
@@ -388,6 +392,23 @@ async def mark_read(group_id: str, user_id: str) -> None:
     last_n = int(group.get("message_n", 0))
     if last_n > int(member.get("read_n", 0)):
         await repository.mark_read(member["_id"], last_n)
+
+
+async def set_muted(group_id: str, user_id: str, muted: bool) -> None:
+    """Mute or unmute a group for one member (again: nothing changes). The group and the write go out
+    together: a malformed id, no group or a deleted one is GroupNotFound, no membership Forbidden, as for
+    marking it read."""
+    oid = parse_object_id(group_id)
+    if oid is None:
+        raise GroupNotFound
+    gid = str(oid)
+    group, member = await asyncio.gather(
+        repository.find_group(gid, {"_id": 1}), repository.set_muted(gid, user_id, muted)
+    )
+    if group is None:
+        raise GroupNotFound
+    if not member:
+        raise Forbidden("Only members of the group may do this")
 
 
 # An account being deleted (accounts.service): every step can run again after a crash.

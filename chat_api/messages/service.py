@@ -14,6 +14,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from chat_api.blocks import repository as blocks
 from chat_api.common.clock import epoch_ms, utc_now
 from chat_api.common.errors import Conflict, DomainError, Forbidden, Invalid, UserNotFound
 from chat_api.common.ids import canonical_id
@@ -94,12 +95,19 @@ async def take_over_delivery(store: MessageStore, original: dict[str, Any]) -> b
     return await store.claim_delivery(original, lease, now + DELIVERY_LEASE_MS)
 
 
+NOT_FRIENDS = "You can only send messages to your friends"
+
+
 async def check_recipient(from_id: str, to_id: str) -> None:
-    """404 for no such user, 403 for someone who is not a friend (one more lookup, on refusal only)."""
-    if await friends.are_friends(from_id, to_id):
+    """404 for no such user, 403 for someone who is not a friend, or who blocks the sender: the same answer, so
+    a block is not told (one more lookup, on refusal only). The block is read beside the friendship: no wait."""
+    friends_now, blocked = await asyncio.gather(friends.are_friends(from_id, to_id), blocks.blocks_user(to_id, from_id))
+    if blocked:
+        raise Forbidden(NOT_FRIENDS)
+    if friends_now:
         return
     if await users.user_exists(to_id):
-        raise Forbidden("You can only send messages to your friends")
+        raise Forbidden(NOT_FRIENDS)
     raise UserNotFound
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from chat_api.blocks import repository as blocks
 from chat_api.common.clock import utc_now
 from chat_api.events.service import publish, signal
 from chat_api.friends import repository as friends
@@ -74,11 +75,15 @@ async def _flip(user_id: str, flag: Flag) -> bool:
 
 
 async def _tell_friends(user_id: str, flag: Flag, friend_ids: list[str] | None = None) -> None:
-    """The `presence` signal to the user's friends (`friend_ids` when the friendships are already gone)."""
+    """The `presence` signal to the user's friends (`friend_ids` when the friendships are already gone), but
+    those who block the user: the friends and the blockers are read together (docs/decisions.md, "Blocks")."""
     if friend_ids is None:
-        friend_ids = await friends.friend_ids(user_id)
-    if friend_ids:  # nobody to tell: no signal at all
-        await signal("presence", {"user_id": user_id, "flag": flag}, to=friend_ids)
+        found, blockers = await asyncio.gather(friends.friend_ids(user_id), blocks.blockers_of(user_id))
+    else:
+        found, blockers = friend_ids, (await blocks.blockers_of(user_id) if friend_ids else set())
+    told = [friend_id for friend_id in found if friend_id not in blockers]
+    if told:  # nobody to tell: no signal at all
+        await signal("presence", {"user_id": user_id, "flag": flag}, to=told)
 
 
 async def hold(record_id: str, user_id: str, process_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from sanic.response import json as json_response
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from sanic_ext.extensions.openapi import openapi
 
+from chat_api.blocks import repository as blocks
 from chat_api.common.errors import Conflict
 from chat_api.common.fields import whole_number
 from chat_api.config import Settings
@@ -229,12 +231,17 @@ async def _typing(user_id: str, message: dict[str, Any]) -> None:
     if not isinstance(target, str) or not _OBJECT_ID.fullmatch(target):
         raise FrameError("to_id and group_id are 24 lowercase hex digits")
     if to_id is not None:
-        if not await friends.are_friends(user_id, to_id):
+        # The block is read beside the friendship (no wait): a friend who blocks the typist gets nothing.
+        friends_now, blocked = await asyncio.gather(
+            friends.are_friends(user_id, to_id), blocks.blocks_user(to_id, user_id)
+        )
+        if not friends_now:
             # As for a message: an unknown (or deleted) user is named as such, checked on refusal only.
             if not await user_exists(to_id):
                 raise FrameError("no such user")
             raise FrameError("typing notices go to friends only")
-        await signal("typing", {"from_id": user_id, "to_id": to_id}, to=[to_id])
+        if not blocked:  # dropped without a word: a block is not told (docs/decisions.md, "Blocks")
+            await signal("typing", {"from_id": user_id, "to_id": to_id}, to=[to_id])
         return
     if await groups.membership(target, user_id, {"_id": 1}) is None:
         raise FrameError("typing notices go to groups you are a member of")

@@ -2,6 +2,7 @@
 
 from beanie import Document
 
+from chat_api.blocks.models import Block
 from chat_api.events.models import Event, EventCounter
 from chat_api.files.models import FileChunk, StoredFile
 from chat_api.friends.models import DirectConversation, Friendship, UserRequest
@@ -18,6 +19,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     UserRequest,
     Friendship,
     DirectConversation,
+    Block,
     DirectMessage,
     Group,
     GroupMember,
