@@ -23,8 +23,9 @@ from tests.helpers import Api
 # route -> commands, in the order sent (those gathered together may come in either order).
 # Every route starts with the token's user (find users).
 EXPECTED: dict[str, int] = {
-    # token, recipient exists + already friends (together), insert, publish (newest seq, insert)
-    "POST /api/user-requests": 6,
+    # token, recipient exists + already friends + a block of the sender (together), insert, publish (newest seq,
+    # insert)
+    "POST /api/user-requests": 7,
     # token, both directions' pages and counts (together), the profiles
     "GET /api/user-requests": 6,
     # token, request, the pair's last message number (issue 11: what was said before is read), both
@@ -35,20 +36,22 @@ EXPECTED: dict[str, int] = {
     "GET /api/friends": 4,
     # token, delete both sides
     "DELETE /api/friends/<user_id>": 2,
-    # token, friendship, the message's number (issue 11: one findAndModify on the pair's counter),
-    # insert, publish (2), both summaries (one update), seq
-    "POST /api/user-message": 8,
+    # token, friendship + a block of the sender (together, issue 13), the message's number (issue 11: one
+    # findAndModify on the pair's counter), insert, publish (2), both summaries (one update), seq
+    "POST /api/user-message": 9,
     # the same with the file's existence checked beside the friendship
-    "POST /api/user-message img": 9,
-    # token, friendship, a number (left unused: a hole), the insert the unique client_key refuses, the original
-    "POST /api/user-message retry": 5,
+    "POST /api/user-message img": 10,
+    # token, friendship + block, a number (left unused: a hole), the insert the unique client_key refuses, the
+    # original
+    "POST /api/user-message retry": 6,
     # token, the page
     "GET /api/user-message/<from_id>/<to_id>": 2,
     # token, friendships + memberships (together), groups, profiles + one exact unread count per
     # conversation on the page (together; issue 11 counts direct conversations too)
     "GET /api/conversations": 7,
-    # token, friendship, conditional update
-    "PUT /api/conversations/user/<id>/read": 3,
+    # token, friendship, conditional update of both sides (one bulk write: the friend's side learns how far I
+    # read, issue 13), the `read` event to the friend (newest seq, insert)
+    "PUT /api/conversations/user/<id>/read": 5,
     # token, group + membership (together), update
     "PUT /api/conversations/group/<id>/read": 4,
 }
