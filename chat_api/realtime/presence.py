@@ -76,13 +76,15 @@ async def _flip(user_id: str, flag: Flag) -> bool:
 
 async def _tell_friends(user_id: str, flag: Flag, friend_ids: list[str] | None = None) -> None:
     """The `presence` signal to the user's friends (`friend_ids` when the friendships are already gone), but
-    those who block the user: the friends and the blockers are read together (docs/decisions.md, "Blocks")."""
+    those who block the user (docs/decisions.md, "Blocks"). The blockers are read only when there are friends to
+    tell: a user without friends costs what it did before blocks (login 4 data commands, bench scenario 7)."""
     if friend_ids is None:
-        found, blockers = await asyncio.gather(friends.friend_ids(user_id), blocks.blockers_of(user_id))
-    else:
-        found, blockers = friend_ids, (await blocks.blockers_of(user_id) if friend_ids else set())
-    told = [friend_id for friend_id in found if friend_id not in blockers]
-    if told:  # nobody to tell: no signal at all
+        friend_ids = await friends.friend_ids(user_id)
+    if not friend_ids:
+        return  # nobody to tell: no signal at all
+    blockers = await blocks.blockers_of(user_id)
+    told = [friend_id for friend_id in friend_ids if friend_id not in blockers]
+    if told:  # else every friend blocks the user
         await signal("presence", {"user_id": user_id, "flag": flag}, to=told)
 
 
