@@ -411,7 +411,8 @@ EXPECTED = {
     "GET /api/groups/<id>": 3,
     "PUT /api/groups/<id>": 4,
     "GET /api/groups/<id>/members": 6,
-    "POST /api/groups/<id>/members": 9,
+    # Issue 13: whether the user blocks the adder, read beside the user and the friendship (one more, no wait).
+    "POST /api/groups/<id>/members": 10,
     "PUT /api/groups/<id>/members/<user_id>": 4,
     "DELETE /api/groups/<id>/members/<user_id>": 6,
     # One more each since issue 11: the message's number, taken from the group's counter; and a new message
