@@ -30,7 +30,6 @@ EventType = Literal[
     "group_left",
     "group_lord_changed",
     "group_deleted",
-    "read",
 ]
 # Events addressed to a group, not to users: stored once per partition, each process delivers them to the
 # members it holds sockets for (docs/reliability.md#the-event-log).
