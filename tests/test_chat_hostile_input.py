@@ -149,3 +149,15 @@ def test_an_operator_or_junk_in_a_chat_path_id_is_404(api: Api, scene: Scene, fo
     assert response.status in (400, 404)
     response = api.put(f"/api/user-requests/{value}", json={"status": "agree"}, headers=scene.stranger.headers)
     assert response.status in (400, 404)
+    # Issue 13: blocks and mutes, both methods each; nothing is written.
+    for method, path in [
+        ("put", f"/api/blocks/{value}"),
+        ("delete", f"/api/blocks/{value}"),
+        ("put", f"/api/conversations/user/{value}/mute"),
+        ("delete", f"/api/conversations/user/{value}/mute"),
+        ("put", f"/api/conversations/group/{value}/mute"),
+        ("delete", f"/api/conversations/group/{value}/mute"),
+    ]:
+        response = api.request(method, path, headers=scene.lord.headers)
+        assert response.status in (400, 404), (method, path, response.status, response.text)
+    assert api.get("/api/blocks", headers=scene.lord.headers).json == []
