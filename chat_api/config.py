@@ -23,6 +23,8 @@ EMBEDDED_PARTITIONS = 1  # event-log partitions when EVENT_PARTITIONS is unset: 
 MONGODB_PARTITIONS = 8
 REDIS_SCHEMES = ("redis://", "rediss://")
 DEFAULT_SHUTDOWN_TIMEOUT = 25.0  # Heroku sends SIGKILL 30 s after SIGTERM; this leaves time to stop the store
+DEFAULT_RECALL_WINDOW = 120  # seconds a sender may recall a message (docs/decisions.md)
+DEFAULT_EDIT_WINDOW = 24 * 3600  # seconds a sender may edit a text message
 MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and so do we
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -91,6 +93,9 @@ class Settings:
     event_partitions: int | None = None  # None: EMBEDDED_PARTITIONS or MONGODB_PARTITIONS, see `partitions`
     event_gap_wait: float = DEFAULT_EVENT_GAP_WAIT
     store_pool_size: int = DEFAULT_STORE_POOL_SIZE
+    # How long after sending its sender may recall a message, and edit a text one (seconds).
+    recall_window: int = DEFAULT_RECALL_WINDOW
+    edit_window: int = DEFAULT_EDIT_WINDOW
 
     @property
     def is_production(self) -> bool:
@@ -166,6 +171,8 @@ class Settings:
                 "EVENT_GAP_WAIT", get("EVENT_GAP_WAIT"), DEFAULT_EVENT_GAP_WAIT, low=0.05, high=120
             ),
             store_pool_size=_int("STORE_POOL_SIZE", get("STORE_POOL_SIZE"), DEFAULT_STORE_POOL_SIZE, low=1, high=500),
+            recall_window=_duration("RECALL_WINDOW", get("RECALL_WINDOW"), DEFAULT_RECALL_WINDOW),
+            edit_window=_duration("EDIT_WINDOW", get("EDIT_WINDOW"), DEFAULT_EDIT_WINDOW),
         )
         return settings
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -244,3 +245,25 @@ async def store_group(lord: TestUser, *members: TestUser) -> str:
     await Group.get_pymongo_collection().insert_one(group)
     await GroupMember.get_pymongo_collection().insert_many(memberships)
     return str(group["_id"])
+
+
+# Recall, edit, replies and reactions (issue 13)
+
+
+def message_url(message_id: str, group_id: str | None = None) -> str:
+    """A direct message's route (`/api/user-message/<id>`), or a group message's."""
+    if group_id is None:
+        return f"/api/user-message/{message_id}"
+    return f"/api/groups/{group_id}/messages/{message_id}"
+
+
+def reaction_url(message_id: str, emoji: str, group_id: str | None = None) -> str:
+    """The route of one reaction, the emoji percent-encoded as a client sends it."""
+    return f"{message_url(message_id, group_id)}/reactions/{quote(emoji, safe='')}"
+
+
+def events_of(api: Api, user: TestUser, after: int = 0) -> list[dict[str, Any]]:
+    """The user's stored events after `after` (GET /api/events), as their frames."""
+    response = api.get(f"/api/events?after={after}&limit=200", headers=user.headers)
+    assert response.status == 200, response.text
+    return list(response.json)

@@ -54,6 +54,9 @@ class Api:
     def put(self, path: str, **kwargs: Any) -> TestingResponse:
         return self.request("put", path, **kwargs)
 
+    def patch(self, path: str, **kwargs: Any) -> TestingResponse:
+        return self.request("patch", path, **kwargs)
+
     def delete(self, path: str, **kwargs: Any) -> TestingResponse:
         return self.request("delete", path, **kwargs)
 

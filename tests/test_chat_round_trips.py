@@ -46,6 +46,16 @@ EXPECTED: dict[str, int] = {
     "POST /api/user-message retry": 6,
     # token, the page
     "GET /api/user-message/<from_id>/<to_id>": 2,
+    # Issue 13. A reply: the original's read beside the friendship (only when `reply_to` is given)
+    "POST /api/user-message reply": 9,
+    # a page with replies: one read of their originals (by `_id` `$in`), only when the page has replies
+    "GET /api/user-message/<from_id>/<to_id> with replies": 3,
+    # token, the message, the compare-and-set, the summary (if it is the last), publish (2), the event's marker
+    "DELETE /api/user-message/<id>": 7,
+    # the same, and the event's whole message shows its reply's preview: one read of the original (a reply here)
+    "PATCH /api/user-message/<id>": 8,
+    # token, the message, the compare-and-set, publish (2)
+    "PUT /api/user-message/<id>/reactions/<emoji>": 5,
     # token, friendships + memberships (together), groups, profiles + one exact unread count per
     # conversation on the page (together; issue 11 counts direct conversations too)
     "GET /api/conversations": 7,
@@ -114,6 +124,32 @@ def test_chat_routes_take_their_measured_store_round_trips(measure: Any, sync_db
         "GET /api/user-message/<from_id>/<to_id>",
         200,
         lambda: api.get(f"/api/user-message/{me.id}/{friend.id}", headers=me.headers),
+    )
+    original = api.get(f"/api/user-message/{me.id}/{friend.id}", headers=me.headers).json[-1]["id"]
+    reply = {"to_id": me.id, "msg": "re", "reply_to": original}
+    sent_reply = call(
+        "POST /api/user-message reply", 201, lambda: api.post("/api/user-message", json=reply, headers=friend.headers)
+    )
+    call(
+        "GET /api/user-message/<from_id>/<to_id> with replies",
+        200,
+        lambda: api.get(f"/api/user-message/{me.id}/{friend.id}", headers=me.headers),
+    )
+    reply_id = sent_reply.json["message"]["id"]
+    call(
+        "PUT /api/user-message/<id>/reactions/<emoji>",
+        204,
+        lambda: api.put(f"/api/user-message/{original}/reactions/%F0%9F%91%8D", headers=friend.headers),
+    )
+    call(
+        "PATCH /api/user-message/<id>",
+        200,
+        lambda: api.patch(f"/api/user-message/{reply_id}", json={"msg": "re!"}, headers=friend.headers),
+    )
+    call(
+        "DELETE /api/user-message/<id>",
+        204,
+        lambda: api.delete(f"/api/user-message/{reply_id}", headers=friend.headers),
     )
     # Its date as nx-27017 keeps one written by `$set` (a naive string), and a message, so marking it read writes.
     group, [membership] = group_docs(me, (), utc_now())

@@ -48,7 +48,8 @@ def test_conversations_are_friends_with_messages_and_groups_most_recent_first(ap
     assert to_bob["name"] == bob.username
     assert to_bob["avatar"] == "/a/2.png"
     assert to_bob["unread"] == 0
-    assert to_bob["last_message"] == {k: last[k] for k in ("id", "from_id", "msg", "msg_type", "created_at")}
+    shown = {k: last[k] for k in ("id", "from_id", "msg", "msg_type", "created_at")}
+    assert to_bob["last_message"] == {**shown, "recalled": False}
     assert to_bob["updated_at"] == last["created_at"]
     busy = listed[1]
     assert (busy["name"], busy["avatar"], busy["unread"]) == ("busy", "/g.png", 1)

@@ -422,6 +422,11 @@ EXPECTED = {
     "POST /api/groups/<id>/messages": 10,
     "POST /api/groups/<id>/messages (retry)": 6,
     "GET /api/groups/<id>/messages": 4,
+    # Issue 13: token, group + membership (together), the message, the compare-and-set, then for a recall or an
+    # edit the group's summary, the event (its number, the insert) and its marker; for a reaction the event.
+    "PUT /api/groups/<id>/messages/<message_id>/reactions/<emoji>": 7,
+    "PATCH /api/groups/<id>/messages/<message_id>": 9,
+    "DELETE /api/groups/<id>/messages/<message_id>": 9,
     # One fewer since issue 12: the `group_deleted` event names the group, so the member list is not read.
     "DELETE /api/groups/<id>": 9,
 }
@@ -452,6 +457,10 @@ def test_every_group_route_takes_its_store_round_trips(
     call("POST /api/groups/<id>/messages", f"{base}/messages", 201, json={"msg": "m", "client_msg_id": "r"})
     call("POST /api/groups/<id>/messages (retry)", f"{base}/messages", 200, json={"msg": "m", "client_msg_id": "r"})
     call("GET /api/groups/<id>/messages", f"{base}/messages", 200)
+    message = f"{base}/messages/" + api.get(f"{base}/messages", headers=lord.headers).json[0]["id"]
+    call("PUT /api/groups/<id>/messages/<message_id>/reactions/<emoji>", f"{message}/reactions/%F0%9F%91%8D", 204)
+    call("PATCH /api/groups/<id>/messages/<message_id>", message, 200, json={"msg": "m2"})
+    call("DELETE /api/groups/<id>/messages/<message_id>", message, 204)
     assert add_member(api, group_id, lord, other).status == 201
     call("DELETE /api/groups/<id>/members/<user_id>", f"{base}/members/{other.id}", 204)
     call("DELETE /api/groups/<id>", base, 204)

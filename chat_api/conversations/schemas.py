@@ -18,6 +18,7 @@ class LastMessage(BaseModel):
     msg: str
     msg_type: MsgType
     created_at: StoredTime
+    recalled: bool = Field(False, description="It was recalled: `msg` is blank")
 
 
 class Conversation(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from chat_api.groups.models import Identity
 from chat_api.messages.models import MsgType
+from chat_api.messages.schemas import Reaction, ReplyPreview
 from chat_api.users.schemas import UserPublic
 
 
@@ -57,6 +58,10 @@ class ExportedMessage(BaseModel):
     msg_type: MsgType
     client_msg_id: str | None
     created_at: datetime
+    recalled: bool = Field(False, description="Recalled: `msg` is blank")
+    edited_at: datetime | None = None
+    reply_to: ReplyPreview | None = Field(None, description="The message it answers, as that one is now")
+    reactions: list[Reaction] = Field(default_factory=list, description="`me`: the exporting user's own")
 
 
 class ExportedFile(BaseModel):

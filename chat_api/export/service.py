@@ -18,6 +18,8 @@ from chat_api.friends import repository as friends
 from chat_api.groups import repository as groups
 from chat_api.groups.repository import group_messages
 from chat_api.messages.repository import direct_messages
+from chat_api.messages.schemas import Previews, current_state
+from chat_api.messages.service import previews_for
 from chat_api.users import repository as users
 from chat_api.users.schemas import UserPublic
 
@@ -74,7 +76,7 @@ async def export_document(user_id: str, profile: UserPublic) -> AsyncIterator[st
     yield ',"messages":'
     # Every direct conversation the user has had, with a friend of now or of before.
     pairs = [(other_of(pair, user_id), pair) for pair in await friends.direct_conversations_of(user_id)]
-    async for piece in json_array(_messages(pairs, group_ids)):
+    async for piece in json_array(_messages(user_id, pairs, group_ids)):
         yield piece
     yield ',"files":'
     async for piece in json_array(_batched(files_of(user_id, BATCH), _file)):
@@ -145,7 +147,9 @@ async def _groups(user_id: str, group_ids: list[str]) -> AsyncIterator[list[Item
         yield out
 
 
-async def _messages(pairs: list[tuple[str, str]], group_ids: list[str]) -> AsyncIterator[list[Item]]:
+async def _messages(user_id: str, pairs: list[tuple[str, str]], group_ids: list[str]) -> AsyncIterator[list[Item]]:
+    """Each message as it is now (edited text, recalled placeholder, reactions with the user's own `me`, the
+    preview of the message a reply answers: one more read per batch that has replies)."""
     conversations = [(direct_messages, pair, {"type": "user", "id": friend}) for friend, pair in pairs]
     conversations += [(group_messages, group_id, {"type": "group", "id": group_id}) for group_id in group_ids]
     for store, conversation_id, conversation in conversations:
@@ -153,13 +157,15 @@ async def _messages(pairs: list[tuple[str, str]], group_ids: list[str]) -> Async
         while True:
             batch = await store.batch_after(conversation_id, after, BATCH)
             if batch:
-                yield [_message(doc, conversation) for doc in batch]
+                previews = await previews_for(store, batch)
+                yield [_message(doc, conversation, user_id, previews) for doc in batch]
                 after = int(batch[-1]["n"])
             if len(batch) < BATCH:
                 break
 
 
-def _message(doc: Item, conversation: Item) -> Item:
+def _message(doc: Item, conversation: Item, user_id: str, previews: Previews) -> Item:
+    state = current_state(doc, user_id, previews)
     return {
         "id": str(doc["_id"]),
         "conversation": conversation,
@@ -169,6 +175,10 @@ def _message(doc: Item, conversation: Item) -> Item:
         "msg_type": doc["msg_type"],
         "client_msg_id": doc.get("client_msg_id"),
         "created_at": stored_datetime(doc["created_at"]),
+        "recalled": state["recalled"],
+        "edited_at": stored_datetime(doc["edited_at"]) if doc.get("edited_at") else None,
+        "reply_to": state["reply_to"].model_dump() if state["reply_to"] is not None else None,
+        "reactions": [reaction.model_dump() for reaction in state["reactions"]],
     }
 
 

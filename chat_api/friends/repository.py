@@ -182,6 +182,14 @@ async def record_message(pair: str, n: int, summary: dict[str, Any]) -> None:
     )
 
 
+async def replace_last_message(pair: str, n: int, summary: dict[str, Any]) -> None:
+    """Put `summary` in place of both sides' last message if that is still the message numbered `n` (it was
+    recalled or edited); a newer message that got there first is left alone."""
+    await friendships().update_many(
+        {"pair": {"$eq": pair}, "message_n": {"$eq": n}}, {"$set": {"last_message": summary}}
+    )
+
+
 async def conversations_of(user_id: str) -> list[dict[str, Any]]:
     """My sides of the friendships that show a message: the friend, the last message, my read position."""
     query = {"owner_id": {"$eq": user_id}, "message_n": {"$gt": 0}}

@@ -23,7 +23,8 @@ from chat_api.groups.schemas import (
 from chat_api.http.auth import current_user_id
 from chat_api.http.endpoint import endpoint, paged
 from chat_api.http.responses import json_bytes, json_model, json_page
-from chat_api.messages.schemas import MessageCursor, MessageIn
+from chat_api.http.validation import path_text
+from chat_api.messages.schemas import EMOJI_PATH, MessageCursor, MessageEdit, MessageIn
 
 bp = Blueprint("groups", url_prefix="/api", strict_slashes=False)
 # Any other string is a 404 (no such group or member), as documented.
@@ -178,5 +179,60 @@ async def send_group_message(request: Request, group_id: str, body: MessageIn) -
 async def list_group_messages(request: Request, group_id: str, query: MessageCursor) -> HTTPResponse:
     """A group's messages newest first (members only), `limit` (1-200, default 50) older than `before`."""
     group = await access(request, group_id)
-    page = await service.history(group.group_id, query.before, query.limit)
+    page = await service.history(group.group_id, query.before, query.limit, group.user_id)
     return json_bytes(MESSAGE_LIST.dump_json(page))
+
+
+GROUP_MESSAGE_PATH = {"group_id": OBJECT_ID_PATH, "message_id": OBJECT_ID_PATH}
+GROUP_REACTION_PATH = {**GROUP_MESSAGE_PATH, "emoji": EMOJI_PATH}
+
+
+@bp.delete("/groups/<group_id:str>/messages/<message_id:str>")
+@endpoint(
+    tag="groups", path=GROUP_MESSAGE_PATH, responses={204: (None, "Recalled (or already)")}, errors=(401, 403, 404, 422)
+)
+async def recall_group_message(request: Request, group_id: str, message_id: str) -> HTTPResponse:
+    """Recall a message: its sender within RECALL_WINDOW, the lord or an admin any message at any time."""
+    group = await access(request, group_id)
+    await service.recall_message(group, message_id, request.app.ctx.settings.recall_window)
+    return empty()
+
+
+@bp.patch("/groups/<group_id:str>/messages/<message_id:str>")
+@endpoint(
+    tag="groups",
+    body=MessageEdit,
+    path=GROUP_MESSAGE_PATH,
+    responses={200: (GroupMessagePublic, "The message as it is now")},
+    errors=(400, 401, 403, 404, 413, 422),
+)
+async def edit_group_message(request: Request, group_id: str, message_id: str, body: MessageEdit) -> HTTPResponse:
+    """Change the text of a txt message I sent to the group, within EDIT_WINDOW."""
+    group = await access(request, group_id)
+    return json_model(await service.edit_message(group, message_id, body.msg, request.app.ctx.settings.edit_window))
+
+
+@bp.put("/groups/<group_id:str>/messages/<message_id:str>/reactions/<emoji:str>")
+@endpoint(
+    tag="groups",
+    path=GROUP_REACTION_PATH,
+    responses={204: (None, "Reacted (or already)")},
+    errors=(400, 401, 403, 404, 422),
+)
+async def add_group_reaction(request: Request, group_id: str, message_id: str, emoji: str) -> HTTPResponse:
+    """React to a group message with an emoji (members only)."""
+    await service.react_to_message(await access(request, group_id), message_id, path_text(emoji, "emoji"), add=True)
+    return empty()
+
+
+@bp.delete("/groups/<group_id:str>/messages/<message_id:str>/reactions/<emoji:str>")
+@endpoint(
+    tag="groups",
+    path=GROUP_REACTION_PATH,
+    responses={204: (None, "Taken back (or there was none)")},
+    errors=(400, 401, 403, 404, 422),
+)
+async def remove_group_reaction(request: Request, group_id: str, message_id: str, emoji: str) -> HTTPResponse:
+    """Take back my reaction with this emoji (members only)."""
+    await service.react_to_message(await access(request, group_id), message_id, path_text(emoji, "emoji"), add=False)
+    return empty()

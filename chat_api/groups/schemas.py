@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from chat_api.common.fields import NOT_NULL, ObjectIdString, PartialUpdate, StrictModel
 from chat_api.groups.models import Identity
 from chat_api.messages.models import MsgType
+from chat_api.messages.schemas import MessageState
 from chat_api.users.schemas import UserPublic
 
 MAX_NAME_LENGTH = 64
@@ -81,7 +82,7 @@ class GroupMemberPublic(UserPublic):
     joined_at: datetime
 
 
-class GroupMessagePublic(BaseModel):
+class GroupMessagePublic(MessageState):
     id: str
     group_id: str
     from_id: str

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
 from chat_api.blocks import repository as blocks
@@ -23,8 +24,20 @@ from chat_api.groups.models import Identity, new_group_doc, new_member_doc
 from chat_api.groups.repository import group_messages
 from chat_api.groups.schemas import GroupCreate, GroupMemberPublic, GroupMessagePublic, GroupPublic
 from chat_api.messages.models import erased_summary, message_summary
-from chat_api.messages.schemas import MessageIn
-from chat_api.messages.service import before_number, new_message, store_message
+from chat_api.messages.schemas import MessageIn, Previews, current_state
+from chat_api.messages.service import (
+    Thread,
+    before_number,
+    check_reply,
+    edit,
+    find_message,
+    new_message,
+    react,
+    recall,
+    render_page,
+    store_message,
+    valid_emoji,
+)
 from chat_api.users import repository as users
 
 log = logging.getLogger("chat_api.groups")
@@ -280,7 +293,10 @@ async def set_identity(group: Access, user_id: str, identity: Identity) -> None:
 # Messages
 
 
-def message_public(doc: Mapping[str, Any]) -> GroupMessagePublic:
+def message_public(
+    doc: Mapping[str, Any], viewer: str | None = None, previews: Previews | None = None
+) -> GroupMessagePublic:
+    """A group message as `viewer` sees it now (None: as a shared event shows it), with its reply's preview."""
     return GroupMessagePublic(
         id=str(doc["_id"]),
         group_id=doc["group_id"],
@@ -291,6 +307,7 @@ def message_public(doc: Mapping[str, Any]) -> GroupMessagePublic:
         created_at=doc["created_at"],
         seq=doc.get("seq"),
         erased=doc.get("erased", False),
+        **current_state(doc, viewer, previews or {}),
     )
 
 
@@ -316,11 +333,16 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
     gid = canonical_id(group_id)
     if gid is None:
         raise GroupNotFound
-    group, sender, file_ok = await asyncio.gather(
+    group, sender, file_ok, original = await asyncio.gather(
         repository.find_group(gid, {"_id": 1}),
         repository.membership(gid, from_id, {"_id": 1}),
         _file_ok(body),
+        _original(gid, body.reply_to),
+        return_exceptions=True,
     )
+    for result in (group, sender, file_ok):
+        if isinstance(result, BaseException):
+            raise result
     if group is None:
         raise GroupNotFound
     if sender is None:
@@ -328,22 +350,33 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
     if not file_ok:
         message = f"An {body.msg_type} message must be a /api/files/<id> URL of a file stored here"
         raise Invalid(message, errors=[{"field": "msg", "message": message, "type": "file_url"}])
+    if isinstance(original, BaseException):
+        raise original  # the reply's original: refused only once the sender may send here
     # Taken after the checks, so a refused send leaves no hole; a retry takes one (it keeps its original's).
     n = await repository.take_number(gid)
     if n is None:
         raise GroupNotFound
     # The unique index refused a retry whose original is gone: it was deleted with its group.
     stored = await store_message(
-        group_messages, new_message(from_id, body, n, group_id=gid), ("group_id", "msg", "msg_type"), GroupNotFound()
+        group_messages,
+        new_message(from_id, body, n, group_id=gid),
+        ("group_id", "msg", "msg_type", "reply_to"),
+        GroupNotFound(),
     )
+    previews = {original["key"]: original} if isinstance(original, dict) else {}
     if stored.deliver:
         # Acknowledged from here on: the message is stored. Its delivery and the group's summary follow.
-        stored.doc["seq"] = await _deliver(stored.doc)
+        stored.doc["seq"] = await _deliver(stored.doc, previews)
         await repository.set_last_message(gid, stored.doc["n"], message_summary(stored.doc))
-    return Sent(message_public(stored.doc), created=stored.created)
+    return Sent(message_public(stored.doc, from_id, previews), created=stored.created)
 
 
-async def _deliver(doc: Mapping[str, Any]) -> int | None:
+async def _original(group_id: str, reply_to: str | None) -> dict[str, Any] | None:
+    """The message a new one answers, checked to be of this group (messages.service.check_reply)."""
+    return await check_reply(group_messages, group_id, reply_to)
+
+
+async def _deliver(doc: Mapping[str, Any], previews: Previews) -> int | None:
     """Publish the message, check that its group still lives, then mark it delivered.
 
     The check comes after the event: if the group is still alive then, the event was committed
@@ -355,7 +388,7 @@ async def _deliver(doc: Mapping[str, Any]) -> int | None:
     with the same client_msg_id delivers it (docs/reliability.md#the-event-log).
     """
     # The message inside the event has no seq yet: the event's frame carries it.
-    data = {"group_id": doc["group_id"], "message": message_public(doc).model_dump(mode="json")}
+    data = {"group_id": doc["group_id"], "message": message_public(doc, None, previews).model_dump(mode="json")}
     try:
         event = await publish_to_group("group_message", doc["group_id"], data)
     except PublishFailed:
@@ -370,10 +403,45 @@ async def _deliver(doc: Mapping[str, Any]) -> int | None:
     return seq
 
 
-async def history(group_id: str, before: str | None, limit: int) -> list[GroupMessagePublic]:
-    """Newest (highest number) first, older than `before` (a message id of this group) when given."""
+async def history(group_id: str, before: str | None, limit: int, viewer: str) -> list[Any]:
+    """Newest (highest number) first, older than `before` (a message id of this group) when given, as `viewer`
+    sees them (their reactions' `me`), with the previews of the replies (one more read, when there are any)."""
     before_n = await before_number(group_messages, group_id, before)
-    return [message_public(doc) for doc in await group_messages.page(group_id, before_n, limit)]
+    docs = await group_messages.page(group_id, before_n, limit)
+    return await render_page(group_messages, docs, viewer, message_public)
+
+
+# Recall, edit and reactions of group messages: the rules are messages.service's; who may do what is here.
+
+
+def group_thread(group_id: str) -> Thread:
+    async def publish_group(type_: EventType, data: dict[str, Any]) -> int:
+        event = await publish_to_group(type_, group_id, data)
+        return int(event.docs[0]["seq"])
+
+    async def summarise(n: int, summary: dict[str, Any]) -> None:
+        await repository.replace_last_message(group_id, n, summary)
+
+    return Thread(group_messages, group_id, {"type": "group", "id": group_id}, publish_group, summarise, message_public)
+
+
+async def recall_message(group: Access, message_id: str, window: int) -> None:
+    """Its sender within `window`; the lord and admins any message, at any time (a member's message too)."""
+    doc = await find_message(group_messages, message_id, group.group_id)
+    await recall(group_thread(group.group_id), doc, group.user_id, any_time=group.identity in MANAGERS, window=window)
+
+
+async def edit_message(group: Access, message_id: str, text: str, window: int) -> BaseModel:
+    """Its sender only, whatever their identity."""
+    doc = await find_message(group_messages, message_id, group.group_id)
+    return await edit(group_thread(group.group_id), doc, group.user_id, text, window=window)
+
+
+async def react_to_message(group: Access, message_id: str, emoji: str, *, add: bool) -> None:
+    """Any member (the caller's `Access` says they are one)."""
+    valid_emoji(emoji)
+    doc = await find_message(group_messages, message_id, group.group_id)
+    await react(group_thread(group.group_id), doc, group.user_id, emoji, add=add)
 
 
 async def mark_read(group_id: str, user_id: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from beanie import Document
 from bson import ObjectId
+from pydantic import Field
 from pymongo import IndexModel
 
 from chat_api.store.keys import ascending
@@ -38,6 +39,20 @@ class StoredMessage(Document):
     deliver_by_ms: int | None = None
     # Its sender deleted their account with `?erase=true`: `msg` is blank and `msg_type` txt.
     erased: bool = False
+    # Issue 13 (docs/decisions.md, "Recall, edit, replies, reactions"); absent on older documents.
+    # Recalled: `msg` is blank (the text and file link are gone from the store), `reactions` empty.
+    recalled: bool = False
+    # The `seq` of the recall's event once published; None while a recall is stored but not announced
+    # (a retry announces it: docs/reliability.md).
+    recall_seq: int | None = None
+    edited_at: datetime | None = None
+    # The `seq` of the last edit's event once published; None while it is stored but not announced.
+    edit_seq: int | None = None
+    reply_to: str | None = None  # the original's public id (`key`), in the same conversation
+    # [{"emoji": str, "users": [user id, ...]}], in the order each emoji was first added.
+    reactions: list[dict[str, Any]] = Field(default_factory=list)
+    # Bumped by every recall, edit and reaction: each is a compare-and-set on it (docs/store.md).
+    version: int | None = None
 
     # Both message collections have these besides their history's (<conversation>, key): the unique
     # client_key, and from_id (the messages an account sent, found when it is erased: accounts.service).
@@ -63,10 +78,11 @@ def new_message_doc(
     client_msg_id: str | None = None,
     created_at: datetime,
     deliver_by_ms: int | None = None,
+    reply_to: str | None = None,
 ) -> dict[str, Any]:
     """A direct or group message as stored, not yet delivered (`seq` None). `target` is its pair and
     `to_id`, or its `group_id`; `n` its number in that conversation; `deliver_by_ms` is the storing
-    request's delivery lease, if any."""
+    request's delivery lease, if any; `reply_to` the key of the message it answers."""
     oid = ObjectId()
     key = str(oid)
     return {
@@ -82,18 +98,28 @@ def new_message_doc(
         "created_at": created_at,
         "seq": None,
         "deliver_by_ms": deliver_by_ms,
+        "reply_to": reply_to,
     }
 
 
-def message_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """What a conversation shows of its newest message (kept on Friendship and Group, beside its `n`)."""
-    return {
+def message_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What a conversation shows of its newest message (kept on Friendship and Group, beside its `n`);
+    `recalled` only on a recalled one (its `msg` is then blank)."""
+    summary = {
         "id": doc["key"],
         "from_id": doc["from_id"],
         "msg": doc["msg"],
         "msg_type": doc["msg_type"],
         "created_at": doc["created_at"],
     }
+    if doc.get("recalled"):
+        summary["recalled"] = True
+    return summary
+
+
+# What a recalled message becomes in the store (beside its `recall_seq` and `version`): its
+# text or file link and its reactions gone; `msg_type` stays, so a client can say "recalled a photo".
+RECALLED: dict[str, Any] = {"recalled": True, "msg": "", "reactions": []}
 
 
 # What an erased message becomes: text that says nothing, marked as erased.

@@ -43,6 +43,43 @@ class MessageStore:
         result = await self.collection().update_one(claim, {"$set": {"deliver_by_ms": until_ms}})
         return result.modified_count == 1
 
+    async def find(self, message_id: ObjectId, conversation_id: str | None = None) -> dict[str, Any] | None:
+        """A message by its id (of the conversation `conversation_id` when given), without the delivery
+        bookkeeping."""
+        query: dict[str, Any] = {"_id": message_id}
+        if conversation_id is not None:
+            query[self.conversation] = {"$eq": conversation_id}
+        return await self.collection().find_one(query, {"client_key": 0, "deliver_by_ms": 0})
+
+    async def by_ids(
+        self, message_ids: list[ObjectId], projection: dict[str, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """The messages with these ids (one `$in` on `_id`, indexed on both stores): the originals a page's
+        replies answer, the messages a page of events carries."""
+        if not message_ids:
+            return []
+        cursor = self.collection().find({"_id": {"$in": message_ids}}, projection)
+        return await cursor.batch_size(len(message_ids)).to_list()
+
+    async def compare_and_set(self, doc: Mapping[str, Any], changes: Mapping[str, Any]) -> bool:
+        """Apply `changes` (and a new `version`) if the message is still at the version `doc` was read at.
+
+        Every recall, edit and reaction is such a conditional write on the whole state it computed from
+        `doc`: two at once never lose one another's change (the loser reads again and recomputes). `$eq:
+        None` matches a document that has no version yet, on both stores (docs/store.md).
+        """
+        version = doc.get("version")
+        result = await self.collection().update_one(
+            {"_id": doc["_id"], "version": {"$eq": version}}, {"$set": {**changes, "version": (version or 0) + 1}}
+        )
+        return result.modified_count == 1
+
+    async def mark_announced(self, message_id: ObjectId, marker: str, seq: int, condition: Mapping[str, Any]) -> None:
+        """Record that the event of a recall or an edit (`marker`: `recall_seq` or `edit_seq`) went out as
+        `seq`, if the message is still in the state it announced (`condition`)."""
+        query = {"_id": message_id, marker: {"$eq": None}, **condition}
+        await self.collection().update_one(query, {"$set": {marker: seq}})
+
     async def set_seq(self, message_id: ObjectId, seq: int) -> None:
         """Mark a message delivered by the event `seq`."""
         await self.collection().update_one({"_id": message_id}, {"$set": {"seq": seq}})

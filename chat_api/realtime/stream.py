@@ -8,12 +8,24 @@ after `after` says whether the user was in it before (a `group_left`) or not (a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bson import ObjectId
+
 from chat_api.events import service as events
 from chat_api.groups import repository as groups
+from chat_api.groups.service import message_public
+from chat_api.messages.repository import MessageStore, direct_messages
+from chat_api.messages.service import Render, previews_for, render_direct
+
+# The frames that carry a whole message, which a replay shows as the message is now (edited, recalled, its
+# reactions and its reply's preview), not as it was when the event was stored.
+MESSAGE_FRAMES = frozenset({"message", "group_message", "message_edited"})
+# What rendering a message needs of its document (the delivery bookkeeping left out).
+RENDER_PROJECTION = {"client_key": 0, "deliver_by_ms": 0}
 
 
 @dataclass(frozen=True)
@@ -42,8 +54,13 @@ async def page(user_id: str, member: dict[str, bool], after: int, upto: int, lim
     so the next page goes on from where this one stopped."""
     docs = await events.stored_after(events.home_partition(user_id), after, upto, limit)
     mine = []
+    carrying: list[tuple[dict[str, Any], bool]] = []  # frames with a message, and whether it is a group's
     for doc in docs:
         group_id = doc.get("group")
+        if doc["type"] in MESSAGE_FRAMES and (user_id in doc.get("to", ()) or member.get(group_id or "")):
+            carrying.append((events.frame(doc, user_id), group_id is not None))
+            mine.append(carrying[-1][0])
+            continue
         if group_id is not None:
             if member.get(group_id):
                 mine.append(events.frame(doc, user_id))
@@ -57,7 +74,39 @@ async def page(user_id: str, member: dict[str, bool], after: int, upto: int, lim
             member[doc["data"]["group_id"]] = True
         elif doc["type"] == "group_left":
             member[doc["data"]["group_id"]] = False
+    await show_as_now(user_id, carrying)
     return Page(mine, docs[-1]["seq"] if docs else upto, len(docs) == limit)
+
+
+async def show_as_now(viewer: str, frames: list[tuple[dict[str, Any], bool]]) -> None:
+    """Replace the message each frame carries by the message as it is now, for `viewer`: one read by `_id` per
+    collection that the frames name, and one more for the originals of replies when there are any. A message
+    that is gone (its group purged) keeps the frame's copy. The `seq` inside stays the frame's (null in a
+    `message` event, as live)."""
+    wanted: dict[bool, set[ObjectId]] = {False: set(), True: set()}
+    for shown, grouped in frames:
+        message_id = shown["message"].get("id")
+        if isinstance(message_id, str) and ObjectId.is_valid(message_id):
+            wanted[grouped].add(ObjectId(message_id))
+    stores: dict[bool, tuple[MessageStore, Render]] = {
+        False: (direct_messages, render_direct),
+        True: (groups.group_messages, message_public),
+    }
+    found = await asyncio.gather(
+        *(stores[grouped][0].by_ids(sorted(ids), RENDER_PROJECTION) for grouped, ids in wanted.items())
+    )
+    docs = dict(zip(wanted, found, strict=True))
+    found_previews = await asyncio.gather(*(previews_for(stores[grouped][0], docs[grouped]) for grouped in wanted))
+    previews = dict(zip(wanted, found_previews, strict=True))
+    by_key = {grouped: {doc["key"]: doc for doc in docs[grouped]} for grouped in wanted}
+    for shown, grouped in frames:
+        doc = by_key[grouped].get(shown["message"].get("id"))
+        if doc is None:
+            continue
+        render = stores[grouped][1]
+        current = render(doc, viewer, previews[grouped]).model_dump(mode="json")
+        current["seq"] = shown["message"].get("seq")
+        shown["message"] = current
 
 
 async def backlog(
