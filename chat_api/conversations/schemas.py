@@ -31,6 +31,9 @@ class Conversation(BaseModel):
     deleted: bool = Field(
         False, description="The friend deleted their account: read-only, named `Deleted account` (docs/api.md)"
     )
+    mentioned: bool = Field(
+        False, description="A group message after my read position mentions me (or everyone): until I mark it read"
+    )
 
 
 CONVERSATION_LIST: TypeAdapter[list[Conversation]] = TypeAdapter(list[Conversation])

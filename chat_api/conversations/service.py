@@ -35,6 +35,7 @@ class Entry:
     sort_time: datetime
     doc: dict[str, Any]
     read_n: int = 0
+    mentioned: bool = False
 
 
 def last_time(doc: dict[str, Any]) -> datetime | None:
@@ -49,12 +50,13 @@ async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversa
         Entry("user", doc["friend_id"], last_time(doc) or EPOCH, doc, int(doc.get("read_n", 0))) for doc in friend_docs
     ]
     if memberships:
-        read_positions = {m["group_id"]: int(m.get("read_n", 0)) for m in memberships}
-        projection = {"group_name": 1, "group_avatar": 1, "created_at": 1, "last_message": 1}
-        for group in await groups.groups_by_ids(list(read_positions), projection):
+        mine = {m["group_id"]: m for m in memberships}
+        projection = {"group_name": 1, "group_avatar": 1, "created_at": 1, "last_message": 1, "all_mention_n": 1}
+        for group in await groups.groups_by_ids(list(mine), projection):
             group_id = str(group["_id"])
             sort_time = last_time(group) or stored_datetime(group["created_at"])
-            entries.append(Entry("group", group_id, sort_time, group, read_positions[group_id]))
+            read_n = int(mine[group_id].get("read_n", 0))
+            entries.append(Entry("group", group_id, sort_time, group, read_n, mentioned(mine[group_id], group)))
     # Ties (the same millisecond) by id, so that the pages of one listing never overlap.
     entries.sort(key=lambda entry: (entry.sort_time, entry.id), reverse=True)
     page = entries[offset : offset + limit]
@@ -87,9 +89,17 @@ async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversa
                 unread=count,
                 updated_at=updated_at,
                 deleted=deleted,
+                mentioned=entry.mentioned,
             )
         )
     return result, len(entries)
+
+
+def mentioned(membership: dict[str, Any], group: dict[str, Any]) -> bool:
+    """Whether a message after my read position calls me: by name (my `mention_n`) or everyone (the group's
+    `all_mention_n`), unless I called everyone since myself (docs/decisions.md#mentions). No read per message."""
+    called = max(int(membership.get("mention_n", 0)), int(group.get("all_mention_n", 0)))
+    return called > max(int(membership.get("read_n", 0)), int(membership.get("mentions_seen_n", 0)))
 
 
 async def unread_count(entry: Entry, me: str) -> int:

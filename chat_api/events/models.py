@@ -25,10 +25,11 @@ EventType = Literal[
     "group_left",
     "group_lord_changed",
     "group_deleted",
+    "pin",
 ]
 # Events addressed to a group, not to users: stored once per partition, each process delivers them to the
 # members it holds sockets for (docs/reliability.md#the-event-log).
-GROUP_EVENT_TYPES: frozenset[str] = frozenset({"group_message", "group_lord_changed", "group_deleted"})
+GROUP_EVENT_TYPES: frozenset[str] = frozenset({"group_message", "group_lord_changed", "group_deleted", "pin"})
 # Ephemeral: never numbered, never in the durable log when Redis carries them (events.service.signal).
 SIGNAL_TYPES: frozenset[str] = frozenset({"typing", "presence"})
 # Without Redis, signals travel through the store in a partition of their own, never read for resume.

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from beanie import Document
 from bson import ObjectId
+from pydantic import Field
 from pymongo import IndexModel
 
 from chat_api.store.keys import ascending
@@ -38,6 +39,8 @@ class StoredMessage(Document):
     deliver_by_ms: int | None = None
     # Its sender deleted their account with `?erase=true`: `msg` is blank and `msg_type` txt.
     erased: bool = False
+    # Group messages only: the member ids it mentions, or ["all"] (absent: none).
+    mentions: list[str] = Field(default_factory=list)
 
     # Both message collections have these besides their history's (<conversation>, key): the unique
     # client_key, and from_id (the messages an account sent, found when it is erased: accounts.service).
@@ -63,13 +66,15 @@ def new_message_doc(
     client_msg_id: str | None = None,
     created_at: datetime,
     deliver_by_ms: int | None = None,
+    mentions: list[str] | None = None,
 ) -> dict[str, Any]:
     """A direct or group message as stored, not yet delivered (`seq` None). `target` is its pair and
     `to_id`, or its `group_id`; `n` its number in that conversation; `deliver_by_ms` is the storing
-    request's delivery lease, if any."""
+    request's delivery lease, if any; `mentions` (group messages only) the member ids it calls, or
+    `["all"]`, stored only when there are some."""
     oid = ObjectId()
     key = str(oid)
-    return {
+    doc: dict[str, Any] = {
         "_id": oid,
         **target,
         "from_id": from_id,
@@ -83,6 +88,9 @@ def new_message_doc(
         "seq": None,
         "deliver_by_ms": deliver_by_ms,
     }
+    if mentions:
+        doc["mentions"] = mentions
+    return doc
 
 
 def message_summary(doc: dict[str, Any]) -> dict[str, Any]:

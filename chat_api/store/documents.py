@@ -5,7 +5,7 @@ from beanie import Document
 from chat_api.events.models import Event, EventCounter
 from chat_api.files.models import FileChunk, StoredFile
 from chat_api.friends.models import DirectConversation, Friendship, UserRequest
-from chat_api.groups.models import Group, GroupMember, GroupMessage
+from chat_api.groups.models import Group, GroupMember, GroupMessage, GroupPin
 from chat_api.messages.models import DirectMessage
 from chat_api.ratelimit.models import RateLimitCounter
 from chat_api.realtime.models import PresenceRecord, ProcessHeartbeat
@@ -22,6 +22,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Group,
     GroupMember,
     GroupMessage,
+    GroupPin,
     Event,
     EventCounter,
     PresenceRecord,
