@@ -1,8 +1,16 @@
 """`python -m scripts.ws_client`: a small terminal chat client for `/ws` (docs/api.md, "Real time").
 
-Prints every frame it receives, one JSON line each, and reads commands from stdin:
+Prints every frame it receives, one JSON line each (what happens to a message, a one-line account of it first:
+`* edited`, `* recalled`, `* reaction`, `* read`, `* pin`), and reads commands from stdin; <message> is a direct
+message's id, or <group_id>/<message_id> for a group's:
   send <user_id> <text>       a direct message (POST /api/user-message)
   group <group_id> <text>     a group message (POST /api/groups/<id>/messages)
+  to <user_id>                the friend a direct `reply` goes to
+  reply <message> <text>      a reply in the message's conversation
+  edit <message> <text>       edit one of my text messages
+  recall <message>            recall a message
+  react <message> <emoji>     add a reaction (unreact <message> <emoji> takes it back)
+  read <user_id>              mark my conversation with a friend read (they see "read")
   typing <user_id>            a typing notice to a friend
   ping                        the server answers pong
   {"type": ...}               any JSON line is sent as a frame as it is
@@ -21,11 +29,16 @@ import urllib.error
 import urllib.request
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 RECONNECT_DELAY = 1.0
+USAGE = (
+    "send <user_id> <text> | group <group_id> <text> | to <user_id> | reply <message> <text> | edit <message> <text>"
+    " | recall <message> | react|unreact <message> <emoji> | read <user_id> | typing <user_id> | ping"
+)
 
 
 def rest(base: str, method: str, path: str, body: dict[str, Any] | None, token: str | None) -> tuple[int, Any]:
@@ -51,15 +64,55 @@ def log_in(base: str, chat_id: str, password: str) -> str:
     return token
 
 
+def describe(frame: dict[str, Any]) -> str | None:
+    """A one-line account of what happened to a message, for the frames a person wants to notice; None otherwise."""
+    kind = frame.get("type")
+    where = frame.get("conversation") or {}
+    place = f"{where.get('type', 'group')} {where.get('id', frame.get('group_id', '?'))}"
+    if kind == "message_edited":
+        message = frame.get("message", {})
+        return f"* edited in {place}: {message.get('id')} now says {message.get('msg')!r}"
+    if kind == "message_recalled":
+        return f"* recalled in {place}: {frame.get('message_id')}"
+    if kind == "reaction":
+        verb = "reacted" if frame.get("added") else "took back"
+        return f"* reaction in {place}: {frame.get('user_id')} {verb} {frame.get('emoji')} on {frame.get('message_id')}"
+    if kind == "read":
+        return f"* read: {where.get('id')} has read up to {frame.get('up_to')}"
+    if kind == "pin":
+        verb = "pinned" if frame.get("pinned") else "unpinned"
+        return f"* pin in group {frame.get('group_id')}: {frame.get('message_id')} {verb}"
+    if kind == "group_message" and frame.get("mentioned"):
+        return f"* you were mentioned in group {frame.get('group_id')}"
+    return None
+
+
+def message_path(ref: str) -> str:
+    """The REST path of a message named as <message_id> (direct) or <group_id>/<message_id> (group)."""
+    group_id, _, message_id = ref.rpartition("/")
+    return f"/api/groups/{group_id}/messages/{message_id}" if group_id else f"/api/user-message/{message_id}"
+
+
 class Client:
     def __init__(self, base: str, token: str):
         self.base = base.rstrip("/")
         self.token = token
         self.last_seq: int | None = None
         self.ws: ClientConnection | None = None
+        self.reply_to_user: str | None = None  # the friend a direct `reply` goes to (`to <user_id>`)
 
     def show(self, message: Any) -> None:
         print(json.dumps(message, ensure_ascii=False), flush=True)
+
+    def show_frame(self, frame: dict[str, Any]) -> None:
+        account = describe(frame)
+        if account is not None:
+            print(account, flush=True)
+        self.show(frame)
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        status, answer = await asyncio.to_thread(rest, self.base, method, path, body, self.token)
+        self.show({"rest": status, "body": answer})
 
     async def receive_forever(self) -> None:
         url = self.base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
@@ -77,7 +130,7 @@ class Client:
                             frame.get("seq"), int
                         ):
                             self.last_seq = frame["seq"]
-                        self.show(frame)
+                        self.show_frame(frame)
             except ConnectionClosed as closed:
                 code = closed.rcvd.code if closed.rcvd else None
                 self.show({"closed": code, "reason": closed.rcvd.reason if closed.rcvd else ""})
@@ -108,10 +161,29 @@ class Client:
                 else (f"/api/groups/{target}/messages", {"msg": text})
             )
             body["client_msg_id"] = uuid.uuid4().hex
-            status, answer = await asyncio.to_thread(rest, self.base, "POST", path, body, self.token)
-            self.show({"rest": status, "body": answer})
+            await self.call("POST", path, body)
+        elif verb == "reply" and target and text:
+            group_id, _, message_id = target.rpartition("/")
+            if group_id:
+                await self.call("POST", f"/api/groups/{group_id}/messages", {"msg": text, "reply_to": message_id})
+            elif self.reply_to_user:
+                await self.call(
+                    "POST", "/api/user-message", {"to_id": self.reply_to_user, "msg": text, "reply_to": target}
+                )
+            else:
+                self.show({"error": "a direct reply needs the friend first: to <user_id>"})
+        elif verb == "to" and target:
+            self.reply_to_user = target
+        elif verb == "edit" and target and text:
+            await self.call("PATCH", message_path(target), {"msg": text})
+        elif verb == "recall" and target:
+            await self.call("DELETE", message_path(target))
+        elif verb in ("react", "unreact") and target and text:
+            await self.call("PUT" if verb == "react" else "DELETE", f"{message_path(target)}/reactions/{quote(text)}")
+        elif verb == "read" and target:
+            await self.call("PUT", f"/api/conversations/user/{target}/read")
         else:
-            self.show({"error": "commands: send <user_id> <text> | group <group_id> <text> | typing <user_id> | ping"})
+            self.show({"error": "commands: " + USAGE})
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         # A line typed (or piped) before the socket is up waits for it a little, rather than being lost.

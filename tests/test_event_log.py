@@ -284,3 +284,44 @@ def test_with_eight_partitions_each_partition_costs_one_number(
     assert grouped.data == 17, grouped
     assert grouped.commands.count(("findAndModify", "event_counters")) == 8
     assert grouped.commands.count(("insert", "events")) == 1
+
+
+def test_each_recipient_sees_an_event_as_their_own(api: Api) -> None:
+    """One stored event, personalised per viewer live, on resume and in GET /api/events: the other participant of
+    a direct conversation, whether a group message mentions them, and which reactions are theirs."""
+    alice, bob, carol = create_user(api), create_user(api), create_user(api)
+    group_id = create_group(api, alice, members=[bob, carol])
+    reactions = [{"emoji": "👍", "count": 1, "me": False}, {"emoji": "🎉", "count": 2, "me": False}]
+    message = {"id": "m1", "msg": "hi", "reactions": reactions, "_reactors": {"👍": [bob.id], "🎉": [alice.id, bob.id]}}
+
+    def seen_by(frame: dict[str, Any]) -> tuple[Any, ...]:
+        shown = frame["message"]
+        assert "_reactors" not in shown
+        return frame["conversation"]["id"], [r["me"] for r in shown["reactions"]], frame.get("mentioned", False)
+
+    async def scenario() -> None:
+        start = await events.newest_seq(0)
+        sockets = {user.id: (await open_socket(ws_url(api), user))[0] for user in (alice, bob, carol)}
+        conversation = events.direct_conversation(alice.id, bob.id)
+        await events.publish("message_edited", [alice.id, bob.id], {"message": message, "conversation": conversation})
+        mention = {"message": {**message, "mentions": [carol.id]}, "conversation": {"type": "group", "id": group_id}}
+        await events.publish_to_group("group_message", group_id, mention)
+        live = {
+            user_id: [await next_frame(ws), *([] if user_id == carol.id else [await next_frame(ws)])]
+            for user_id, ws in sockets.items()
+        }
+        resumed, _ = await open_socket(ws_url(api), bob, last_seq=start)
+        replayed = [await next_frame(resumed), await next_frame(resumed)]
+        for ws in [*sockets.values(), resumed]:
+            await ws.close()
+        alice_sees = [(bob.id, [False, True], False), (group_id, [False, True], False)]
+        assert [seen_by(f) for f in live[alice.id]] == alice_sees
+        assert [seen_by(f) for f in live[bob.id]] == [(alice.id, [True, True], False), (group_id, [True, True], False)]
+        assert [seen_by(f) for f in live[carol.id]] == [(group_id, [False, False], True)]
+        assert replayed == live[bob.id]
+
+    run(api, scenario())
+    listed = api.get("/api/events?after=0&limit=50", headers=carol.headers).json
+    assert [seen_by(frame) for frame in listed if frame["type"] == "group_message"] == [
+        (group_id, [False, False], True)
+    ]

@@ -17,6 +17,11 @@ from chat_api.store.keys import ascending
 EventType = Literal[
     "message",
     "group_message",
+    "message_recalled",
+    "message_edited",
+    "reaction",
+    "read",
+    "pin",
     "friend_request",
     "presence",
     "typing",
@@ -25,11 +30,13 @@ EventType = Literal[
     "group_left",
     "group_lord_changed",
     "group_deleted",
-    "pin",
 ]
 # Events addressed to a group, not to users: stored once per partition, each process delivers them to the
 # members it holds sockets for (docs/reliability.md#the-event-log).
-GROUP_EVENT_TYPES: frozenset[str] = frozenset({"group_message", "group_lord_changed", "group_deleted", "pin"})
+GROUP_ONLY_TYPES: frozenset[str] = frozenset({"group_message", "group_lord_changed", "group_deleted"})
+# What happens to a message (and a pin) goes to a group's members as a group event, or to a direct
+# conversation's two participants as an addressed one.
+GROUP_EVENT_TYPES: frozenset[str] = GROUP_ONLY_TYPES | {"message_recalled", "message_edited", "reaction", "pin"}
 # Ephemeral: never numbered, never in the durable log when Redis carries them (events.service.signal).
 SIGNAL_TYPES: frozenset[str] = frozenset({"typing", "presence"})
 # Without Redis, signals travel through the store in a partition of their own, never read for resume.

@@ -28,6 +28,7 @@ from pymongo.read_concern import ReadConcern
 from chat_api.common.clock import utc_now
 from chat_api.events.models import (
     GROUP_EVENT_TYPES,
+    GROUP_ONLY_TYPES,
     RETENTION_SECONDS,
     SIGNAL_RETENTION_SECONDS,
     SIGNAL_TYPES,
@@ -156,7 +157,7 @@ async def _number_and_store(
 async def publish(type_: EventType, recipients: Sequence[str], data: dict[str, Any], *, transient: bool = False) -> int:
     """Store one event for users (once per home partition among them) and return its number in the first
     recipient's partition (the sender's, for a message). PublishFailed if the store keeps failing."""
-    if type_ in SIGNAL_TYPES or type_ in GROUP_EVENT_TYPES:
+    if type_ in SIGNAL_TYPES or type_ in GROUP_ONLY_TYPES:
         raise ValueError(f"{type_} events go through signal() or publish_to_group()")
     parts: dict[int, list[str]] = {}
     for user_id in dict.fromkeys(recipients):
@@ -184,11 +185,13 @@ class GroupEvent:
 
 async def publish_to_group(type_: EventType, group_id: str, data: dict[str, Any]) -> GroupEvent:
     """Store one event naming a group, not its members, in every partition (P numbers taken together, one
-    insert): the same cost for 3 members and 10,000. Each process delivers it to the members it holds."""
+    insert): the same cost for 3 members and 10,000. Each process delivers it to the members it holds.
+    Its data always names the group (`group_id`): the group's deletion redacts its events by it."""
     if type_ not in GROUP_EVENT_TYPES:
         raise ValueError(f"{type_} is not a group event")
     parts: dict[int, list[str]] = {p: [] for p in range(config.partitions)}
-    return GroupEvent(await _number_and_store(type_, parts, data, group=group_id, transient=False))
+    named = {"group_id": group_id, **data}
+    return GroupEvent(await _number_and_store(type_, parts, named, group=group_id, transient=False))
 
 
 async def signal(type_: EventType, data: dict[str, Any], *, to: Sequence[str] = (), group: str | None = None) -> None:
@@ -307,11 +310,65 @@ async def redact_events(event_ids: Sequence[ObjectId]) -> None:
     await _events().update_many({"_id": {"$in": list(event_ids)}}, {"$set": REDACTED})
 
 
-def frame(doc: dict[str, Any]) -> dict[str, Any]:
-    """What a client receives for a stored event: its type and seq, then its data."""
+# A stored event is shared by its recipients (a group event by every member), so what differs between them is
+# kept in private keys of its data, which `frame` resolves for each viewer and never sends.
+PAIR = "_pair"  # in a `conversation`: the two participants of a direct conversation
+REACTORS = "_reactors"  # in a `message`: {emoji: [user ids]}, for each reaction's `me`
+
+
+def direct_conversation(a: str, b: str) -> dict[str, Any]:
+    """A direct conversation as an event stores it: each participant's frame names the other one (`frame`), as
+    their `GET /api/conversations` does."""
+    return {"type": "user", PAIR: [a, b]}
+
+
+def viewer_key(doc: dict[str, Any], viewer: str) -> tuple[Any, ...]:
+    """What of an event's frame depends on who receives it; () when nothing does. Recipients with the same key
+    receive the same frame, so a group message to 10,000 members is encoded once or twice, not 10,000 times."""
+    data = doc["data"]
+    key: tuple[Any, ...] = ()
+    message = data.get("message")
+    if isinstance(message, dict):
+        if doc["type"] == "group_message":
+            key += (_mentioned(message, viewer),)
+        reactors = message.get(REACTORS)
+        if reactors:
+            key += (tuple(emoji for emoji, users in reactors.items() if viewer in users),)
+    conversation = data.get("conversation")
+    if isinstance(conversation, dict) and PAIR in conversation:
+        key += (_other(conversation[PAIR], viewer),)
+    return key
+
+
+def frame(doc: dict[str, Any], viewer: str) -> dict[str, Any]:
+    """What `viewer` receives for a stored event: its type and seq, then its data as that recipient sees it
+    (whether a group message mentions them, which reactions are theirs, who the other one of a direct
+    conversation is), without the private keys."""
     message: dict[str, Any] = {"type": doc["type"], "seq": doc["seq"]}
     message.update((key, value) for key, value in doc["data"].items() if key not in message)
+    shown = message.get("message")
+    if isinstance(shown, dict):
+        message["message"] = shown = {key: value for key, value in shown.items() if key != REACTORS}
+        if doc["type"] == "group_message" and _mentioned(shown, viewer):
+            message["mentioned"] = True
+        reactors = doc["data"]["message"].get(REACTORS)
+        if reactors and "reactions" in shown:
+            shown["reactions"] = [
+                {**reaction, "me": viewer in reactors.get(reaction["emoji"], ())} for reaction in shown["reactions"]
+            ]
+    conversation = message.get("conversation")
+    if isinstance(conversation, dict) and PAIR in conversation:
+        message["conversation"] = {"type": conversation["type"], "id": _other(conversation[PAIR], viewer)}
     return message
+
+
+def _mentioned(message: dict[str, Any], viewer: str) -> bool:
+    mentions = message.get("mentions") or ()
+    return "all" in mentions or viewer in mentions
+
+
+def _other(pair: Sequence[str], viewer: str) -> str:
+    return pair[1] if pair[0] == viewer else pair[0]
 
 
 def signal_frame(doc: dict[str, Any]) -> dict[str, Any]:

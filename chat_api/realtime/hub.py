@@ -28,7 +28,7 @@ from websockets.protocol import State
 from chat_api.config import Settings
 from chat_api.events import service as events
 from chat_api.events.models import SIGNALS_PARTITION, partition_of
-from chat_api.events.service import encode, frame, prune, signal_frame
+from chat_api.events.service import encode, frame, prune, signal_frame, viewer_key
 from chat_api.groups import repository as groups
 from chat_api.groups.service import sweep_deleted_groups
 from chat_api.realtime import presence
@@ -555,22 +555,26 @@ class Hub:
                 for user_id in receivers:
                     self.groups_of.get(user_id, set()).discard(membership)
                     self._leave(membership, user_id)
-        self._deliver(doc["seq"], receivers, lambda: frame(doc))
+        self._deliver(doc, receivers)
 
     def track_groups_of(self, user_ids: list[str], group_id: str) -> None:
         for user_id in user_ids:
             self.track_groups(user_id, [group_id])
 
-    def _deliver(self, seq: int, receivers: Iterable[str], make: Callable[[], dict[str, Any]]) -> None:
-        encoded: bytes | None = None
+    def _deliver(self, doc: dict[str, Any], receivers: Iterable[str]) -> None:
+        seq = doc["seq"]
+        # Encoded once per distinct rendering (events.service.viewer_key), only when someone here receives it.
+        encoded: dict[tuple[Any, ...], bytes] = {}
         for user_id in receivers:
             connections = self.sockets.get(user_id)
             if not connections:
                 continue
-            if encoded is None:  # encoded once, only when someone here receives it
-                encoded = text_frame(encode(make()))
+            key = viewer_key(doc, user_id)
+            shown = encoded.get(key)
+            if shown is None:
+                shown = encoded[key] = text_frame(encode(frame(doc, user_id)))
             for connection in list(connections):
-                connection.deliver(seq, encoded)
+                connection.deliver(seq, shown)
 
     def _signal(self, doc: dict[str, Any]) -> None:
         group_id = doc.get("group")

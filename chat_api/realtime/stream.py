@@ -46,13 +46,13 @@ async def page(user_id: str, member: dict[str, bool], after: int, upto: int, lim
         group_id = doc.get("group")
         if group_id is not None:
             if member.get(group_id):
-                mine.append(events.frame(doc))
+                mine.append(events.frame(doc, user_id))
                 if doc["type"] == "group_deleted":
                     member[group_id] = False
             continue
         if user_id not in doc.get("to", ()):
             continue
-        mine.append(events.frame(doc))
+        mine.append(events.frame(doc, user_id))
         if doc["type"] == "group_joined":
             member[doc["data"]["group_id"]] = True
         elif doc["type"] == "group_left":
