@@ -76,7 +76,8 @@ def test_a_message_without_mentions_shows_an_empty_list(
     api: Api, sync_db: Db, trio: tuple[TestUser, TestUser, TestUser, str]
 ) -> None:
     lord, _, _, group_id = trio
-    for body in ({}, {"mentions": []}, {"mentions": None}):
+    bodies: list[dict[str, Any]] = [{}, {"mentions": []}, {"mentions": None}]
+    for body in bodies:
         sent = send_group(api, group_id, lord, "plain", **body)
         assert sent.status == 201, sent.text
         assert sent.json["mentions"] == []
