@@ -51,6 +51,8 @@ class GroupMember(Document):
     # `@all` this member sent themselves (their own call to everyone marks the calls up to it seen).
     mention_n: int = 0
     mentions_seen_n: int = 0
+    # The group's last message number when they joined (absent on memberships older than issue 13: `joined_at`).
+    joined_n: int | None = None
 
     class Settings:
         name = "group_members"
@@ -103,10 +105,20 @@ def new_group_doc(fields: dict[str, Any], lord_id: str, now: datetime) -> dict[s
     }
 
 
-def new_member_doc(group_id: str, user_id: str, identity: Identity, now: datetime, read_n: int = 0) -> dict[str, Any]:
+def new_member_doc(
+    group_id: str, user_id: str, identity: Identity, now: datetime, read_n: int = 0, joined_n: int = 0
+) -> dict[str, Any]:
     """A membership as stored; `read_n` is the number of the newest message the member has read (what
-    was said before they joined counts as read)."""
-    return {"group_id": group_id, "user_id": user_id, "identity": identity, "joined_at": now, "read_n": read_n}
+    was said before they joined counts as read); `joined_n` the group's last message number when they joined
+    (the messages numbered above it were sent to them: `/reads`)."""
+    return {
+        "group_id": group_id,
+        "user_id": user_id,
+        "identity": identity,
+        "joined_at": now,
+        "read_n": read_n,
+        "joined_n": joined_n,
+    }
 
 
 def new_pin_doc(group_id: str, message_key: str, slot: int, pinned_by: str, now: datetime) -> dict[str, Any]:

@@ -171,7 +171,9 @@ async def mark_mentions_seen(member_id: ObjectId, n: int) -> None:
 async def members_since(group_id: str) -> list[dict[str, Any]]:
     """Every member of a group with when they joined and how far they have read, in one round trip whatever the
     group's size (the range of `group_id_1_user_id_1`): who has read a message (`/reads`)."""
-    cursor = members().find({"group_id": {"$eq": group_id}}, {"_id": 0, "user_id": 1, "joined_at": 1, "read_n": 1})
+    cursor = members().find(
+        {"group_id": {"$eq": group_id}}, {"_id": 0, "user_id": 1, "joined_at": 1, "joined_n": 1, "read_n": 1}
+    )
     return await cursor.batch_size(MEMBER_BATCH).to_list()
 
 

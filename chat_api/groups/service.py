@@ -234,11 +234,9 @@ async def add_member(group: Access, user_id: str) -> GroupMemberPublic:
         raise UserNotFound
     if not is_friend:
         raise Forbidden("You can only add your friends to a group")
-    now = utc_now()
+    now, last_n = utc_now(), int(group.group.get("last_n", 0))
     try:
-        await repository.insert_member(
-            new_member_doc(group.group_id, user_id, "user", now, int(group.group.get("last_n", 0)))
-        )
+        await repository.insert_member(new_member_doc(group.group_id, user_id, "user", now, last_n, joined_n=last_n))
     except DuplicateKeyError:
         raise Conflict("This user is already a member of the group") from None
     if await repository.find_group(group.group_id, {"_id": 1}) is None:
@@ -574,13 +572,16 @@ async def reads(group_id: str, user_id: str, message_id: str, limit: int, offset
     if message["from_id"] != user_id and group.identity not in MANAGERS:
         raise Forbidden("Only its sender, the lord or an admin may see who read a message")
     sent_at, n = stored_datetime(message["created_at"]), int(message["n"])
+
+    def was_member(m: Mapping[str, Any]) -> bool:
+        # By numbers: the message counts for a member who joined before it was numbered (as their unread count
+        # does); a membership from before `joined_n` existed by time.
+        joined_n = m.get("joined_n")
+        return joined_n < n if joined_n is not None else stored_datetime(m["joined_at"]) <= sent_at
+
+    members = await repository.members_since(gid)
     audience = sorted(
-        (
-            m
-            for m in await repository.members_since(gid)
-            if m["user_id"] != message["from_id"] and stored_datetime(m["joined_at"]) <= sent_at
-        ),
-        key=lambda m: m["user_id"],
+        (m for m in members if m["user_id"] != message["from_id"] and was_member(m)), key=lambda m: m["user_id"]
     )
     read = [m["user_id"] for m in audience if int(m.get("read_n", 0)) >= n]
     unread = [m["user_id"] for m in audience if int(m.get("read_n", 0)) < n]
