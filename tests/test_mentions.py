@@ -135,6 +135,9 @@ def test_malformed_mentions_are_400(
     lord, _, _, group_id = trio
     response = send_group(api, group_id, lord, "hi", mentions=mentions)
     assert response.status == 400, response.text
+    assert response.json["errors"][0]["field"].startswith("mentions"), response.json
+    # Refused by the schema, before any member is looked up (a 101st id is a 400 for its number, not its owner).
+    assert response.json["errors"][0].get("type") != "not_a_member"
     assert sync_db.group_messages.count_documents({}) == 0
 
 
