@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from pymongo.database import Database
 
 from bench.round_trips import CommandCounter
+from chat_api.events.service import PublishFailed
+from chat_api.groups import service
 from chat_api.groups.models import MAX_PINS
 from chat_api.groups.service import unpin_recalled
 from chat_api.store import client as store
@@ -337,3 +339,23 @@ def test_every_pin_route_takes_its_store_commands(counted: tuple[Api, CommandCou
         "DELETE again": trips(counter, api, "delete", f"{path}/{message_id}", 204, lord).data,
     }
     assert measured == {"PUT": 10, "PUT again": 5, "GET": 5, "DELETE": 6, "DELETE again": 5}
+
+
+def test_a_pin_whose_event_cannot_be_stored_is_undone_and_a_retry_pins_it(
+    api: Api, sync_db: Db, monkeypatch: pytest.MonkeyPatch, group: tuple[TestUser, TestUser, TestUser, str]
+) -> None:
+    lord, _, member, group_id = group
+    message_id = send_group(api, group_id, lord, "x").json["id"]
+
+    async def failing(*_: Any) -> None:
+        raise PublishFailed("the event log is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(service, "publish_to_group", failing)
+        failed = pin(api, group_id, lord, message_id)
+    assert failed.status == 500, failed.text
+    assert set(failed.json) == {"message"}
+    assert pinned(api, group_id, member) == []
+    assert pin(api, group_id, lord, message_id).status == 204
+    assert pinned(api, group_id, member) == [message_id]
+    assert pin_events(sync_db) == [(message_id, True)]

@@ -494,7 +494,12 @@ async def pin(group: Access, message_id: str) -> None:
             pinned = await repository.pins_of(gid)
     else:
         raise Conflict("The group's pins kept changing meanwhile; try again")
-    await _announce_pin(gid, key, pinned=True)
+    try:
+        await _announce_pin(gid, key, pinned=True)
+    except PublishFailed:
+        # Not announced, so not pinned: a retry pins and announces it (else it would find it pinned and stay silent).
+        await repository.delete_pin(gid, key)
+        raise
     alive, now = await asyncio.gather(
         repository.find_group(gid, {"_id": 1}), repository.message_of(gid, key, {"recalled": 1})
     )
