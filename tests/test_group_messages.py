@@ -428,7 +428,8 @@ EXPECTED = {
     "PATCH /api/groups/<id>/messages/<message_id>": 9,
     "DELETE /api/groups/<id>/messages/<message_id>": 9,
     # One fewer since issue 12: the `group_deleted` event names the group, so the member list is not read.
-    "DELETE /api/groups/<id>": 9,
+    # One more since issue 13: the purge deletes the group's pins.
+    "DELETE /api/groups/<id>": 10,
 }
 
 

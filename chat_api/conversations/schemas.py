@@ -32,6 +32,9 @@ class Conversation(BaseModel):
     deleted: bool = Field(
         False, description="The friend deleted their account: read-only, named `Deleted account` (docs/api.md)"
     )
+    mentioned: bool = Field(
+        False, description="A group message after my read position mentions me (or everyone): until I mark it read"
+    )
     muted: bool = Field(False, description="I muted it: its unread count goes to `muted` in /conversations/unread")
     peer_read_up_to: str | None = Field(
         None, description="A direct conversation: the id of the message the friend has read up to (null: not yet)"

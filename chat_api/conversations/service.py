@@ -39,6 +39,7 @@ class Entry:
     # The number of its newest delivered message (the summary's), and whether I muted it.
     newest_n: int = 0
     muted: bool = False
+    mentioned: bool = False
 
 
 def last_time(doc: dict[str, Any]) -> datetime | None:
@@ -64,7 +65,9 @@ async def entries_of(me: str) -> list[Entry]:
     ]
     if memberships:
         mine = {m["group_id"]: m for m in memberships}
-        projection = {"group_name": 1, "group_avatar": 1, "created_at": 1, "last_message": 1, "message_n": 1}
+        projection = {
+            "group_name": 1, "group_avatar": 1, "created_at": 1, "last_message": 1, "message_n": 1, "all_mention_n": 1
+        }  # fmt: skip
         for group in await groups.groups_by_ids(list(mine), projection):
             group_id = str(group["_id"])
             membership = mine[group_id]
@@ -78,6 +81,7 @@ async def entries_of(me: str) -> list[Entry]:
                     int(membership.get("read_n", 0)),
                     int(group.get("message_n", 0)),
                     bool(membership.get("muted", False)),
+                    mentioned(membership, group),
                 )
             )
     return entries
@@ -120,9 +124,17 @@ async def conversations(me: str, limit: int, offset: int) -> tuple[list[Conversa
                 deleted=deleted,
                 muted=entry.muted,
                 peer_read_up_to=entry.doc.get("peer_read_up_to") if entry.type == "user" else None,
+                mentioned=entry.mentioned,
             )
         )
     return result, len(entries)
+
+
+def mentioned(membership: dict[str, Any], group: dict[str, Any]) -> bool:
+    """Whether a message after my read position calls me: by name (my `mention_n`) or everyone (the group's
+    `all_mention_n`), unless I called everyone since myself (docs/decisions.md#mentions). No read per message."""
+    called = max(int(membership.get("mention_n", 0)), int(group.get("all_mention_n", 0)))
+    return called > max(int(membership.get("read_n", 0)), int(membership.get("mentions_seen_n", 0)))
 
 
 async def unread_count(entry: Entry, me: str) -> int:

@@ -16,7 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 
 from chat_api.common.pagination import count_matching
-from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity
+from chat_api.groups.models import Group, GroupMember, GroupMessage, GroupPin, Identity
 from chat_api.messages.repository import MessageStore
 
 # Large enough that a group's member ids come back in one reply (PyMongo's first batch is
@@ -33,6 +33,10 @@ def groups() -> Collection:
 
 def members() -> Collection:
     return GroupMember.get_pymongo_collection()
+
+
+def pins() -> Collection:
+    return GroupPin.get_pymongo_collection()
 
 
 def alive(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -107,11 +111,18 @@ async def take_number(group_id: str) -> int | None:
     return None if group is None else int(group["last_n"])
 
 
-async def set_last_message(group_id: str, n: int, summary: dict[str, Any]) -> None:
-    """Point the group at the message number `n` unless a newer one got there first (concurrent senders)."""
-    await groups().update_one(
-        {"_id": ObjectId(group_id), "message_n": {"$lt": n}}, {"$set": {"last_message": summary, "message_n": n}}
-    )
+async def set_last_message(group_id: str, n: int, summary: dict[str, Any], *, mentions_all: bool = False) -> None:
+    """Point the group at the message number `n` unless a newer one got there first (concurrent senders).
+
+    `mentions_all`: the message calls everyone, so `all_mention_n` moves up to `n` in the same write; when a newer
+    message got there first (a rare race), by one write of its own.
+    """
+    update: dict[str, Any] = {"$set": {"last_message": summary, "message_n": n}}
+    if mentions_all:
+        update["$max"] = {"all_mention_n": n}
+    result = await groups().update_one({"_id": ObjectId(group_id), "message_n": {"$lt": n}}, update)
+    if mentions_all and result.matched_count == 0:
+        await groups().update_one({"_id": ObjectId(group_id)}, {"$max": {"all_mention_n": n}})
 
 
 # Members
@@ -134,9 +145,36 @@ async def member_ids(group_id: str) -> list[str]:
 
 
 async def memberships_of(user_id: str) -> list[dict[str, Any]]:
-    """My memberships: each group's id, how far I have read it, and whether I muted it."""
-    projection = {"group_id": 1, "read_n": 1, "muted": 1}
+    """My memberships: each group's id, how far I have read it, whether I muted it, where I was last mentioned."""
+    projection = {"group_id": 1, "read_n": 1, "muted": 1, "mention_n": 1, "mentions_seen_n": 1}
     return await members().find({"user_id": {"$eq": user_id}}, projection).to_list()
+
+
+async def memberships_among(group_id: str, user_ids: list[str]) -> list[dict[str, Any]]:
+    """The memberships of these users in the group (their `_id`, `user_id` and identity), in one read: a
+    multi-point scan of `group_id_1_user_id_1` on MongoDB; nx-27017 walks the group's range of it (docs/store.md)."""
+    query = {"group_id": {"$eq": group_id}, "user_id": {"$in": user_ids}}
+    return await members().find(query, {"user_id": 1, "identity": 1}).to_list()
+
+
+async def mark_mentioned(member_ids: list[ObjectId], n: int) -> None:
+    """Raise the named members' `mention_n` to the message number `n` (one write, `$in` on `_id`; `$max`, so a
+    slower concurrent send cannot lower it)."""
+    await members().update_many({"_id": {"$in": member_ids}}, {"$max": {"mention_n": n}})
+
+
+async def mark_mentions_seen(member_id: ObjectId, n: int) -> None:
+    """The member called everyone with the message `n`: the group's calls up to it are seen by them."""
+    await members().update_one({"_id": member_id}, {"$max": {"mentions_seen_n": n}})
+
+
+async def members_since(group_id: str) -> list[dict[str, Any]]:
+    """Every member of a group with when they joined and how far they have read, in one round trip whatever the
+    group's size (the range of `group_id_1_user_id_1`): who has read a message (`/reads`)."""
+    cursor = members().find(
+        {"group_id": {"$eq": group_id}}, {"_id": 0, "user_id": 1, "joined_at": 1, "joined_n": 1, "read_n": 1}
+    )
+    return await cursor.batch_size(MEMBER_BATCH).to_list()
 
 
 def memberships_cursor(user_id: str, batch: int) -> AsyncCursor[dict[str, Any]]:
@@ -203,6 +241,18 @@ async def delete_member(group_id: str, user_id: str) -> None:
 # Messages (the shared queries are group_messages' MessageStore methods)
 
 
+async def message_of(group_id: str, message_id: str, projection: dict[str, int] | None = None) -> dict[str, Any] | None:
+    """A message of this group by its id; None if there is none, or it is another group's."""
+    query = {"_id": ObjectId(message_id), "group_id": {"$eq": group_id}}
+    return await group_messages.collection().find_one(query, projection)
+
+
+async def messages_by_keys(group_id: str, keys: list[str]) -> list[dict[str, Any]]:
+    """The group's messages with these ids, in one `$in` on `_id`, in no particular order."""
+    query = {"_id": {"$in": [ObjectId(key) for key in keys]}, "group_id": {"$eq": group_id}}
+    return await group_messages.collection().find(query).to_list()
+
+
 async def unread_count(group_id: str, read_n: int, me: str) -> int:
     """Messages of a group after `read_n` from others, exactly (group_messages.unread_count): read from
     the member's own position, so a send writes nothing per member."""
@@ -211,6 +261,29 @@ async def unread_count(group_id: str, read_n: int, me: str) -> int:
 
 async def delete_messages(group_id: str) -> None:
     await group_messages.collection().delete_many({"group_id": {"$eq": group_id}})
+
+
+# Pins
+
+
+async def pins_of(group_id: str) -> list[dict[str, Any]]:
+    """A group's pins (at most MAX_PINS): the range of `group_id_1_message_key_1`."""
+    return await pins().find({"group_id": {"$eq": group_id}}).to_list()
+
+
+async def insert_pin(doc: dict[str, Any]) -> None:
+    """Raises DuplicateKeyError if the message is pinned already or the slot is taken (the two unique indexes)."""
+    await pins().insert_one(doc)
+
+
+async def delete_pin(group_id: str, message_key: str) -> bool:
+    """Unpin a message; False if it was not pinned."""
+    result = await pins().delete_one({"group_id": {"$eq": group_id}, "message_key": {"$eq": message_key}})
+    return result.deleted_count == 1
+
+
+async def delete_pins(group_id: str) -> None:
+    await pins().delete_many({"group_id": {"$eq": group_id}})
 
 
 async def delete_message(message_id: ObjectId) -> None:

@@ -13,27 +13,33 @@ from chat_api.groups.schemas import (
     GroupCreate,
     GroupCreated,
     GroupMemberPublic,
+    GroupMessageIn,
     GroupMessagePublic,
     GroupMessageSent,
     GroupPublic,
     GroupUpdate,
     IdentityChange,
     MemberAdd,
+    MessageReads,
+    PinnedMessage,
+    ReadsQuery,
 )
 from chat_api.http.auth import current_user_id
 from chat_api.http.endpoint import endpoint, paged
 from chat_api.http.responses import json_bytes, json_model, json_page
 from chat_api.http.validation import path_text
-from chat_api.messages.schemas import EMOJI_PATH, MessageCursor, MessageEdit, MessageIn
+from chat_api.messages.schemas import EMOJI_PATH, MessageCursor, MessageEdit
 
 bp = Blueprint("groups", url_prefix="/api", strict_slashes=False)
 # Any other string is a 404 (no such group or member), as documented.
 GROUP_PATH = {"group_id": OBJECT_ID_PATH}
 MEMBER_ERRORS = (400, 401, 403, 404)
 MEMBER_PATH = {"group_id": OBJECT_ID_PATH, "user_id": OBJECT_ID_PATH}
+MESSAGE_PATH = {"group_id": OBJECT_ID_PATH, "message_id": OBJECT_ID_PATH}
 GROUP_LIST: TypeAdapter[list[GroupPublic]] = TypeAdapter(list[GroupPublic])
 MEMBER_LIST: TypeAdapter[list[GroupMemberPublic]] = TypeAdapter(list[GroupMemberPublic])
 MESSAGE_LIST: TypeAdapter[list[GroupMessagePublic]] = TypeAdapter(list[GroupMessagePublic])
+PIN_LIST: TypeAdapter[list[PinnedMessage]] = TypeAdapter(list[PinnedMessage])
 
 
 async def access(request: Request, group_id: str) -> service.Access:
@@ -153,7 +159,7 @@ async def set_identity(request: Request, group_id: str, user_id: str, body: Iden
 @bp.post("/groups/<group_id:str>/messages")
 @endpoint(
     tag="groups",
-    body=MessageIn,
+    body=GroupMessageIn,
     path=GROUP_PATH,
     responses={
         201: (GroupMessageSent, "Sent"),
@@ -161,8 +167,8 @@ async def set_identity(request: Request, group_id: str, user_id: str, body: Iden
     },
     errors=(400, 401, 403, 404, 413, 422),
 )
-async def send_group_message(request: Request, group_id: str, body: MessageIn) -> HTTPResponse:
-    """Send a message to a group (members only); `client_msg_id` makes retries safe."""
+async def send_group_message(request: Request, group_id: str, body: GroupMessageIn) -> HTTPResponse:
+    """Send a message to a group (members only), mentioning members or everyone; `client_msg_id` makes retries safe."""
     sent = await service.send_message(group_id, current_user_id(request), body)
     answer = GroupMessageSent(**sent.message.model_dump(), group_message_id=sent.message.id)
     return json_model(answer, status=201 if sent.created else 200)
@@ -235,4 +241,47 @@ async def add_group_reaction(request: Request, group_id: str, message_id: str, e
 async def remove_group_reaction(request: Request, group_id: str, message_id: str, emoji: str) -> HTTPResponse:
     """Take back my reaction with this emoji (members only)."""
     await service.react_to_message(await access(request, group_id), message_id, path_text(emoji, "emoji"), add=False)
+    return empty()
+
+
+@bp.get("/groups/<group_id:str>/messages/<message_id:str>/reads")
+@endpoint(
+    tag="groups",
+    path=MESSAGE_PATH,
+    query=ReadsQuery,
+    responses={200: (MessageReads, "Who of the members it was sent to has read it")},
+    errors=(400, 401, 403, 404),
+)
+async def message_reads(request: Request, group_id: str, message_id: str, query: ReadsQuery) -> HTTPResponse:
+    """Who has read a group message and who has not (its sender, the lord or an admin), `limit` of each list."""
+    reads = await service.reads(group_id, current_user_id(request), message_id, query.limit, query.offset)
+    return json_model(reads)
+
+
+@bp.get("/groups/<group_id:str>/pins")
+@endpoint(
+    tag="groups",
+    path=GROUP_PATH,
+    responses={200: (PinnedMessage, "The pinned messages, most recently pinned first", "many")},
+    errors=(401, 403, 404),
+)
+async def list_pins(request: Request, group_id: str) -> HTTPResponse:
+    """A group's pinned messages, most recently pinned first (members only)."""
+    group = await access(request, group_id)
+    return json_bytes(PIN_LIST.dump_json(await service.pinned_messages(group.group_id)))
+
+
+@bp.put("/groups/<group_id:str>/pins/<message_id:str>")
+@endpoint(tag="groups", path=MESSAGE_PATH, responses={204: (None, "Pinned")}, errors=(401, 403, 404, 422))
+async def pin_message(request: Request, group_id: str, message_id: str) -> HTTPResponse:
+    """Pin a message of the group (lord or admin; at most 50 pins); pinning it again changes nothing."""
+    await service.pin(await access(request, group_id), message_id)
+    return empty()
+
+
+@bp.delete("/groups/<group_id:str>/pins/<message_id:str>")
+@endpoint(tag="groups", path=MESSAGE_PATH, responses={204: (None, "Unpinned")}, errors=(401, 403, 404))
+async def unpin_message(request: Request, group_id: str, message_id: str) -> HTTPResponse:
+    """Unpin a message of the group (lord or admin); unpinning it again changes nothing."""
+    await service.unpin(await access(request, group_id), message_id)
     return empty()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,18 @@ from chat_api.events.service import PublishFailed, publish, publish_to_group, re
 from chat_api.files.service import file_url_exists
 from chat_api.friends import repository as friends
 from chat_api.groups import repository
-from chat_api.groups.models import Identity, new_group_doc, new_member_doc
+from chat_api.groups.models import MAX_PINS, Identity, new_group_doc, new_member_doc, new_pin_doc
 from chat_api.groups.repository import group_messages
-from chat_api.groups.schemas import GroupCreate, GroupMemberPublic, GroupMessagePublic, GroupPublic
+from chat_api.groups.schemas import (
+    MENTION_ALL,
+    GroupCreate,
+    GroupMemberPublic,
+    GroupMessageIn,
+    GroupMessagePublic,
+    GroupPublic,
+    MessageReads,
+    PinnedMessage,
+)
 from chat_api.messages.models import erased_summary, message_summary
 from chat_api.messages.schemas import MessageIn, Previews, current_state
 from chat_api.messages.service import (
@@ -181,6 +191,7 @@ async def purge_group(group_id: str) -> None:
     """
     await repository.delete_members(group_id)
     await repository.delete_messages(group_id)
+    await repository.delete_pins(group_id)
     await redact_group_events(group_id)
 
 
@@ -240,11 +251,9 @@ async def add_member(group: Access, user_id: str) -> GroupMemberPublic:
     if not is_friend or blocked:
         # The same answer for a user who blocks the adder: a block is not told (docs/decisions.md, "Blocks").
         raise Forbidden("You can only add your friends to a group")
-    now = utc_now()
+    now, last_n = utc_now(), int(group.group.get("last_n", 0))
     try:
-        await repository.insert_member(
-            new_member_doc(group.group_id, user_id, "user", now, int(group.group.get("last_n", 0)))
-        )
+        await repository.insert_member(new_member_doc(group.group_id, user_id, "user", now, last_n, joined_n=last_n))
     except DuplicateKeyError:
         raise Conflict("This user is already a member of the group") from None
     if await repository.find_group(group.group_id, {"_id": 1}) is None:
@@ -308,6 +317,7 @@ def message_public(
         seq=doc.get("seq"),
         erased=doc.get("erased", False),
         **current_state(doc, viewer, previews or {}),
+        mentions=doc.get("mentions", []),
     )
 
 
@@ -322,31 +332,57 @@ class Sent:
     created: bool  # False: a retry, answered with the original
 
 
-async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
+async def _sender_and_named(gid: str, from_id: str, named: list[str]) -> list[dict[str, Any]]:
+    """The sender's membership and those of the members the message names, in one read (the sender's alone
+    when it names nobody): the same command as before mentions."""
+    if named:
+        return await repository.memberships_among(gid, [from_id, *named])
+    sender = await repository.membership(gid, from_id, {"user_id": 1, "identity": 1})
+    return [] if sender is None else [sender]
+
+
+async def send_message(group_id: str, from_id: str, body: GroupMessageIn) -> Sent:
     """Store a group message, publish one event naming the group, and update the group's last message.
 
     The cost does not grow with the group: the sender's membership (not the member list), one number
     from the group's counter, one insert of the message, one event naming the group (per partition:
     each process delivers it to the members it holds sockets for). Unread counts are not written per
     member; they are counted at read time from each member's `read_n`.
+
+    Mentions (docs/decisions.md#mentions): the named members' memberships are read with the sender's (the same
+    command), and their `mention_n` raised in one more write; `@all` (managers only) raises the group's
+    `all_mention_n` in the write of its summary, and the sender's own `mentions_seen_n` in one more write.
     """
     gid = canonical_id(group_id)
     if gid is None:
         raise GroupNotFound
-    group, sender, file_ok, original = await asyncio.gather(
+    mentions = body.mentions or []
+    # Naming yourself calls nobody: left out.
+    named = [] if mentions == [MENTION_ALL] else [user_id for user_id in mentions if user_id != from_id]
+    group, found, file_ok, original = await asyncio.gather(
         repository.find_group(gid, {"_id": 1}),
-        repository.membership(gid, from_id, {"_id": 1}),
+        _sender_and_named(gid, from_id, named),
         _file_ok(body),
         _original(gid, body.reply_to),
         return_exceptions=True,
     )
-    for result in (group, sender, file_ok):
+    for result in (group, file_ok):
         if isinstance(result, BaseException):
             raise result
+    if isinstance(found, BaseException):
+        raise found
     if group is None:
         raise GroupNotFound
+    sender = next((m for m in found if m["user_id"] == from_id), None)
     if sender is None:
         raise Forbidden("Only members of this group may send messages to it")
+    if mentions == [MENTION_ALL] and sender.get("identity") not in MANAGERS:
+        raise Forbidden("Only the lord or an admin may mention everyone")
+    members_found = {m["user_id"] for m in found}
+    strangers = [user_id for user_id in named if user_id not in members_found]
+    if strangers:
+        message = f"Only members of this group can be mentioned: {', '.join(strangers)}"
+        raise Invalid(message, errors=[{"field": "mentions", "message": message, "type": "not_a_member"}])
     if not file_ok:
         message = f"An {body.msg_type} message must be a /api/files/<id> URL of a file stored here"
         raise Invalid(message, errors=[{"field": "msg", "message": message, "type": "file_url"}])
@@ -356,24 +392,48 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
     n = await repository.take_number(gid)
     if n is None:
         raise GroupNotFound
+    called = [MENTION_ALL] if mentions == [MENTION_ALL] else named
     # The unique index refused a retry whose original is gone: it was deleted with its group.
     stored = await store_message(
         group_messages,
-        new_message(from_id, body, n, group_id=gid),
+        new_message(from_id, body, n, group_id=gid, mentions=called),
         ("group_id", "msg", "msg_type", "reply_to"),
         GroupNotFound(),
     )
     previews = {original["key"]: original} if isinstance(original, dict) else {}
     if stored.deliver:
         # Acknowledged from here on: the message is stored. Its delivery and the group's summary follow.
-        stored.doc["seq"] = await _deliver(stored.doc, previews)
-        await repository.set_last_message(gid, stored.doc["n"], message_summary(stored.doc))
+        doc = stored.doc
+        doc["seq"] = await _deliver(doc, previews)
+        calls_all = doc.get("mentions") == [MENTION_ALL]
+        await asyncio.gather(
+            repository.set_last_message(gid, doc["n"], message_summary(doc), mentions_all=calls_all),
+            _record_mentions(doc, sender, found),
+        )
     return Sent(message_public(stored.doc, from_id, previews), created=stored.created)
 
 
 async def _original(group_id: str, reply_to: str | None) -> dict[str, Any] | None:
     """The message a new one answers, checked to be of this group (messages.service.check_reply)."""
     return await check_reply(group_messages, group_id, reply_to)
+
+
+async def _record_mentions(doc: Mapping[str, Any], sender: Mapping[str, Any], found: list[dict[str, Any]]) -> None:
+    """What the conversation list's `mentioned` reads: the named members' `mention_n`, or for `@all` the sender's
+    `mentions_seen_n` (`all_mention_n` is written with the group's summary). `$max` writes: a retry that delivers
+    the message again changes nothing more. The stored message's mentions count (a retry's body may differ)."""
+    mentions = doc.get("mentions") or []
+    if mentions == [MENTION_ALL]:
+        await repository.mark_mentions_seen(sender["_id"], doc["n"])
+        return
+    if not mentions:
+        return
+    by_user = {m["user_id"]: m["_id"] for m in found}
+    if any(user_id not in by_user for user_id in mentions):
+        # A retry that named others than its original: read the original's (rare).
+        by_user = {m["user_id"]: m["_id"] for m in await repository.memberships_among(doc["group_id"], mentions)}
+    # A member named then gone is simply not written.
+    await repository.mark_mentioned([by_user[user_id] for user_id in mentions if user_id in by_user], doc["n"])
 
 
 async def _deliver(doc: Mapping[str, Any], previews: Previews) -> int | None:
@@ -477,6 +537,158 @@ async def set_muted(group_id: str, user_id: str, muted: bool) -> None:
         raise GroupNotFound
     if not member:
         raise Forbidden("Only members of the group may do this")
+
+
+# Pins (docs/decisions.md#pins, docs/reliability.md#pins)
+
+# How often a pin looks for a free slot again when concurrent pins took the one it chose.
+PIN_ATTEMPTS = 2 * MAX_PINS
+NO_SUCH_MESSAGE = "No such message in this group"
+RECALLED = "A recalled message cannot be pinned"
+
+
+def _message_key(message_id: str) -> str:
+    key = canonical_id(message_id)
+    if key is None:
+        raise NotFound(NO_SUCH_MESSAGE)
+    return key
+
+
+async def pin(group: Access, message_id: str) -> None:
+    """Pin a message of the group (lord or admin); pinning a pinned message changes nothing.
+
+    The limit holds under concurrency: each pin takes a free `slot` (0 to MAX_PINS - 1) under a unique index, so a
+    51st pin finds none (Conflict), and two pins that chose the same slot cannot both be stored (the loser reads the
+    pins again and takes another). After the event, the group and the message are read again: a recall or a deletion
+    of the group that raced the pin undoes it (docs/reliability.md#pins).
+    """
+    group.require_manager("pin messages")
+    gid, key = group.group_id, _message_key(message_id)
+    message, pinned = await asyncio.gather(repository.message_of(gid, key, {"recalled": 1}), repository.pins_of(gid))
+    if message is None:
+        raise NotFound(NO_SUCH_MESSAGE)
+    if message.get("recalled"):
+        raise Conflict(RECALLED)
+    for _ in range(PIN_ATTEMPTS):
+        if any(p["message_key"] == key for p in pinned):
+            return
+        free = sorted(set(range(MAX_PINS)) - {int(p["slot"]) for p in pinned})
+        if not free:
+            raise Conflict(f"A group can have at most {MAX_PINS} pinned messages; unpin one first")
+        # A random free slot, so that concurrent pins seldom choose the same one (not a secret: S311).
+        slot = random.choice(free)  # noqa: S311
+        try:
+            await repository.insert_pin(new_pin_doc(gid, key, slot, group.user_id, utc_now()))
+            break
+        except DuplicateKeyError:
+            pinned = await repository.pins_of(gid)
+    else:
+        raise Conflict("The group's pins kept changing meanwhile; try again")
+    try:
+        await _announce_pin(gid, key, pinned=True)
+    except PublishFailed:
+        # Not announced, so not pinned: a retry pins and announces it (else it would find it pinned and stay silent).
+        await repository.delete_pin(gid, key)
+        raise
+    alive, now = await asyncio.gather(
+        repository.find_group(gid, {"_id": 1}), repository.message_of(gid, key, {"recalled": 1})
+    )
+    if alive is None:
+        # Deleted meanwhile: the purge (or the sweeper's next one) takes the pin and redacts its event.
+        await repository.delete_pin(gid, key)
+        raise GroupNotFound
+    if now is None or now.get("recalled"):
+        # Recalled meanwhile: the recall's unpin may have run before this pin was stored, so this one undoes it,
+        # and says so after its own `pinned: true` whoever deleted it.
+        await repository.delete_pin(gid, key)
+        await _announce_pin(gid, key, pinned=False)
+        raise Conflict(RECALLED)
+
+
+async def unpin(group: Access, message_id: str) -> None:
+    """Unpin a message of the group (lord or admin); unpinning a message that is not pinned changes nothing."""
+    group.require_manager("unpin messages")
+    gid, key = group.group_id, _message_key(message_id)
+    if await repository.delete_pin(gid, key):
+        await _announce_pin(gid, key, pinned=False)
+    elif await repository.message_of(gid, key, {"_id": 1}) is None:
+        raise NotFound(NO_SUCH_MESSAGE)
+
+
+async def unpin_recalled(group_id: str, message_key: str) -> None:
+    """A message was recalled: unpin it if it is pinned, and tell the members (`pin`, `pinned: false`)."""
+    if await repository.delete_pin(group_id, message_key):
+        await _announce_pin(group_id, message_key, pinned=False)
+
+
+async def _announce_pin(group_id: str, message_key: str, *, pinned: bool) -> None:
+    await publish_to_group("pin", group_id, {"group_id": group_id, "message_id": message_key, "pinned": pinned})
+
+
+async def pinned_messages(group_id: str) -> list[PinnedMessage]:
+    """The group's pinned messages, most recently pinned first: the pins, then their messages (one `$in`)."""
+    pins = await repository.pins_of(group_id)
+    if not pins:
+        return []
+    messages = {
+        doc["key"]: doc for doc in await repository.messages_by_keys(group_id, [p["message_key"] for p in pins])
+    }
+    pins.sort(key=lambda p: (stored_datetime(p["pinned_at"]), p["_id"]), reverse=True)
+    return [
+        PinnedMessage(
+            **message_public(messages[p["message_key"]]).model_dump(),
+            pinned_at=p["pinned_at"],
+            pinned_by=p["pinned_by"],
+        )
+        for p in pins
+        if p["message_key"] in messages
+    ]
+
+
+# Read receipts
+
+
+async def reads(group_id: str, user_id: str, message_id: str, limit: int, offset: int) -> MessageReads:
+    """Who has read a message (its sender, the lord or an admin may ask): the members who were members when it was
+    sent (joined at or before its `created_at`) and still are, its sender left out; read means a read position at
+    or past its number. Each list in user id order, `limit` from `offset`; the counts are exact.
+
+    The group's memberships are read in one round trip whatever its size, and profiles only for the page shown.
+    """
+    gid = canonical_id(group_id)
+    if gid is None:
+        raise GroupNotFound
+    key = _message_key(message_id)
+    group, message = await asyncio.gather(
+        access(gid, user_id), repository.message_of(gid, key, {"from_id": 1, "n": 1, "created_at": 1})
+    )
+    if message is None:
+        raise NotFound(NO_SUCH_MESSAGE)
+    if message["from_id"] != user_id and group.identity not in MANAGERS:
+        raise Forbidden("Only its sender, the lord or an admin may see who read a message")
+    sent_at, n = stored_datetime(message["created_at"]), int(message["n"])
+
+    def was_member(m: Mapping[str, Any]) -> bool:
+        # By numbers: the message counts for a member who joined before it was numbered (as their unread count
+        # does); a membership from before `joined_n` existed by time.
+        joined_n = m.get("joined_n")
+        return joined_n < n if joined_n is not None else stored_datetime(m["joined_at"]) <= sent_at
+
+    members = await repository.members_since(gid)
+    audience = sorted(
+        (m for m in members if m["user_id"] != message["from_id"] and was_member(m)), key=lambda m: m["user_id"]
+    )
+    read = [m["user_id"] for m in audience if int(m.get("read_n", 0)) >= n]
+    unread = [m["user_id"] for m in audience if int(m.get("read_n", 0)) < n]
+    read_page, unread_page = read[offset : offset + limit], unread[offset : offset + limit]
+    profiles = await users.public_users([*read_page, *unread_page]) if read_page or unread_page else {}
+    return MessageReads(
+        # A member whose account is being deleted (no profile any more) is counted, not shown.
+        read=[profiles[u] for u in read_page if u in profiles],
+        unread=[profiles[u] for u in unread_page if u in profiles],
+        read_count=len(read),
+        unread_count=len(unread),
+    )
 
 
 # An account being deleted (accounts.service): every step can run again after a crash.

@@ -53,6 +53,8 @@ class StoredMessage(Document):
     reactions: list[dict[str, Any]] = Field(default_factory=list)
     # Bumped by every recall, edit and reaction: each is a compare-and-set on it (docs/store.md).
     version: int | None = None
+    # Group messages only: the member ids it mentions, or ["all"] (absent: none).
+    mentions: list[str] = Field(default_factory=list)
 
     # Both message collections have these besides their history's (<conversation>, key): the unique
     # client_key, and from_id (the messages an account sent, found when it is erased: accounts.service).
@@ -79,13 +81,15 @@ def new_message_doc(
     created_at: datetime,
     deliver_by_ms: int | None = None,
     reply_to: str | None = None,
+    mentions: list[str] | None = None,
 ) -> dict[str, Any]:
     """A direct or group message as stored, not yet delivered (`seq` None). `target` is its pair and
     `to_id`, or its `group_id`; `n` its number in that conversation; `deliver_by_ms` is the storing
-    request's delivery lease, if any; `reply_to` the key of the message it answers."""
+    request's delivery lease, if any; `reply_to` the key of the message it answers; `mentions` (group
+    messages only) the member ids it calls, or `["all"]`, stored only when there are some."""
     oid = ObjectId()
     key = str(oid)
-    return {
+    doc: dict[str, Any] = {
         "_id": oid,
         **target,
         "from_id": from_id,
@@ -100,6 +104,9 @@ def new_message_doc(
         "deliver_by_ms": deliver_by_ms,
         "reply_to": reply_to,
     }
+    if mentions:
+        doc["mentions"] = mentions
+    return doc
 
 
 def message_summary(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -38,8 +38,11 @@ DELIVERY_LEASE_MS = 10_000
 log = logging.getLogger("chat_api.messages")
 
 
-def new_message(from_id: str, body: MessageIn, n: int, **target: str) -> dict[str, Any]:
-    """A message to store, numbered `n` in its conversation, with the storing request's delivery lease.
+def new_message(
+    from_id: str, body: MessageIn, n: int, *, mentions: list[str] | None = None, **target: str
+) -> dict[str, Any]:
+    """A message to store, numbered `n` in its conversation, with the storing request's delivery lease
+    (`mentions`: a group message's, as checked by groups.service).
 
     Built once the number is taken, so `created_at` is the time the conversation's order was decided.
     """
@@ -54,6 +57,7 @@ def new_message(from_id: str, body: MessageIn, n: int, **target: str) -> dict[st
         created_at=now,
         deliver_by_ms=epoch_ms(now) + DELIVERY_LEASE_MS,
         reply_to=body.reply_to.lower() if body.reply_to is not None else None,
+        mentions=mentions,
     )
 
 

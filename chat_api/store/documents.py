@@ -6,7 +6,7 @@ from chat_api.blocks.models import Block
 from chat_api.events.models import Event, EventCounter
 from chat_api.files.models import FileChunk, StoredFile
 from chat_api.friends.models import DirectConversation, Friendship, UserRequest
-from chat_api.groups.models import Group, GroupMember, GroupMessage
+from chat_api.groups.models import Group, GroupMember, GroupMessage, GroupPin
 from chat_api.messages.models import DirectMessage
 from chat_api.ratelimit.models import RateLimitCounter
 from chat_api.realtime.models import PresenceRecord, ProcessHeartbeat
@@ -24,6 +24,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     Group,
     GroupMember,
     GroupMessage,
+    GroupPin,
     Event,
     EventCounter,
     PresenceRecord,
