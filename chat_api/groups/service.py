@@ -21,7 +21,8 @@ from chat_api.groups import repository
 from chat_api.groups.models import Identity, new_group_doc, new_member_doc
 from chat_api.groups.repository import group_messages
 from chat_api.groups.schemas import GroupCreate, GroupMemberPublic, GroupMessagePublic, GroupPublic
-from chat_api.messages.models import erased_summary, message_summary
+from chat_api.messages import postings
+from chat_api.messages.models import erased_summary, group_owner, message_summary
 from chat_api.messages.schemas import MessageIn
 from chat_api.messages.service import before_number, new_message, store_message
 from chat_api.users import repository as users
@@ -167,6 +168,7 @@ async def purge_group(group_id: str) -> None:
     """
     await repository.delete_members(group_id)
     await repository.delete_messages(group_id)
+    await postings.forget_owner(group_owner(group_id))
     await redact_group_events(group_id)
 
 
@@ -333,7 +335,9 @@ async def send_message(group_id: str, from_id: str, body: MessageIn) -> Sent:
         group_messages, new_message(from_id, body, n, group_id=gid), ("group_id", "msg", "msg_type"), GroupNotFound()
     )
     if stored.deliver:
-        # Acknowledged from here on: the message is stored. Its delivery and the group's summary follow.
+        # Acknowledged from here on: the message is stored. Its search postings (before `seq`, so a retry
+        # redoes them), its delivery and the group's summary follow.
+        await postings.index(stored.doc)
         stored.doc["seq"] = await _deliver(stored.doc)
         await repository.set_last_message(gid, stored.doc["n"], message_summary(stored.doc))
     return Sent(message_public(stored.doc), created=stored.created)
@@ -360,6 +364,7 @@ async def _deliver(doc: Mapping[str, Any]) -> int | None:
     if await repository.find_group(doc["group_id"], {"_id": 1}) is None:
         await redact_events(event.ids)
         await repository.delete_message(doc["_id"])
+        await postings.unindex(doc["key"])
         raise GroupNotFound
     seq = event.seq_for(doc["from_id"])
     await group_messages.set_seq(doc["_id"], seq)

@@ -43,6 +43,14 @@ class MessageStore:
         result = await self.collection().update_one(claim, {"$set": {"deliver_by_ms": until_ms}})
         return result.modified_count == 1
 
+    async def by_ids(self, message_ids: list[ObjectId]) -> list[dict[str, Any]]:
+        """The messages with these ids, in one `$in` query on `_id` (indexed on both stores), without the
+        delivery bookkeeping."""
+        if not message_ids:
+            return []
+        projection = {"client_key": 0, "deliver_by_ms": 0}
+        return await self.collection().find({"_id": {"$in": message_ids}}, projection).to_list()
+
     async def set_seq(self, message_id: ObjectId, seq: int) -> None:
         """Mark a message delivered by the event `seq`."""
         await self.collection().update_one({"_id": message_id}, {"$set": {"seq": seq}})

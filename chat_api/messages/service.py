@@ -21,6 +21,7 @@ from chat_api.events.service import PublishFailed, publish
 from chat_api.files.service import file_url_exists
 from chat_api.friends import repository as friends
 from chat_api.friends.models import pair_key
+from chat_api.messages import postings
 from chat_api.messages.models import message_summary, new_message_doc
 from chat_api.messages.repository import MessageStore, direct_messages
 from chat_api.messages.schemas import DirectMessageIn, MessageIn, MessagePublic
@@ -122,7 +123,10 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
     doc = new_message(from_id, body, await friends.take_number(pair), pair=pair, to_id=to_id)
     stored = await store_message(direct_messages, doc, ("to_id", "msg", "msg_type"))
     if stored.deliver:
-        # New, or the first attempt stopped before it was delivered: deliver it now.
+        # New, or the first attempt stopped before it was delivered: index it for search (again: a no-op
+        # for the postings already there), then deliver it. Indexed before `seq` is set, so a delivered
+        # message is always searchable.
+        await postings.index(stored.doc)
         stored.doc["seq"] = await deliver(stored.doc)
     return MessagePublic.from_stored(stored.doc), stored.created
 
