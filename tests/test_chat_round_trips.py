@@ -36,9 +36,9 @@ EXPECTED: dict[str, int] = {
     # token, delete both sides
     "DELETE /api/friends/<user_id>": 2,
     # token, friendship, the message's number (issue 11: one findAndModify on the pair's counter),
-    # insert, publish (2), both summaries (one update), seq
-    "POST /api/user-message": 8,
-    # the same with the file's existence checked beside the friendship
+    # insert, publish (2), both summaries (one update), seq; issue 13: its search postings (one insert_many)
+    "POST /api/user-message": 9,
+    # the same with the file's existence checked beside the friendship, and no postings (an img has no text)
     "POST /api/user-message img": 9,
     # token, friendship, a number (left unused: a hole), the insert the unique client_key refuses, the original
     "POST /api/user-message retry": 5,

@@ -73,11 +73,11 @@ async def search(user_id: str, q: str, before: str | None, limit: int) -> list[S
     try:
         query = Query.parse(q)
     except QueryError as error:
-        raise Invalid(str(error), errors=[{"field": "q", "message": str(error), "type": "value_error"}]) from None
+        raise Invalid(str(error)) from None
     memberships, anchor = await asyncio.gather(groups.joined_groups(user_id), _message(before))
     reader = Reader(user_id, {m["group_id"]: joining_position(m["joined_at"]) for m in memberships})
     if before is not None and (anchor is None or not reader.may_read(anchor)):
-        raise Invalid(BEFORE_UNREADABLE, errors=[{"field": "before", "message": BEFORE_UNREADABLE, "type": "value"}])
+        raise Invalid(BEFORE_UNREADABLE)
     upper = None if anchor is None else message_position(anchor)
     return await _walk(reader, query, reader.scopes(upper), limit)
 
