@@ -29,8 +29,9 @@ EXPECTED: dict[str, tuple[int, int]] = {
     "POST /api/logout": (7, 0),
     # token user; the deletion's mark, the user, the waiting requests (to, from), the friendships, presence records,
     # the `logout` event closing every socket (newest seq, insert), the memberships, the mark removed (an account
-    # without friends or groups: docs/reliability.md, "Account deletion")
-    "DELETE /api/users/<own id>": (11, 0),
+    # without friends or groups: docs/reliability.md, "Account deletion"); issue 13: its own copies of direct
+    # messages' search postings
+    "DELETE /api/users/<own id>": (12, 0),
     "GET /healthz": (1, 0),
 }
 
