@@ -58,13 +58,18 @@ async def forget_owner(owner: str) -> None:
     await collection().delete_many({"owner": {"$eq": owner}})
 
 
-async def walk(owner: str, term: str, since: str, before: str | None, limit: int) -> list[dict[str, Any]]:
-    """The next `limit` postings of `term` readable through `owner`, newest first: positioned at or after
-    `since` and before `before`. One range of (owner, term, pos), read in its order: the cost is the page's,
-    not the number of postings (a range on `term` would make the store sort every match)."""
+def walk_filter(owner: str, term: str, since: str, before: str | None) -> dict[str, Any]:
+    """The postings of `term` readable through `owner`, positioned at or after `since` and before `before`: one
+    range of `owner_1_term_1_pos_1`, `$eq` spelled out so that nx-27017 uses it too."""
     span: dict[str, Any] = {"$gte": since}
     if before is not None:
         span["$lt"] = before
-    query = {"owner": {"$eq": owner}, "term": {"$eq": term}, "pos": span}
+    return {"owner": {"$eq": owner}, "term": {"$eq": term}, "pos": span}
+
+
+async def walk(owner: str, term: str, since: str, before: str | None, limit: int) -> list[dict[str, Any]]:
+    """The next `limit` postings of `walk_filter`, newest first, read in the index's order: the cost is the
+    page's, not the number of postings (a range on `term` would make the store sort every match)."""
+    query = walk_filter(owner, term, since, before)
     cursor = collection().find(query, {"_id": 0, "key": 1, "pos": 1}).sort("pos", DESCENDING).limit(limit)
     return await cursor.batch_size(limit).to_list()
