@@ -349,6 +349,10 @@ def test_a_seeded_demo_user_sees_friends_conversations_and_groups_over_http(
                 ("user", ids[11]): 1,
                 ("group", group_id): 1,
             }
+            # The seeded messages are indexed for search (issue 13): the 4th line, in each of the 5 conversations.
+            _, found = app.get("/api/messages/search", params={"q": "LUNCH"}, headers=headers)
+            assert found.status == 200
+            assert [hit["message"]["msg"] for hit in found.json] == ["Lunch tomorrow?"] * 5
     finally:
         store.stop()
 
