@@ -25,6 +25,7 @@ import bcrypt
 import httpx
 from pymongo import MongoClient
 
+from bench import search as search_bench
 from bench import store_load
 from bench.delivery import SENDERS, Delivery
 from bench.delivery import measure as measure_delivery
@@ -59,10 +60,20 @@ class Plan:
     growth_users: int
     bcrypt_seconds: float
     idle_seconds: float  # scenario 9's window, per mode
+    search_messages: tuple[int, int] = (10_000, 100_000)  # scenario 13's two stores
 
 
 FULL = Plan(warmup=3, seconds=10, repeats=3, connections=16, growth_users=100_000, bcrypt_seconds=5, idle_seconds=60)
-QUICK = Plan(warmup=1, seconds=2, repeats=1, connections=16, growth_users=10_000, bcrypt_seconds=1, idle_seconds=15)
+QUICK = Plan(
+    warmup=1,
+    seconds=2,
+    repeats=1,
+    connections=16,
+    growth_users=10_000,
+    bcrypt_seconds=1,
+    idle_seconds=15,
+    search_messages=(2_000, 20_000),
+)
 
 
 @dataclass(frozen=True)
@@ -531,6 +542,40 @@ def concurrent_senders(bench: Bench, root: Path, secret: str) -> None:
     )
 
 
+def message_search(bench: Bench, root: Path, secret: str) -> None:
+    """Scenario 13: the p50 of a search over 100,000 stored messages against one over 10,000 (bench/search.py)."""
+    small, big = bench.plan.search_messages
+    log(f"scenario 13: message search, p50 over {big:,} stored messages against {small:,}")
+    rng = random.Random(13)  # noqa: S311 - made-up texts, not a secret
+    with ExitStack() as stack:
+        sites = []
+        for size in (small, big):
+            site = stack.enter_context(Site.open(root / str(size), secret, BCRYPT_ROUNDS))
+            # The seed first, into collections without their secondary indexes (inserts maintaining three
+            # indexes ran ten times slower), then the app, which builds the indexes at start-up.
+            seeded = search_bench.seed(site.store.uri, "chat", size, rng)
+            log(f"  seeded {seeded.messages:,} messages and {seeded.postings:,} postings in {seeded.seconds:.0f} s")
+            app = stack.enter_context(site.serve(f"search-{size}", "chat_api", "/healthz"))
+            sites.append((app, seeded))
+        rounds, per_round = (1, 30) if bench.plan is QUICK else (3, 120)
+        times = search_bench.p50_rounds(sites, secret, rounds, per_round, warmup=12)
+    bench.answered += sum(len(t) for t in times)
+    p50_small, p50_big = (search_bench.p50(t) for t in times)
+    log(f"  p50 {p50_small:.2f} ms over {small:,} messages, {p50_big:.2f} ms over {big:,}")
+    bench.report.entries.append(
+        Entry(f"13. search: p50 over {big:,} messages", f"p50 over {big:,} stored messages ÷ p50 over {small:,}",
+              p50_big, p50_small, "<= 2")
+    )  # fmt: skip
+    bench.report.pairs.append(
+        Pair("13. message search", "latency", "p50", f"{big:,} messages", p50_big, f"{small:,}", p50_small)
+    )
+    bench.report.notes.append(
+        f"Scenario 13: {len(times[0])} searches per store, one at a time, cycling through {sites[0][1].queries}; "
+        f"p50 {p50_small:.2f} ms over {small:,} messages ({sites[0][1].postings:,} postings), {p50_big:.2f} ms over "
+        f"{big:,} ({sites[1][1].postings:,} postings)."
+    )
+
+
 @contextmanager
 def deployment(root: Path, users: int, secret: str, with_limit: bool) -> Iterator[tuple[Site, str, str | None]]:
     with ExitStack() as stack:
@@ -590,6 +635,8 @@ def run(plan: Plan, workdir: Path, only: set[int]) -> Report:
         concurrent_senders(bench, workdir / "senders", secret)
     if 12 in only:
         two_instances(bench, workdir / "two-instances", secret)
+    if 13 in only:
+        message_search(bench, workdir / "search", secret)
     if bench.answered:  # scenario 9 alone sends no request
         bench.report.entries.append(
             Entry(
@@ -611,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated scenario numbers, to work on some; the results go to partial.*")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    only = {int(n) for n in args.only.split(",")} if args.only else set(range(1, 13))
+    only = {int(n) for n in args.only.split(",")} if args.only else set(range(1, 14))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="chat-api-bench-") as tmp:
         report = run(plan, Path(tmp), only)

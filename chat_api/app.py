@@ -27,6 +27,7 @@ from chat_api.http.types import ChatApp
 from chat_api.logs import configure_logging
 from chat_api.messages import routes as messages_routes
 from chat_api.realtime import routes as realtime_routes
+from chat_api.search import routes as search_routes
 from chat_api.shutdown import setup_graceful_shutdown
 from chat_api.store.lifecycle import setup_store
 from chat_api.users import routes as users_routes
@@ -43,6 +44,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     friends_routes,
     blocks_routes,
     messages_routes,
+    search_routes,
     conversations_routes,
     groups_routes,
     files_routes,

@@ -22,7 +22,7 @@ from chat_api.friends.models import (
     pair_key,
 )
 from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity, new_group_doc, new_member_doc
-from chat_api.messages.models import DirectMessage, message_summary, new_message_doc
+from chat_api.messages.models import DirectMessage, MessageTerm, message_summary, new_message_doc, new_term_docs
 
 LINES = (
     "Hi! How are you?",
@@ -116,6 +116,10 @@ def group(
         new_message(clock, members[i % len(members)], LINES[i % len(LINES)], i + 1, group_id=group_id)
         for i in range(count)
     ]
+    # Created, and joined by everyone, when its first message was sent: members read (and search) from joining on.
+    if messages:
+        now = messages[0]["created_at"]
+        doc["created_at"] = now
     last = messages[-1] if messages else None
     doc.update(last_n=count)
     if last is not None:
@@ -166,6 +170,7 @@ async def seed_chat(
     for a, b in pairs:
         messages, friendships, counter = conversation(clock, a, b, plan.messages, now)
         await out.add(names[DirectMessage], messages)
+        await out.add(MessageTerm.Settings.name, [posting for m in messages for posting in new_term_docs(m)])
         await out.add(names[Friendship], friendships)
         if messages:
             await out.add(names[DirectConversation], [counter])
@@ -176,6 +181,7 @@ async def seed_chat(
         await out.add(names[Group], [doc])
         await out.add(names[GroupMember], member_docs)
         await out.add(names[GroupMessage], messages)
+        await out.add(MessageTerm.Settings.name, [posting for m in messages for posting in new_term_docs(m)])
         counts.groups += 1
         counts.members += len(member_docs)
         counts.group_messages += len(messages)

@@ -127,6 +127,7 @@ def test_each_collection_is_queried_by_its_owner_only() -> None:
         "chat_api.users.repository",
         "chat_api.friends.repository",
         "chat_api.messages.repository",
+        "chat_api.messages.postings",
         "chat_api.groups.repository",
         "chat_api.blocks.repository",
         "chat_api.events.service",

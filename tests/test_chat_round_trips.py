@@ -37,9 +37,10 @@ EXPECTED: dict[str, int] = {
     # token, delete both sides
     "DELETE /api/friends/<user_id>": 2,
     # token, friendship + a block of the sender (together, issue 13), the message's number (issue 11: one
-    # findAndModify on the pair's counter), insert, publish (2), both summaries (one update), seq
-    "POST /api/user-message": 9,
-    # the same with the file's existence checked beside the friendship
+    # findAndModify on the pair's counter), insert, its search postings (one insert_many, issue 13), publish (2),
+    # both summaries (one update), seq
+    "POST /api/user-message": 10,
+    # the same with the file's existence checked beside the friendship, and no postings (an img has no text)
     "POST /api/user-message img": 10,
     # token, friendship + block, a number (left unused: a hole), the insert the unique client_key refuses, the
     # original

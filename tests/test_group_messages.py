@@ -419,7 +419,9 @@ EXPECTED = {
     # reads its group again once published (a deletion racing it undoes it: docs/reliability.md). Issue 12
     # reads the sender's membership instead of the member list, and numbers the event from a counter instead
     # of reading the newest number: the same count, whatever the group's size.
-    "POST /api/groups/<id>/messages": 10,
+    # Issue 13: one more, the message's search postings (one insert_many, whatever the number of terms; none for a
+    # text with no term of 2 characters or more).
+    "POST /api/groups/<id>/messages": 11,
     "POST /api/groups/<id>/messages (retry)": 6,
     "GET /api/groups/<id>/messages": 4,
     # Issue 13: token, group + membership (together), the message, the compare-and-set, then for a recall or an
@@ -428,8 +430,8 @@ EXPECTED = {
     "PATCH /api/groups/<id>/messages/<message_id>": 9,
     "DELETE /api/groups/<id>/messages/<message_id>": 9,
     # One fewer since issue 12: the `group_deleted` event names the group, so the member list is not read.
-    # One more since issue 13: the purge deletes the group's pins.
-    "DELETE /api/groups/<id>": 10,
+    # Two more since issue 13: the purge deletes the group's pins and its search postings.
+    "DELETE /api/groups/<id>": 11,
 }
 
 
@@ -455,8 +457,8 @@ def test_every_group_route_takes_its_store_round_trips(
     call("POST /api/groups/<id>/members", f"{base}/members", 201, json={"user_id": friend.id})
     call("GET /api/groups/<id>/members", f"{base}/members", 200)
     call("PUT /api/groups/<id>/members/<user_id>", f"{base}/members/{friend.id}", 204, json={"identity": "admin"})
-    call("POST /api/groups/<id>/messages", f"{base}/messages", 201, json={"msg": "m", "client_msg_id": "r"})
-    call("POST /api/groups/<id>/messages (retry)", f"{base}/messages", 200, json={"msg": "m", "client_msg_id": "r"})
+    call("POST /api/groups/<id>/messages", f"{base}/messages", 201, json={"msg": "hi", "client_msg_id": "r"})
+    call("POST /api/groups/<id>/messages (retry)", f"{base}/messages", 200, json={"msg": "hi", "client_msg_id": "r"})
     call("GET /api/groups/<id>/messages", f"{base}/messages", 200)
     message = f"{base}/messages/" + api.get(f"{base}/messages", headers=lord.headers).json[0]["id"]
     call("PUT /api/groups/<id>/messages/<message_id>/reactions/<emoji>", f"{message}/reactions/%F0%9F%91%8D", 204)
@@ -482,16 +484,19 @@ def test_a_group_message_costs_the_same_whatever_the_number_of_members(
         now = utc_now()
         members = [new_member_doc(group_id, str(ObjectId()), "user", now) for _ in range(added)]
         sync_db.group_members.insert_many(members)
-        sent = trips(counter, api, "post", f"/api/groups/{group_id}/messages", 201, lord, json={"msg": f"+{added}"})
+        sent = trips(
+            counter, api, "post", f"/api/groups/{group_id}/messages", 201, lord, json={"msg": f"members {added}"}
+        )
         costs.append(sent.commands)
     assert sync_db.group_members.count_documents({"group_id": group_id}) == 10_000
     assert costs[0] == costs[1], costs
     writes = [(name, target) for name, target in costs[1] if name in {"insert", "update", "findAndModify", "delete"}]
-    # The group's counter, the message, the event's number and the event (one document), the message's seq, the
-    # group's summary: six writes for 3 members and for 10,000.
+    # The group's counter, the message, its search postings (issue 13), the event's number and the event (one
+    # document), the message's seq, the group's summary: seven writes for 3 members and for 10,000.
     assert writes == [
         ("findAndModify", "groups"),
         ("insert", "group_messages"),
+        ("insert", "message_terms"),
         ("findAndModify", "event_counters"),
         ("insert", "events"),
         ("update", "group_messages"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pymongo import MongoClient
 
 from chat_api.friends.models import Friendship, new_direct_conversation_doc, pair_key
 from chat_api.groups.models import Group, GroupMember, GroupMessage
-from chat_api.messages.models import DirectMessage
+from chat_api.messages.models import DirectMessage, new_message_doc, new_term_docs
 from chat_api.store.embedded import EmbeddedStore
 from chat_api.store.indexes import IndexSpec, declared_indexes
 from tests.conftest import OtherApp
@@ -349,6 +350,10 @@ def test_a_seeded_demo_user_sees_friends_conversations_and_groups_over_http(
                 ("user", ids[11]): 1,
                 ("group", group_id): 1,
             }
+            # The seeded messages are indexed for search (issue 13): the 4th line, in each of the 5 conversations.
+            _, found = app.get("/api/messages/search", params={"q": "LUNCH"}, headers=headers)
+            assert found.status == 200
+            assert [hit["message"]["msg"] for hit in found.json] == ["Lunch tomorrow?"] * 5
     finally:
         store.stop()
 
@@ -505,5 +510,33 @@ def test_partition_events_moves_an_old_log_once(tmp_path: Path) -> None:
         assert sorted((c["_id"], c["seq"]) for c in db.event_counters.find()) == [(-1, 12), (0, 12), (1, 12)]
         client.close()
         assert run_script("scripts.indexes", "create", cwd=tmp_path, env=env).returncode == 0
+    finally:
+        store.stop()
+
+
+def test_index_messages_indexes_old_messages_once(tmp_path: Path) -> None:
+    """Messages stored before issue 13 have no postings: the script writes them, and a second run writes none."""
+    env = subprocess_env(tmp_path / "data")
+    store = EmbeddedStore(tmp_path / "data").start()
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(store.uri, tz_aware=True)
+        db = client.chat
+        now = datetime.now(UTC)
+        direct = new_message_doc({"pair": "a:b", "to_id": "b"}, "a", "Hello world", n=1, created_at=now)
+        grouped = new_message_doc({"group_id": "g1"}, "a", "你好世界", n=1, created_at=now)
+        image = new_message_doc({"group_id": "g1"}, "a", "/api/files/x", n=2, msg_type="img", created_at=now)
+        db.user_messages.insert_one(direct)
+        db.group_messages.insert_many([grouped, image])
+        result = run_script("scripts.index_messages", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        expected = len(new_term_docs(direct)) + len(new_term_docs(grouped))
+        assert f"Counts(messages=3, postings={expected})" in result.stdout
+        assert {p["owner"] for p in db.message_terms.find({"term": "hello"})} == {"a", "b"}
+        assert [p["owner"] for p in db.message_terms.find({"term": "世界"})] == ["g:g1"]
+        again = run_script("scripts.index_messages", cwd=tmp_path, env=env)
+        assert again.returncode == 0, again.stderr
+        assert "Counts(messages=3, postings=0)" in again.stdout
+        assert db.message_terms.count_documents({}) == expected
+        client.close()
     finally:
         store.stop()

@@ -17,6 +17,7 @@ from chat_api.common.clock import epoch_ms, utc_now
 from chat_api.files.service import delete_files_of
 from chat_api.friends import repository as friends
 from chat_api.groups import service as groups
+from chat_api.messages import postings
 from chat_api.messages.models import erased_summary
 from chat_api.messages.repository import direct_messages
 from chat_api.realtime import presence
@@ -65,7 +66,11 @@ async def carry_out(user_id: ObjectId, *, erase: bool) -> None:
     # nobody is kept away by, or from, an account that no longer exists.
     await blocks.delete_all_of(hex_id)
     await groups.forget_account(hex_id)
+    # Its own copies of direct postings: nobody searches as a deleted account.
+    await postings.forget_owner(hex_id)
     if erase:
+        # Postings first: an erasure cut short after them leaves text nobody finds, never the other way round.
+        await postings.forget_sender(hex_id)
         await direct_messages.erase_from(hex_id)
         await groups.erase_messages_from(hex_id)
         await delete_files_of(hex_id)

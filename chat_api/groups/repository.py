@@ -177,6 +177,12 @@ async def members_since(group_id: str) -> list[dict[str, Any]]:
     return await cursor.batch_size(MEMBER_BATCH).to_list()
 
 
+async def joined_groups(user_id: str) -> list[dict[str, Any]]:
+    """My memberships: each group's id and when I joined it (what I may search: `user_id_1_group_id_1`)."""
+    cursor = members().find({"user_id": {"$eq": user_id}}, {"_id": 0, "group_id": 1, "joined_at": 1})
+    return await cursor.batch_size(MEMBER_BATCH).to_list()
+
+
 def memberships_cursor(user_id: str, batch: int) -> AsyncCursor[dict[str, Any]]:
     """All my memberships (group, identity, since when) in group id order, `batch` at a time (the
     export): the prefix of (user_id, group_id)."""

@@ -33,7 +33,8 @@ from chat_api.groups.schemas import (
     MessageReads,
     PinnedMessage,
 )
-from chat_api.messages.models import erased_summary, message_summary
+from chat_api.messages import postings
+from chat_api.messages.models import erased_summary, group_owner, message_summary
 from chat_api.messages.schemas import MessageIn, Previews, current_state
 from chat_api.messages.service import (
     Thread,
@@ -192,6 +193,7 @@ async def purge_group(group_id: str) -> None:
     await repository.delete_members(group_id)
     await repository.delete_messages(group_id)
     await repository.delete_pins(group_id)
+    await postings.forget_owner(group_owner(group_id))
     await redact_group_events(group_id)
 
 
@@ -402,8 +404,10 @@ async def send_message(group_id: str, from_id: str, body: GroupMessageIn) -> Sen
     )
     previews = {original["key"]: original} if isinstance(original, dict) else {}
     if stored.deliver:
-        # Acknowledged from here on: the message is stored. Its delivery and the group's summary follow.
+        # Acknowledged from here on: the message is stored. Its search postings (before `seq`, so a retry
+        # redoes them), its delivery and the group's summary follow.
         doc = stored.doc
+        await postings.index(doc)
         doc["seq"] = await _deliver(doc, previews)
         calls_all = doc.get("mentions") == [MENTION_ALL]
         await asyncio.gather(
@@ -457,6 +461,7 @@ async def _deliver(doc: Mapping[str, Any], previews: Previews) -> int | None:
     if await repository.find_group(doc["group_id"], {"_id": 1}) is None:
         await redact_events(event.ids)
         await repository.delete_message(doc["_id"])
+        await postings.unindex(doc["key"])
         raise GroupNotFound
     seq = event.seq_for(doc["from_id"])
     await group_messages.set_seq(doc["_id"], seq)
@@ -489,6 +494,8 @@ async def recall_message(group: Access, message_id: str, window: int) -> None:
     """Its sender within `window`; the lord and admins any message, at any time (a member's message too)."""
     doc = await find_message(group_messages, message_id, group.group_id)
     await recall(group_thread(group.group_id), doc, group.user_id, any_time=group.identity in MANAGERS, window=window)
+    # After the recall, every time (a retry too): a pin of it goes, and the members are told.
+    await unpin_recalled(group.group_id, doc["key"])
 
 
 async def edit_message(group: Access, message_id: str, text: str, window: int) -> BaseModel:

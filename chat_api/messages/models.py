@@ -11,6 +11,8 @@ from bson import ObjectId
 from pydantic import Field
 from pymongo import IndexModel
 
+from chat_api.common.clock import epoch_ms, stored_datetime
+from chat_api.messages.terms import message_terms
 from chat_api.store.keys import ascending
 
 MsgType = Literal["txt", "img", "voice"]
@@ -138,3 +140,63 @@ def erased_summary(summary: Mapping[str, Any] | None, sender: str) -> dict[str, 
     if summary is None or summary.get("from_id") != sender:
         return None
     return {**summary, **ERASED}
+
+
+class MessageTerm(Document):
+    """One search posting: a message (`key`) is indexed under `term` for the readers of `owner`.
+
+    `owner` is a direct message's participant (each one's own copy, so a user's direct messages are one index
+    range) or `g:<group id>` (one copy for all members). `pos` orders postings newest first: the message's
+    creation time (epoch ms, 13 digits) then its key, so equal times still have one order. The `_id` is
+    `<key>/<owner>/<term>`, so indexing a message again (a retried send) inserts nothing new.
+    """
+
+    owner: str
+    term: str
+    pos: str
+    key: str
+    from_id: str
+
+    class Settings:
+        name = "message_terms"
+        indexes: ClassVar[list[IndexModel]] = [
+            # The search: one term of one owner, newest first, from a position on (`$eq`, `$eq`, range).
+            ascending("owner", "term", "pos"),
+            # A message's postings (recall, edit), and a sender's (account erasure).
+            ascending("key"),
+            ascending("from_id"),
+        ]
+
+
+def group_owner(group_id: str) -> str:
+    return f"g:{group_id}"
+
+
+def message_position(doc: Mapping[str, Any]) -> str:
+    """Where a message stands in the search's newest-first order (MessageTerm.pos)."""
+    return f"{epoch_ms(stored_datetime(doc['created_at'])):013d}{doc['key']}"
+
+
+def searchable(doc: Mapping[str, Any]) -> bool:
+    """Whether a stored message's text is found by search: text, neither recalled nor erased."""
+    return doc.get("msg_type", "txt") == "txt" and not doc.get("recalled", False) and not doc.get("erased", False)
+
+
+def new_term_docs(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The postings of a stored message (none if it is not searchable): one per term and reader scope."""
+    if not searchable(doc):
+        return []
+    owners = [group_owner(doc["group_id"])] if "group_id" in doc else sorted({doc["from_id"], doc["to_id"]})
+    pos = message_position(doc)
+    return [
+        {
+            "_id": f"{doc['key']}/{owner}/{term}",
+            "owner": owner,
+            "term": term,
+            "pos": pos,
+            "key": doc["key"],
+            "from_id": doc["from_id"],
+        }
+        for owner in owners
+        for term in message_terms(doc["msg"])
+    ]

@@ -27,6 +27,7 @@ from chat_api.events.service import REACTORS, PublishFailed, direct_conversation
 from chat_api.files.service import file_url_exists
 from chat_api.friends import repository as friends
 from chat_api.friends.models import pair_key
+from chat_api.messages import postings
 from chat_api.messages.models import RECALLED, message_summary, new_message_doc
 from chat_api.messages.repository import MessageStore, direct_messages
 from chat_api.messages.schemas import DirectMessageIn, MessageIn, MessagePublic, Previews, reactors
@@ -155,7 +156,10 @@ async def send_message(from_id: str, body: DirectMessageIn) -> tuple[MessagePubl
     doc = new_message(from_id, body, await friends.take_number(pair), pair=pair, to_id=to_id)
     stored = await store_message(direct_messages, doc, ("to_id", "msg", "msg_type", "reply_to"))
     if stored.deliver:
-        # New, or the first attempt stopped before it was delivered: deliver it now.
+        # New, or the first attempt stopped before it was delivered: index it for search (again: a no-op
+        # for the postings already there), then deliver it. Indexed before `seq` is set, so a delivered
+        # message is always searchable.
+        await postings.index(stored.doc)
         stored.doc["seq"] = await deliver(stored.doc, previews)
     return MessagePublic.from_stored(stored.doc, from_id, previews), stored.created
 
@@ -338,6 +342,8 @@ async def recall(thread: Thread, doc: dict[str, Any], actor: str, *, any_time: b
     doc, _ = await _change(thread.store, doc, compute)
     if doc.get("recall_seq") is not None:
         return
+    # Out of search before it is announced (redone by a retry, like the rest).
+    await postings.unindex(doc["key"])
     await thread.summarise(int(doc["n"]), message_summary(doc))
     data = {"message_id": doc["key"], "conversation": thread.conversation}
     seq = await thread.publish("message_recalled", data)
@@ -365,6 +371,7 @@ async def edit(thread: Thread, doc: dict[str, Any], actor: str, text: str, *, wi
     doc, _ = await _change(thread.store, doc, compute)
     previews = await previews_for(thread.store, [doc])
     if doc.get("edited_at") is not None and doc.get("edit_seq") is None:
+        await postings.reindex(doc)
         await thread.summarise(int(doc["n"]), message_summary(doc))
         shared = thread.render(doc, None, previews).model_dump(mode="json")
         shared[REACTORS] = reactors(doc)

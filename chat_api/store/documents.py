@@ -7,7 +7,7 @@ from chat_api.events.models import Event, EventCounter
 from chat_api.files.models import FileChunk, StoredFile
 from chat_api.friends.models import DirectConversation, Friendship, UserRequest
 from chat_api.groups.models import Group, GroupMember, GroupMessage, GroupPin
-from chat_api.messages.models import DirectMessage
+from chat_api.messages.models import DirectMessage, MessageTerm
 from chat_api.ratelimit.models import RateLimitCounter
 from chat_api.realtime.models import PresenceRecord, ProcessHeartbeat
 from chat_api.users.models import AccountDeletion, User
@@ -21,6 +21,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     DirectConversation,
     Block,
     DirectMessage,
+    MessageTerm,
     Group,
     GroupMember,
     GroupMessage,
