@@ -21,7 +21,16 @@ from chat_api.friends.models import (
     new_friendship_docs,
     pair_key,
 )
-from chat_api.groups.models import Group, GroupMember, GroupMessage, Identity, new_group_doc, new_member_doc
+from chat_api.groups.models import (
+    Group,
+    GroupMember,
+    GroupMessage,
+    GroupPin,
+    Identity,
+    new_group_doc,
+    new_member_doc,
+    new_pin_doc,
+)
 from chat_api.messages.models import DirectMessage, MessageTerm, message_summary, new_message_doc, new_term_docs
 
 LINES = (
@@ -85,16 +94,22 @@ def friend_pairs(user_ids: list[str], friends: int) -> Iterator[tuple[str, str]]
 
 
 def conversation(
-    clock: Clock, a: str, b: str, count: int, now: datetime
+    clock: Clock, a: str, b: str, count: int, now: datetime, muted: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """`count` messages between a and b numbered 1 to `count`, their two Friendship documents and the
-    pair's counter: each side has read all but the last message, which is unread by its recipient."""
+    pair's counter: each side has read all but the last message, which is unread by its recipient. The third
+    message replies to the second, b reacts to the first, and `muted` mutes the conversation on a's side."""
     pair = pair_key(a, b)
     messages = []
     for index in range(count):
         sender, recipient = (a, b) if index % 2 == 0 else (b, a)
         messages.append(new_message(clock, sender, LINES[index % len(LINES)], index + 1, pair=pair, to_id=recipient))
+    if count >= 3:
+        # Some of what issue 13 added: a reply (the third message answers the second) and a reaction.
+        messages[2]["reply_to"] = messages[1]["key"]
+        messages[0]["reactions"] = [{"emoji": "👍", "users": [b]}]
     friendships = new_friendship_docs(a, b, now)
+    friendships[0]["muted"] = muted
     for doc in friendships:
         if messages:
             last = messages[-1]
@@ -105,9 +120,10 @@ def conversation(
 
 def group(
     clock: Clock, members: list[str], number: int, count: int, now: datetime
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """A group of `members` (the first its lord, the second an admin) with `count` messages, read by
-    every member but the newest, which only its sender has read."""
+    every member but the newest, which only its sender has read, and its pins: the lord pinned the first
+    message, which the second answers and other members reacted to."""
     fields = {"group_name": f"Demo group {number}", "group_desc": "Seeded by scripts.seed", "group_avatar": None,
               "group_placard": None}  # fmt: skip
     doc = new_group_doc(fields, members[0], now)
@@ -116,6 +132,11 @@ def group(
         new_message(clock, members[i % len(members)], LINES[i % len(LINES)], i + 1, group_id=group_id)
         for i in range(count)
     ]
+    pins = []
+    if len(messages) >= 2:
+        messages[1]["reply_to"] = messages[0]["key"]
+        messages[0]["reactions"] = [{"emoji": "🎉", "users": members[1:3]}]
+        pins.append(new_pin_doc(group_id, messages[0]["key"], 0, members[0], messages[-1]["created_at"]))
     # Created, and joined by everyone, when its first message was sent: members read (and search) from joining on.
     if messages:
         now = messages[0]["created_at"]
@@ -132,7 +153,7 @@ def group(
             read_n = count if last["from_id"] == user_id else count - 1
         identity: Identity = identities[index] if index < 2 else "user"
         member_docs.append(new_member_doc(group_id, user_id, identity, now, read_n))
-    return doc, member_docs, messages
+    return doc, member_docs, messages, pins
 
 
 class Batches:
@@ -167,8 +188,9 @@ async def seed_chat(
     out = Batches(db, batch)
     models = (Friendship, DirectConversation, DirectMessage, Group, GroupMember, GroupMessage)
     names = {model: model.Settings.name for model in models}
-    for a, b in pairs:
-        messages, friendships, counter = conversation(clock, a, b, plan.messages, now)
+    for number, (a, b) in enumerate(pairs):
+        # Every third conversation muted on one side, so the demo shows `muted` and /conversations/unread's split.
+        messages, friendships, counter = conversation(clock, a, b, plan.messages, now, muted=number % 3 == 0)
         await out.add(names[DirectMessage], messages)
         await out.add(MessageTerm.Settings.name, [posting for m in messages for posting in new_term_docs(m)])
         await out.add(names[Friendship], friendships)
@@ -177,8 +199,9 @@ async def seed_chat(
         counts.friendships += 1
         counts.direct_messages += len(messages)
     for number, members in enumerate(groups, start=1):
-        doc, member_docs, messages = group(clock, members, number, plan.messages, now)
+        doc, member_docs, messages, pins = group(clock, members, number, plan.messages, now)
         await out.add(names[Group], [doc])
+        await out.add(GroupPin.Settings.name, pins)
         await out.add(names[GroupMember], member_docs)
         await out.add(names[GroupMessage], messages)
         await out.add(MessageTerm.Settings.name, [posting for m in messages for posting in new_term_docs(m)])

@@ -47,14 +47,16 @@ EXPECTED: dict[str, int] = {
     "POST /api/user-message retry": 6,
     # token, the page
     "GET /api/user-message/<from_id>/<to_id>": 2,
-    # Issue 13. A reply: the original's read beside the friendship (only when `reply_to` is given)
-    "POST /api/user-message reply": 9,
+    # Issue 13. A reply: the message's 10, and the original's read beside the friendship (only with `reply_to`)
+    "POST /api/user-message reply": 11,
     # a page with replies: one read of their originals (by `_id` `$in`), only when the page has replies
     "GET /api/user-message/<from_id>/<to_id> with replies": 3,
-    # token, the message, the compare-and-set, the summary (if it is the last), publish (2), the event's marker
-    "DELETE /api/user-message/<id>": 7,
-    # the same, and the event's whole message shows its reply's preview: one read of the original (a reply here)
-    "PATCH /api/user-message/<id>": 8,
+    # token, the message, the compare-and-set, its search postings removed, the summary (if it is the last),
+    # publish (2), the event's marker
+    "DELETE /api/user-message/<id>": 8,
+    # the same, with the postings of the new text added and those of the old removed (two), and the event's whole
+    # message shows its reply's preview: one read of the original (a reply here)
+    "PATCH /api/user-message/<id>": 10,
     # token, the message, the compare-and-set, publish (2)
     "PUT /api/user-message/<id>/reactions/<emoji>": 5,
     # token, friendships + memberships (together), groups, profiles + one exact unread count per

@@ -425,10 +425,11 @@ EXPECTED = {
     "POST /api/groups/<id>/messages (retry)": 6,
     "GET /api/groups/<id>/messages": 4,
     # Issue 13: token, group + membership (together), the message, the compare-and-set, then for a recall or an
-    # edit the group's summary, the event (its number, the insert) and its marker; for a reaction the event.
+    # edit the group's summary, the event (its number, the insert) and its marker; for a reaction the event. An
+    # edit also replaces its search postings (two), a recall removes them and its pin, if any (two).
     "PUT /api/groups/<id>/messages/<message_id>/reactions/<emoji>": 7,
-    "PATCH /api/groups/<id>/messages/<message_id>": 9,
-    "DELETE /api/groups/<id>/messages/<message_id>": 9,
+    "PATCH /api/groups/<id>/messages/<message_id>": 11,
+    "DELETE /api/groups/<id>/messages/<message_id>": 11,
     # One fewer since issue 12: the `group_deleted` event names the group, so the member list is not read.
     # Two more since issue 13: the purge deletes the group's pins and its search postings.
     "DELETE /api/groups/<id>": 11,

@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from chat_api.friends.models import Friendship, new_direct_conversation_doc, pair_key
-from chat_api.groups.models import Group, GroupMember, GroupMessage
+from chat_api.groups.models import Group, GroupMember, GroupMessage, GroupPin
 from chat_api.messages.models import DirectMessage, new_message_doc, new_term_docs
 from chat_api.store.embedded import EmbeddedStore
 from chat_api.store.indexes import IndexSpec, declared_indexes
@@ -248,7 +248,13 @@ def check_seeded_friendships(db: Any, chat_users: set[str], others: set[str]) ->
         # The newest message is unread by its recipient only.
         assert friendship.read_n == (4 if newest.to_id == friendship.owner_id else 5)
         assert newest.created_at == max(m.created_at for m in messages)
+        # Issue 13: the third message replies to the second, the first has a reaction from the other side.
+        by_n = {m.n: m for m in messages}
+        assert by_n[3].reply_to == by_n[2].key
+        assert [(r["emoji"], len(r["users"])) for r in by_n[1].reactions] == [("👍", 1)]
     assert not others & {f.friend_id for f in friendships}
+    # Every third conversation is muted on one side: the demo shows `muted` and the unread totals' split.
+    assert 0 < len([f for f in friendships if f.muted]) < len(friendships) // 2
 
 
 def check_seeded_groups(db: Any, chat_users: set[str]) -> None:
@@ -272,6 +278,12 @@ def check_seeded_groups(db: Any, chat_users: set[str]) -> None:
         assert group.last_message is not None
         assert group.last_message["id"] == newest.key
         assert all(m.read_n == (5 if m.user_id == newest.from_id else 4) for m in mine)
+        # Issue 13: the lord pinned the first message, which the second answers and two members reacted to.
+        by_n = {m.n: m for m in messages}
+        pins = [GroupPin.model_validate(doc) for doc in db.group_pins.find({"group_id": {"$eq": str(group.id)}})]
+        assert [(p.message_key, p.pinned_by) for p in pins] == [(by_n[1].key, group.lord_id)]
+        assert by_n[2].reply_to == by_n[1].key
+        assert [(r["emoji"], len(r["users"])) for r in by_n[1].reactions] == [("🎉", min(2, len(mine) - 1))]
 
 
 def test_seed_without_chat_inserts_only_users(tmp_path: Path) -> None:

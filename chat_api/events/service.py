@@ -363,8 +363,9 @@ def frame(doc: dict[str, Any], viewer: str) -> dict[str, Any]:
 
 
 def _mentioned(message: dict[str, Any], viewer: str) -> bool:
+    """Whether a group message calls `viewer`: named, or everyone; never its own sender (as the list says)."""
     mentions = message.get("mentions") or ()
-    return "all" in mentions or viewer in mentions
+    return viewer != message.get("from_id") and ("all" in mentions or viewer in mentions)
 
 
 def _other(pair: Sequence[str], viewer: str) -> str:

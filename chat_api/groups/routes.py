@@ -268,7 +268,7 @@ async def message_reads(request: Request, group_id: str, message_id: str, query:
 async def list_pins(request: Request, group_id: str) -> HTTPResponse:
     """A group's pinned messages, most recently pinned first (members only)."""
     group = await access(request, group_id)
-    return json_bytes(PIN_LIST.dump_json(await service.pinned_messages(group.group_id)))
+    return json_bytes(PIN_LIST.dump_json(await service.pinned_messages(group.group_id, group.user_id)))
 
 
 @bp.put("/groups/<group_id:str>/pins/<message_id:str>")

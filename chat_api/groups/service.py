@@ -43,6 +43,7 @@ from chat_api.messages.service import (
     edit,
     find_message,
     new_message,
+    previews_for,
     react,
     recall,
     render_page,
@@ -632,18 +633,20 @@ async def _announce_pin(group_id: str, message_key: str, *, pinned: bool) -> Non
     await publish_to_group("pin", group_id, {"group_id": group_id, "message_id": message_key, "pinned": pinned})
 
 
-async def pinned_messages(group_id: str) -> list[PinnedMessage]:
-    """The group's pinned messages, most recently pinned first: the pins, then their messages (one `$in`)."""
+async def pinned_messages(group_id: str, viewer: str) -> list[PinnedMessage]:
+    """The group's pinned messages as `viewer` sees them, most recently pinned first: the pins, then their messages
+    (one `$in`), then the originals of those that are replies (one more read, only then)."""
     pins = await repository.pins_of(group_id)
     if not pins:
         return []
     messages = {
         doc["key"]: doc for doc in await repository.messages_by_keys(group_id, [p["message_key"] for p in pins])
     }
+    previews = await previews_for(group_messages, list(messages.values()))
     pins.sort(key=lambda p: (stored_datetime(p["pinned_at"]), p["_id"]), reverse=True)
     return [
         PinnedMessage(
-            **message_public(messages[p["message_key"]]).model_dump(),
+            **message_public(messages[p["message_key"]], viewer, previews).model_dump(),
             pinned_at=p["pinned_at"],
             pinned_by=p["pinned_by"],
         )

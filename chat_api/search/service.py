@@ -24,7 +24,8 @@ from chat_api.groups.service import message_public
 from chat_api.messages import postings
 from chat_api.messages.models import group_owner, message_position, searchable
 from chat_api.messages.repository import direct_messages
-from chat_api.messages.schemas import MessagePublic
+from chat_api.messages.schemas import MessagePublic, Previews
+from chat_api.messages.service import previews_for
 from chat_api.messages.terms import Query, QueryError
 from chat_api.search.schemas import ConversationRef, SearchHit
 
@@ -134,15 +135,20 @@ async def _confirmed(reader: Reader, query: Query, candidates: list[tuple[str, s
         direct_messages.by_ids(direct), group_messages.by_ids(grouped), _alive_groups(group_ids)
     )
     found = {doc["key"]: doc for doc in [*direct_docs, *group_docs]}
-    hits = []
+    shown = []
     for _, key, _ in candidates:
         doc = found.get(key)
         if doc is None or not searchable(doc) or not query.matches(doc["msg"]):
             continue
         if not reader.may_read(doc, doc.get("group_id") in alive):
             continue
-        hits.append(hit(reader.user_id, doc))
-    return hits
+        shown.append(doc)
+    # Shown as the histories show them: the originals of replies (one read per collection, only with replies).
+    direct_previews, group_previews = await asyncio.gather(
+        previews_for(direct_messages, [doc for doc in shown if "group_id" not in doc]),
+        previews_for(group_messages, [doc for doc in shown if "group_id" in doc]),
+    )
+    return [hit(reader.user_id, doc, {**direct_previews, **group_previews}) for doc in shown]
 
 
 async def _alive_groups(group_ids: list[str]) -> set[str]:
@@ -152,9 +158,11 @@ async def _alive_groups(group_ids: list[str]) -> set[str]:
     return {str(doc["_id"]) for doc in await groups.groups_by_ids(group_ids, {"_id": 1})}
 
 
-def hit(viewer: str, doc: dict[str, Any]) -> SearchHit:
-    """A message found, with its conversation named as `viewer` sees it in the conversation list."""
+def hit(viewer: str, doc: dict[str, Any], previews: Previews) -> SearchHit:
+    """A message found, as `viewer` sees it, with its conversation named as in their conversation list."""
     if "group_id" in doc:
-        return SearchHit(conversation=ConversationRef(type="group", id=doc["group_id"]), message=message_public(doc))
+        group = ConversationRef(type="group", id=doc["group_id"])
+        return SearchHit(conversation=group, message=message_public(doc, viewer, previews))
     other = doc["to_id"] if doc["from_id"] == viewer else doc["from_id"]
-    return SearchHit(conversation=ConversationRef(type="user", id=other), message=MessagePublic.from_stored(doc))
+    direct = ConversationRef(type="user", id=other)
+    return SearchHit(conversation=direct, message=MessagePublic.from_stored(doc, viewer, previews))
