@@ -25,6 +25,9 @@ REDIS_SCHEMES = ("redis://", "rediss://")
 DEFAULT_SHUTDOWN_TIMEOUT = 25.0  # Heroku sends SIGKILL 30 s after SIGTERM; this leaves time to stop the store
 DEFAULT_RECALL_WINDOW = 120  # seconds a sender may recall a message (docs/decisions.md)
 DEFAULT_EDIT_WINDOW = 24 * 3600  # seconds a sender may edit a text message
+# How long a process trusts the token version it last read for a caller: the bound on a revocation whose `logout`
+# event never reached it (docs/reliability.md, "Token revocation"). 0 reads it for every request.
+DEFAULT_TOKEN_CACHE_SECONDS = 5.0
 MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and so do we
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -96,6 +99,7 @@ class Settings:
     # How long after sending its sender may recall a message, and edit a text one (seconds).
     recall_window: int = DEFAULT_RECALL_WINDOW
     edit_window: int = DEFAULT_EDIT_WINDOW
+    token_cache_seconds: float = DEFAULT_TOKEN_CACHE_SECONDS
 
     @property
     def is_production(self) -> bool:
@@ -173,6 +177,9 @@ class Settings:
             store_pool_size=_int("STORE_POOL_SIZE", get("STORE_POOL_SIZE"), DEFAULT_STORE_POOL_SIZE, low=1, high=500),
             recall_window=_duration("RECALL_WINDOW", get("RECALL_WINDOW"), DEFAULT_RECALL_WINDOW),
             edit_window=_duration("EDIT_WINDOW", get("EDIT_WINDOW"), DEFAULT_EDIT_WINDOW),
+            token_cache_seconds=_seconds(
+                "TOKEN_CACHE_SECONDS", get("TOKEN_CACHE_SECONDS"), DEFAULT_TOKEN_CACHE_SECONDS, low=0, high=60
+            ),
         )
         return settings
 

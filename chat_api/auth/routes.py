@@ -10,7 +10,7 @@ from sanic.response import HTTPResponse, empty, json
 from chat_api.auth import service
 from chat_api.auth.schemas import LoginRequest, TokenResponse
 from chat_api.config import Settings
-from chat_api.http.auth import current_user
+from chat_api.http.auth import caller_profile, current_user
 from chat_api.http.endpoint import endpoint
 from chat_api.http.ratelimit import Gate, Policies, client_address
 from chat_api.http.responses import json_model
@@ -43,12 +43,12 @@ async def login(request: Request, body: LoginRequest) -> HTTPResponse:
     # The address's budget is counted while the account is looked up (a read, harmless to
     # discard); the account's budget after, so that it is keyed by the user whichever of chat_id
     # or email names it, and so that requests already refused by their address do not spend it.
-    _, user = await asyncio.gather(
+    _, account = await asyncio.gather(
         gate.spend(policies.login, client_address(request)), service.find_account(body.chat_id)
     )
-    await gate.spend(policies.login_account, account_subject(user, body.chat_id), private=True)
+    await gate.spend(policies.login_account, account_subject(account.user, body.chat_id), private=True)
     try:
-        token = await service.login(user, body.password, request.app.ctx.hasher, settings)
+        token = await service.login(account, body.password, request.app.ctx.hasher, settings)
     except (service.UnknownAccount, service.WrongPassword):
         # A failure costs more of both budgets; the error itself is answered by the one handler.
         await gate.failed(settings.rate_limits.login_failure_cost)
@@ -61,7 +61,7 @@ async def login(request: Request, body: LoginRequest) -> HTTPResponse:
 @endpoint(tag="auth", responses={200: (UserPublic, "The user of the token")}, errors=(401,))
 async def get_current_user(request: Request) -> HTTPResponse:
     """The user the token belongs to."""
-    return json_model(current_user(request).public)
+    return json_model(await caller_profile(request))
 
 
 async def _logout(request: Request) -> HTTPResponse:

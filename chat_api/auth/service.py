@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from bson import ObjectId
 
@@ -25,13 +26,23 @@ class WrongPassword(Conflict, default="Wrong password"):
     """The user exists but the password does not match."""
 
 
-async def find_account(identifier: str | int) -> User | None:
+@dataclass(frozen=True)
+class Account:
+    """What a login names (None: nobody), read when the process's token-version memory was at `generation`."""
+
+    user: User | None
+    generation: int
+
+
+async def find_account(identifier: str | int) -> Account:
     """The user a login names by chat_id or email, if any."""
-    return await users.find_by_login(identifier)
+    generation = users.token_generation()
+    return Account(await users.find_by_login(identifier), generation)
 
 
-async def login(user: User | None, password: str, hasher: PasswordHasher, settings: Settings) -> str:
-    """Check the password of `user` (from find_account), mark the user online, return a signed token."""
+async def login(account: Account, password: str, hasher: PasswordHasher, settings: Settings) -> str:
+    """Check the password of the account (from find_account), mark the user online, return a signed token."""
+    user = account.user
     if user is None:
         log.info("login refused: no such account")
         raise UnknownAccount
@@ -42,6 +53,8 @@ async def login(user: User | None, password: str, hasher: PasswordHasher, settin
     # Online for a while even before a socket opens (docs/api.md, "Real time", presence).
     await presence.logged_in(str(user.id))
     log.info("user %s logged in", user.id)
+    # The token's first request then needs no read of the version (unless a revocation came in between).
+    users.remember_token_version(str(user.id), user.token_version, account.generation)
     return create_token(str(user.id), user.token_version, settings.jwt_secret, settings.jwt_ttl)
 
 

@@ -8,7 +8,7 @@ from sanic.response import HTTPResponse
 from chat_api.common.ids import OBJECT_ID_PATH, parse_object_id
 from chat_api.export import service
 from chat_api.export.schemas import Export
-from chat_api.http.auth import current_user
+from chat_api.http.auth import caller_profile, current_user
 from chat_api.http.endpoint import endpoint
 from chat_api.users.service import own_account
 
@@ -28,11 +28,12 @@ async def export_user(request: Request, user_id: str) -> HTTPResponse | None:
     """Download everything the service holds about the caller's own account, as one JSON document."""
     caller = current_user(request)
     oid = await own_account(caller.id, parse_object_id(user_id), "export")
+    profile = await caller_profile(request)
     response = await request.respond(
         content_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="chat-export-{oid}.json"'},
     )
-    async for piece in service.export_document(str(oid), caller.public):
+    async for piece in service.export_document(str(oid), profile):
         await response.send(piece)
     await response.eof()
     return None

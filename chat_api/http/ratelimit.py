@@ -16,8 +16,7 @@ from sanic.response import BaseHTTPResponse
 from chat_api.config import RateLimits, Settings
 from chat_api.http.errors import TooManyRequests
 from chat_api.http.types import ChatApp
-from chat_api.ratelimit import service
-from chat_api.ratelimit.service import Policy, Usage
+from chat_api.ratelimit.service import Limiter, Policy, Usage
 
 log = logging.getLogger("chat_api.ratelimit")
 MAX_SUBJECT = 320  # "email:" and the longest email fit; a forwarded address is still text: keep keys bounded
@@ -72,6 +71,7 @@ class Gate:
     def __init__(self, request: Request, *policies: Policy):
         settings: Settings = request.app.ctx.settings
         self.enabled = settings.rate_limits.enabled
+        self.limiter: Limiter = request.app.ctx.limiter
         self.policies = policies
         self.usages: list[Usage] = []
         self._private: set[str] = set()
@@ -87,7 +87,7 @@ class Gate:
         """
         if not self.enabled:
             return
-        usage = await service.count(policy, subject[:MAX_SUBJECT])
+        usage = await self.limiter.count(policy, subject[:MAX_SUBJECT])
         self.usages.append(usage)
         if private:
             self._private.add(usage.key)
@@ -98,7 +98,7 @@ class Gate:
     async def failed(self, cost: int) -> None:
         """The request failed and costs `cost` units in all, on every budget it spent."""
         if self.enabled:
-            self.usages = await service.charge(self.usages, cost - 1)
+            self.usages = await self.limiter.charge(self.usages, cost - 1)
 
     def headers(self) -> dict[str, str]:
         policies = ", ".join(f"{_quoted(p.name)};q={p.quota.limit};w={p.quota.window}" for p in self.policies)
@@ -122,3 +122,5 @@ def add_rate_limit_headers(request: Request, response: BaseHTTPResponse) -> None
 
 def setup_rate_limits(app: ChatApp, settings: Settings) -> None:
     app.ctx.rate_policies = Policies.of(settings.rate_limits)
+    # The app's own: what it reserved of each budget is nobody else's (tests run several apps in one process).
+    app.ctx.limiter = Limiter()

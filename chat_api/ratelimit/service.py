@@ -1,4 +1,4 @@
-"""Fixed-window budgets counted in the store, shared by every worker and instance; no HTTP here."""
+"""Fixed-window budgets counted in the store, shared by every worker and instance, reserved in blocks; no HTTP here."""
 
 from __future__ import annotations
 
@@ -68,32 +68,112 @@ def window_of(policy: Policy, subject: str, now: float) -> Window:
     return Window(start, start + length)
 
 
-async def count(policy: Policy, subject: str, now: float | None = None) -> Usage:
-    """Spend one unit of `subject`'s budget atomically and return the budget after it (one command)."""
-    now = time.time() if now is None else now
-    window = window_of(policy, subject, now)
-    key = f"{policy.name}:{window.start}:{subject}"
-    collection = RateLimitCounter.get_pymongo_collection()
-    # findAndModify with an upsert on a string _id: atomic on both stores. The expiry goes in with
-    # $max, not $setOnInsert, which nx-27017 ignores in an upserting findAndModify; it is the same
-    # value for every write to this key, so $max only ever sets it once.
-    document = await collection.find_one_and_update(
-        {"_id": key},
-        {"$inc": {"used": 1}, "$max": {"expires_at": datetime.fromtimestamp(window.end, UTC)}},
-        projection={"used": 1, "_id": 0},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
-    assert document is not None  # an upsert returning the document after it always has one
-    return Usage(policy, key, int(document["used"]), window.end)
+# The most units one reservation takes: with a budget of L, at most max(1, L // 16), and never more than this.
+MAX_BLOCK = 256
+# Budgets (policy, window, subject) a process remembers at most; the oldest is forgotten first. Forgetting one
+# only leaves its unspent units unused (a stricter budget), never lets more through.
+MAX_BUDGETS = 100_000
 
 
-async def charge(usages: Sequence[Usage], units: int) -> list[Usage]:
-    """Spend `units` more on each budget (a failed login costs more than the unit already counted)."""
-    if not usages or units <= 0:
-        return list(usages)
-    # One `update` command for all of them; the windows' keys already exist (count() made them).
-    await RateLimitCounter.get_pymongo_collection().bulk_write(
-        [UpdateOne({"_id": usage.key}, {"$inc": {"used": units}}) for usage in usages], ordered=False
-    )
-    return [Usage(u.policy, u.key, u.used + units, u.window_end) for u in usages]
+@dataclass
+class _Reserved:
+    """What this process holds of one budget's window."""
+
+    window_end: float
+    known: int = 0  # the store's count after our latest reservation: every process's units, ours included
+    left: int = 0  # units we reserved and may still hand out without asking the store
+    excess: int = 0  # units our reservations added beyond the budget: counted in the store, never handed out
+    next_block: int = 1  # reservations double (1, 2, 4, ...) up to the budget's block
+
+    @property
+    def used(self) -> int:
+        # Units spent, as far as this process can tell: exact when it is the only one spending this budget.
+        return self.known - self.left - self.excess
+
+
+def block_of(limit: int) -> int:
+    """The most units one reservation of a budget of `limit` takes."""
+    return max(1, min(MAX_BLOCK, limit // 16))
+
+
+class Limiter:
+    """Counts a process's requests against budgets kept in the store, in reserved blocks.
+
+    Each request takes a unit from a block this process reserved with one atomic `$inc` in the store; only when
+    the block is spent does it ask the store for another. The store's count is the sum of every process's
+    reservations, and a reservation is granted only up to the budget, so no budget is ever exceeded, however
+    many workers and instances serve an attacker (docs/reliability.md, "Rate limits across processes"). What
+    a process reserved and did not hand out is lost when the window ends: at most one block per process.
+    """
+
+    def __init__(self) -> None:
+        self._budgets: dict[str, _Reserved] = {}
+
+    async def count(self, policy: Policy, subject: str, now: float | None = None) -> Usage:
+        """Spend one unit of `subject`'s budget and return the budget after it (a store command only when this
+        process's block of it is spent, and none once the store said the window's budget is gone)."""
+        now = time.time() if now is None else now
+        window = window_of(policy, subject, now)
+        key = f"{policy.name}:{window.start}:{subject}"
+        limit = policy.quota.limit
+        reserved = self._budgets.get(key)
+        if reserved is None:
+            reserved = self._remember(key, _Reserved(window.end), now)
+        while reserved.left == 0 and reserved.known < limit:
+            # (A loop: a concurrent request of this process may take the units this one reserved.)
+            await self._reserve(key, reserved, min(reserved.next_block, block_of(limit)), limit)
+        if reserved.left == 0:
+            # The budget is spent: refused without asking the store again until the window ends.
+            return Usage(policy, key, max(reserved.used, limit) + 1, window.end)
+        reserved.left -= 1
+        return Usage(policy, key, reserved.used, window.end)
+
+    async def charge(self, usages: Sequence[Usage], units: int) -> list[Usage]:
+        """Spend `units` more on each budget (a failed login costs more than the unit already counted): from the
+        reserved blocks first, the rest with one `update` command for all of them."""
+        if not usages or units <= 0:
+            return list(usages)
+        updates = []
+        for usage in usages:
+            reserved = self._budgets.get(usage.key)
+            if reserved is None:  # forgotten meanwhile: the store's count is what matters
+                updates.append(UpdateOne({"_id": usage.key}, {"$inc": {"used": units}}))
+                continue
+            taken = min(reserved.left, units)
+            reserved.left -= taken
+            if units > taken:
+                reserved.known += units - taken
+                updates.append(UpdateOne({"_id": usage.key}, {"$inc": {"used": units - taken}}))
+        if updates:
+            # The windows' keys already exist (a reservation made them).
+            await RateLimitCounter.get_pymongo_collection().bulk_write(updates, ordered=False)
+        return [Usage(u.policy, u.key, u.used + units, u.window_end) for u in usages]
+
+    def _remember(self, key: str, reserved: _Reserved, now: float) -> _Reserved:
+        if len(self._budgets) >= MAX_BUDGETS:
+            self._budgets = {k: r for k, r in self._budgets.items() if r.window_end > now}
+            while len(self._budgets) >= MAX_BUDGETS:
+                del self._budgets[next(iter(self._budgets))]
+        self._budgets[key] = reserved
+        return reserved
+
+    async def _reserve(self, key: str, reserved: _Reserved, units: int, limit: int) -> None:
+        collection = RateLimitCounter.get_pymongo_collection()
+        # findAndModify with an upsert on a string _id: atomic on both stores. The expiry goes in with
+        # $max, not $setOnInsert, which nx-27017 ignores in an upserting findAndModify; it is the same
+        # value for every write to this key, so $max only ever sets it once.
+        document = await collection.find_one_and_update(
+            {"_id": key},
+            {"$inc": {"used": units}, "$max": {"expires_at": datetime.fromtimestamp(reserved.window_end, UTC)}},
+            projection={"used": 1, "_id": 0},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert document is not None  # an upsert returning the document after it always has one
+        total = int(document["used"])
+        granted = max(0, min(units, limit - (total - units)))
+        # Concurrent requests of this process may each reserve: their blocks add up.
+        reserved.known = max(reserved.known, total)
+        reserved.left += granted
+        reserved.excess += units - granted
+        reserved.next_block = units * 2

@@ -35,6 +35,7 @@ from chat_api.realtime import presence
 from chat_api.realtime.broker import Broker
 from chat_api.realtime.wakeup import Wakeups
 from chat_api.store.client import BACKGROUND
+from chat_api.users.token_versions import token_versions
 
 log = logging.getLogger("chat_api.realtime")
 T = TypeVar("T")
@@ -532,6 +533,8 @@ class Hub:
         if kind == "logout":
             version = int(doc["data"].get("token_version", 0))
             for user_id in doc["to"]:
+                # This process's requests read the account's token version again (docs/reliability.md).
+                token_versions.forget(user_id)
                 for connection in list(self.sockets.get(user_id, ())):
                     if connection.token_version < version:
                         connection.close(UNAUTHORIZED, "logged out")

@@ -18,16 +18,16 @@ from pymongo.asynchronous.collection import AsyncCollection
 from chat_api.common.ids import parse_object_id
 from chat_api.users.models import AccountDeletion, Flag, User, deletion_fields
 from chat_api.users.schemas import PUBLIC_PROJECTION, UserPublic
+from chat_api.users.token_versions import token_versions
 
-_TOKEN_PROJECTION = {**PUBLIC_PROJECTION, "token_version": 1}
+_TOKEN_VERSION_PROJECTION = {"token_version": 1}
 
 
 @dataclass(frozen=True)
 class CurrentUser:
-    """The user a request's token belongs to: what the API may show, and the token version."""
+    """The user a request's token belongs to, and the token version it was checked against."""
 
     id: ObjectId
-    public: UserPublic
     token_version: int
 
 
@@ -35,15 +35,33 @@ def users() -> AsyncCollection[dict[str, Any]]:
     return User.get_pymongo_collection()
 
 
-async def get_current_user(user_id: str) -> CurrentUser | None:
-    """The token's user, its public fields and its token version."""
+async def get_current_user(user_id: str, max_age: float) -> CurrentUser | None:
+    """The token's user and its token version: from this process's cache when read at most `max_age` seconds
+    ago, else one `find` by `_id` (None when the account is gone)."""
     oid = parse_object_id(user_id)
     if oid is None:
         return None
-    doc = await users().find_one({"_id": oid}, _TOKEN_PROJECTION)
+    key = str(oid)
+    version = token_versions.get(key, max_age)
+    if version is not None:
+        return CurrentUser(oid, version)
+    generation = token_versions.generation
+    doc = await users().find_one({"_id": oid}, _TOKEN_VERSION_PROJECTION)
     if doc is None:
         return None
-    return CurrentUser(oid, UserPublic.from_stored(doc), doc.get("token_version", 0))
+    version = int(doc.get("token_version", 0))
+    token_versions.put(key, version, generation)
+    return CurrentUser(oid, version)
+
+
+def token_generation() -> int:
+    """Pass it to remember_token_version with what a read begun now returns."""
+    return token_versions.generation
+
+
+def remember_token_version(user_id: str, version: int, generation: int) -> None:
+    """A login read the account's token version: its token's first request needs no read of its own."""
+    token_versions.put(user_id, version, generation)
 
 
 async def get_public_user(user_id: ObjectId) -> UserPublic | None:
@@ -104,6 +122,7 @@ async def set_fields(user_id: ObjectId, changes: dict[str, Any]) -> bool:
 
 async def delete_user(user_id: ObjectId) -> bool:
     result = await users().delete_one({"_id": user_id})
+    token_versions.forget(str(user_id))  # its tokens stop working in this process at once
     return result.deleted_count == 1
 
 
@@ -132,8 +151,10 @@ async def flip_flag(user_id: str, flag: Flag) -> bool:
 
 
 async def revoke_tokens(user_id: ObjectId) -> None:
-    """Log out everywhere: every token carrying the old version stops working."""
+    """Log out everywhere: every token carrying the old version stops working (here at once; in other processes
+    when the `logout` event the caller publishes reaches them, at most TOKEN_CACHE_SECONDS later)."""
     await users().update_one({"_id": user_id}, {"$inc": {"token_version": 1}, "$set": {"flag": "offline"}})
+    token_versions.forget(str(user_id))
 
 
 async def token_version(user_id: str) -> int:

@@ -79,11 +79,10 @@ async def list_users(request: Request, query: Pagination) -> HTTPResponse:
 @endpoint(tag="users", path=USER_ID_PATH, responses={200: (UserPublic, "The user")}, errors=(401, 404))
 async def get_user(request: Request, user_id: str) -> HTTPResponse:
     """Show one user."""
-    caller = current_user(request)
     oid = parse_object_id(user_id)
     if oid is None:
         raise UserNotFound
-    user = caller.public if oid == caller.id else await repository.get_public_user(oid)
+    user = await repository.get_public_user(oid)
     if user is None:
         raise UserNotFound
     return json_model(user)
