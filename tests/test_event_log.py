@@ -265,9 +265,9 @@ def test_delivery_and_resume_read_majority_from_the_primary_whatever_the_uri_say
 def test_with_eight_partitions_each_partition_costs_one_number(
     other_app: OtherApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A direct message between two partitions takes one number more than within one (10 → 11 commands, with the
-    block check and the search postings' insert since issue 13); a group message takes one number in each of the 8
-    partitions, sent together, and one insert (11 → 18)."""
+    """A direct message between two partitions takes one number more than within one (9 → 10 commands: with the
+    block check and the search postings' insert since issue 13, without the token's user since issue 14); a group message takes one number in each of the 8
+    partitions, sent together, and one insert (10 → 17)."""
     counter = CommandCounter()
     monkeypatch.setitem(store.CLIENT_OPTIONS, "event_listeners", [counter])
     with other_app(event_partitions=8) as client:
@@ -276,13 +276,13 @@ def test_with_eight_partitions_each_partition_costs_one_number(
         group_id = create_group(api, alice, members=(bob,))
         direct = trips(counter, api, "post", "/api/user-message", 201, alice, json={"to_id": bob.id, "msg": "hi"})
         grouped = trips(counter, api, "post", f"/api/groups/{group_id}/messages", 201, alice, json={"msg": "all"})
-    assert direct.data == 11, direct
+    assert direct.data == 10, direct
     assert [c for c in direct.commands if c[1] in {"event_counters", "events"}] == [
         ("findAndModify", "event_counters"),
         ("findAndModify", "event_counters"),
         ("insert", "events"),
     ]
-    assert grouped.data == 18, grouped
+    assert grouped.data == 17, grouped
     assert grouped.commands.count(("findAndModify", "event_counters")) == 8
     assert grouped.commands.count(("insert", "events")) == 1
 
