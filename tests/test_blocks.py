@@ -224,7 +224,8 @@ def test_an_account_deletion_takes_its_blocks_both_ways(api: Api, sync_db: Db) -
 def test_the_blocks_routes_take_their_store_commands(counted: Counted) -> None:
     api = counted.api
     me, pest = create_user(api), create_user(api)
-    # (No route reads the token's user since issue 14.) The user exists, the insert (a second time: the unique index refuses it, nothing changes)
+    # (No route reads the token's user since issue 14.) The user exists, the insert (a second time: the unique
+    # index refuses it, nothing changes)
     response, trips = counted.count(lambda: block(api, me, pest.id))
     assert response.status == 204
     assert str(trips) == "find users, insert blocks"

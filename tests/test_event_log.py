@@ -265,9 +265,9 @@ def test_delivery_and_resume_read_majority_from_the_primary_whatever_the_uri_say
 def test_with_eight_partitions_each_partition_costs_one_number(
     other_app: OtherApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A direct message between two partitions takes one number more than within one (9 → 10 commands: with the
-    block check and the search postings' insert since issue 13, without the token's user since issue 14); a group message takes one number in each of the 8
-    partitions, sent together, and one insert (10 → 17)."""
+    """A direct message between two partitions takes one number more than within one (9 → 10 commands: with
+    the block check and the search postings' insert since issue 13, without the token's user since issue 14); a
+    group message takes one number in each of the 8 partitions, sent together, and one insert (10 → 17)."""
     counter = CommandCounter()
     monkeypatch.setitem(store.CLIENT_OPTIONS, "event_listeners", [counter])
     with other_app(event_partitions=8) as client:

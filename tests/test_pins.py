@@ -326,8 +326,9 @@ def test_every_pin_route_takes_its_store_commands(counted: tuple[Api, CommandCou
     message_id = send_group(api, group_id, lord, "x").json["id"]
     path = f"/api/groups/{group_id}/pins"
     measured = {
-        # (None reads the token's user since issue 14.) The group and the membership, the message and the pins, the pin, the event (a number,
-        # the insert), then the group and the message again (a deletion or a recall that raced it).
+        # (None reads the token's user since issue 14.) The group and the membership, the message and the pins,
+        # the pin, the event (a number, the insert), then the group and the message again (a deletion or a recall
+        # that raced it).
         "PUT": trips(counter, api, "put", f"{path}/{message_id}", 204, lord).data,
         # Already pinned: the checks and the pins read, nothing written.
         "PUT again": trips(counter, api, "put", f"{path}/{message_id}", 204, lord).data,
