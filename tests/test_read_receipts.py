@@ -165,9 +165,7 @@ def test_marking_read_costs_one_command_when_nothing_moved(counted: Counted) -> 
     response, trips = counted.count(lambda: mark_read(api, bob, alice))
     assert response.status == 204
     # the friendship, both sides in one bulk write, the event (newest seq, insert)
-    assert str(trips) == (
-        "find friendships, update friendships, findAndModify event_counters, insert events"
-    )
+    assert str(trips) == ("find friendships, update friendships, findAndModify event_counters, insert events")
     response, trips = counted.count(lambda: mark_read(api, bob, alice))
     assert (response.status, str(trips)) == (204, "find friendships")
     # The list shows the receipt with no command of its own: friendships + memberships, profiles + the count.
