@@ -89,7 +89,31 @@ def create_token(user_id: str, version: int, secret: str, ttl_seconds: int, now:
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_token(token: str, secret: str) -> TokenClaims:
+# Tokens whose signature and claims were checked, by (secret, token): a caller sends the same token with every
+# request, and checking it again costs more CPU than the rest of a simple read's own work (docs/performance.md,
+# "CPU per answer"). Only the expiry can change, and it is compared again on each use. At most this many are
+# kept; the oldest goes first.
+VERIFIED_TOKENS = 10_000
+_verified: dict[tuple[str, str], TokenClaims] = {}
+
+
+def decode_token(token: str, secret: str, now: float | None = None) -> TokenClaims:
+    """The claims of a token signed with `secret` (HS256), which must carry sub, iat, exp and ver; else InvalidToken."""
+    key = (secret, token)
+    claims = _verified.get(key)
+    if claims is not None:
+        if claims.expires_at > (time.time() if now is None else now):
+            return claims
+        del _verified[key]
+        raise InvalidToken("Signature has expired")
+    claims = _check_token(token, secret)
+    if len(_verified) >= VERIFIED_TOKENS:
+        del _verified[next(iter(_verified))]
+    _verified[key] = claims
+    return claims
+
+
+def _check_token(token: str, secret: str) -> TokenClaims:
     try:
         # algorithms is a fixed list: the token's own `alg` header (say "none") is never trusted.
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS})
