@@ -15,6 +15,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
+from chat_api.common.batching import Batcher
 from chat_api.common.ids import parse_object_id
 from chat_api.users.models import AccountDeletion, Flag, User, deletion_fields
 from chat_api.users.schemas import PUBLIC_PROJECTION, UserPublic
@@ -64,8 +65,22 @@ def remember_token_version(user_id: str, version: int, generation: int) -> None:
     token_versions.put(user_id, version, generation)
 
 
+async def _public_fields(ids: list[ObjectId]) -> dict[ObjectId, dict[str, Any]]:
+    if len(ids) == 1:
+        doc = await users().find_one({"_id": ids[0]}, PUBLIC_PROJECTION)
+        return {} if doc is None else {ids[0]: doc}
+    # `$in` on `_id` is indexed on both stores; the limit makes the answer one batch (no getMore).
+    cursor = users().find({"_id": {"$in": ids}}, PUBLIC_PROJECTION).limit(len(ids))
+    return {doc["_id"]: doc async for doc in cursor}
+
+
+# The profiles asked for in one turn of the event loop: one `find` for all (chat_api/common/batching.py).
+_profiles: Batcher[ObjectId, dict[str, Any]] = Batcher(_public_fields)
+
+
 async def get_public_user(user_id: ObjectId) -> UserPublic | None:
-    doc = await users().find_one({"_id": user_id}, PUBLIC_PROJECTION)
+    """One user's public profile; the profiles that requests ask for together are read with one command."""
+    doc = await _profiles.get(user_id)
     return None if doc is None else UserPublic.from_stored(doc)
 
 
