@@ -1,9 +1,10 @@
 """`python -m bench.profile`: the app's own CPU per answer on the two simplest reads, and where it goes (py-spy).
 
 Seeds a store of 1,000 users in a temporary folder, serves the app as `python -m chat_api` (one worker), and for
-each route runs wrk (`-t1 -c16`) for `--seconds`: CPU time of the app's processes (from /proc, as `make bench`
-counts it) per answer, and with `--profile DIR`, a py-spy profile of the worker meanwhile (`DIR/<route>.txt`: the
-functions holding the most samples, own and with callees). This is how the cuts in docs/performance.md ("CPU per
+each route (`--route` picks one) runs wrk (`-t1 -c16`) for `--seconds`: CPU time of the app's processes (from
+/proc, as `make bench` counts it) per answer, and with `--profile DIR`, a py-spy profile of the worker meanwhile
+(`DIR/<server>-<route>.txt`: the functions holding the most samples, own and with callees). `--limit` measures
+the limit (bench/limit_server.py) the same way after the app. This is how the cuts in docs/performance.md ("CPU per
 answer") were found. Settings may be added as `--env NAME=VALUE` (METRICS_TOKEN, TOKEN_CACHE_SECONDS...).
 """
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from bench.run import BASE_USERS, BCRYPT_ROUNDS, check_email_load, get_user_load, sample_users
@@ -92,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--profile", type=Path, help="folder for py-spy's profiles (none: CPU figures only)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the app")
+    parser.add_argument(
+        "--limit", action="store_true", help="the same for the limit (bench/limit_server.py) after the app"
+    )
+    parser.add_argument(
+        "--route", choices=("get_user", "check_email"), action="append", help="only these (default: both)"
+    )
     args = parser.parse_args(argv)
     if args.profile is not None and not PY_SPY.exists() and shutil.which("py-spy") is None:
         parser.error("py-spy is not installed: `make bench` installs requirements-bench.txt")
@@ -102,10 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         with Site.open(root / "site", secrets.token_urlsafe(48), BCRYPT_ROUNDS) as site:
             site.seed(BASE_USERS)
-            with site.serve("app", "chat_api", "/healthz", **extra) as app:
+            with ExitStack() as stack:
+                app = stack.enter_context(site.serve("app", "chat_api", "/healthz", **extra))
                 users = sample_users(site, app, random.Random(4))  # noqa: S311 - not a secret
-                measure("get_user", get_user_load(app, users), args.seconds, root, args.profile)
-                measure("check_email", check_email_load(app, users), args.seconds, root, args.profile)
+                bases = [("app", app)]
+                if args.limit:
+                    limit = site.serve("limit", "bench.limit_server", "/api/users/checkEmail/x@example.com", **extra)
+                    bases.append(("limit", stack.enter_context(limit)))
+                for name, base in bases:
+                    for route, load in (("get_user", get_user_load), ("check_email", check_email_load)):
+                        if args.route is None or route in args.route:
+                            measure(f"{name}-{route}", load(base, users), args.seconds, root, args.profile)
     print(f"load average {os.getloadavg()[0]:.1f}")
     return 0
 
