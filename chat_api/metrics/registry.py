@@ -1,0 +1,259 @@
+"""The process's metrics (prometheus-client) and the hooks the other packages call; no Sanic here.
+
+Off unless METRICS_TOKEN is set. Then each worker builds the metric objects once (`enable`) and `active` holds
+them; every hook elsewhere is `if registry.active is not None`, so with metrics off the hot paths pay one
+attribute test and prometheus_client is never even imported.
+
+Multiprocess mode: `python -m chat_api` exports PROMETHEUS_MULTIPROC_DIR before its worker processes start
+(`prepare_directory`). prometheus_client picks its value class when first imported, which is why it is imported
+only inside the functions here, in the workers. Each worker writes its figures to files of its own in that folder,
+and a scrape, whichever worker serves it, adds every worker's up. The app run in-process (the tests) has no such
+folder: the same objects then live on a registry of their own.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pymongo import monitoring
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# 0.0.4, the classic text format, which every Prometheus reads (prometheus_client's CONTENT_TYPE_LATEST says 1.0.0
+# since 0.23); the names here are all plain, so the body is the same either way.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNMATCHED = "unmatched"  # the route label of a request no route matched: never its path (ids, junk)
+OTHER = "other"  # a method outside HTTP's: clients choose it, the label's values must stay few
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Few buckets: every bucket is a series per label set, and an observation walks them.
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+STORE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class Metrics:
+    """Every metric of the process, with each label set's child kept: `.labels()` hashes and locks, a dict does
+    neither, and a request's figures are then one counter increment and one histogram observation."""
+
+    def __init__(self, directory: Path | None):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+        from prometheus_client.values import ValueClass
+
+        if directory is not None and not getattr(ValueClass, "_multiprocess", False):
+            raise RuntimeError(f"prometheus_client was imported before {MULTIPROC_ENV} was set")
+        # No `_created` series: a scrape is smaller, and its text the same in both modes.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.directory = directory
+        # In multiprocess mode the objects' values go to files, and a scrape reads those; this registry is then
+        # unused (a metric must be registered somewhere: not on prometheus_client's global one, which other apps
+        # of the same process, the tests', would share).
+        self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
+        on = self.registry
+        self.requests: Counter = Counter(
+            "chat_api_requests", "HTTP requests answered, by route template", ["route", "method", "status"], registry=on
+        )
+        self.request_seconds: Histogram = Histogram(
+            "chat_api_request_duration_seconds",
+            "From the request's first byte to its response's start, by route template",
+            ["route", "method"],
+            buckets=REQUEST_BUCKETS,
+            registry=on,
+        )
+        self.store_commands: Counter = Counter(
+            "chat_api_store_commands", "Store commands sent (succeeded or failed), by name", ["command"], registry=on
+        )
+        self.store_failures: Counter = Counter(
+            "chat_api_store_command_failures", "Store commands that failed, by name", ["command"], registry=on
+        )
+        self.store_seconds: Histogram = Histogram(
+            "chat_api_store_command_duration_seconds",
+            "Store commands' round trips, by name",
+            ["command"],
+            buckets=STORE_BUCKETS,
+            registry=on,
+        )
+        self.websockets: Gauge = Gauge(
+            "chat_api_websockets_open", "Open, authenticated WebSockets", multiprocess_mode="livesum", registry=on
+        )
+        self.published: Counter = Counter(
+            "chat_api_events_published", "Events published by this instance's requests, by type", ["type"], registry=on
+        )
+        self.delivered: Counter = Counter(
+            "chat_api_events_delivered", "Event frames written to sockets, by type", ["type"], registry=on
+        )
+        self.lag: Histogram = Histogram(
+            "chat_api_event_delivery_lag_seconds",
+            "From an event's creation to its frames' writing to this process's sockets",
+            buckets=LAG_BUCKETS,
+            registry=on,
+        )
+        self.refusals: Counter = Counter(
+            "chat_api_rate_limit_refusals", "Requests refused with 429, by budget", ["policy"], registry=on
+        )
+        # Per process: summing CPU seconds or memory across workers would hide the one that runs hot. "liveall"
+        # adds the `pid` label, and forgets a process once it is marked dead.
+        self.cpu: Gauge = Gauge(
+            "chat_api_process_cpu_seconds",
+            "CPU time (user and system) used by the process",
+            multiprocess_mode="liveall",
+            registry=on,
+        )
+        self.memory: Gauge = Gauge(
+            "chat_api_process_resident_memory_bytes",
+            "Resident memory of the process",
+            multiprocess_mode="liveall",
+            registry=on,
+        )
+        self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._commands: dict[str, tuple[Counter, Histogram]] = {}
+        self._published: dict[str, Counter] = {}
+        self._delivered: dict[str, Counter] = {}
+
+    def request(self, route: str | None, method: str, status: int, seconds: float | None) -> None:
+        key = (route or UNMATCHED, method, status)
+        children = self._requests.get(key)
+        if children is None:
+            shown = method if method in METHODS else OTHER
+            children = self._requests[key] = (
+                self.requests.labels(key[0], shown, str(status)),
+                self.request_seconds.labels(key[0], shown),
+            )
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
+
+    def command(self, name: str, seconds: float, failed: bool) -> None:
+        children = self._commands.get(name)
+        if children is None:
+            children = self._commands[name] = (self.store_commands.labels(name), self.store_seconds.labels(name))
+        children[0].inc()
+        children[1].observe(seconds)
+        if failed:
+            self.store_failures.labels(name).inc()
+
+    def event_published(self, kind: str) -> None:
+        child = self._published.get(kind)
+        if child is None:
+            child = self._published[kind] = self.published.labels(kind)
+        child.inc()
+
+    def event_delivered(self, kind: str, frames: int, created: datetime | str | None) -> None:
+        """`frames` frames of one event written to this process's sockets; its lag observed once (a group's
+        thousand frames go out in one pass: a thousand equal observations would only cost)."""
+        child = self._delivered.get(kind)
+        if child is None:
+            child = self._delivered[kind] = self.delivered.labels(kind)
+        child.inc(frames)
+        if created is not None:
+            # A datetime from this process or the store, ISO 8601 text through Redis.
+            when = datetime.fromisoformat(created) if isinstance(created, str) else created
+            # Another instance's clock may run ahead of this one's: never a negative lag.
+            self.lag.observe(max(0.0, time.time() - when.timestamp()))
+
+    def refused(self, policy: str) -> None:
+        self.refusals.labels(policy).inc()
+
+    def sample_process(self) -> None:
+        """The process's CPU time and resident memory now: on a timer in every worker, and at each scrape."""
+        self.cpu.set(time.process_time())
+        self.memory.set(resident_bytes())
+
+    def expose(self) -> bytes:
+        """The text a scrape answers: every worker's figures in multiprocess mode, else this process's."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.sample_process()
+        if self.directory is None:
+            return generate_latest(self.registry)
+        forget_dead_processes(self.directory)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.directory))  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def stopped(self) -> None:
+        """This worker stops: its live gauges (open sockets, CPU, memory) leave the sums; its counters stay."""
+        if self.directory is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), str(self.directory))  # type: ignore[no-untyped-call]
+
+
+class StoreCommands(monitoring.CommandListener):
+    """Every command of the process's store client, counted by name with its round trip (PyMongo command
+    monitoring; the client is built with it only when metrics are on)."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.metrics.command(event.command_name, event.duration_micros / 1e6, failed=False)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.metrics.command(event.command_name, event.duration_micros / 1e6, failed=True)
+
+
+# The process's metrics once a worker enabled them; None: off.
+active: Metrics | None = None
+
+
+def enable(directory: Path | None) -> Metrics:
+    """Build the process's metrics, once (several apps may run in one process: the tests')."""
+    global active
+    if active is None:
+        active = Metrics(directory)
+    return active
+
+
+def resident_bytes() -> int:
+    """The resident set size: /proc on Linux (Heroku's dynos); elsewhere the peak, which is what is known."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def forget_dead_processes(directory: Path) -> None:
+    """Mark dead the processes whose live gauges are still in the folder: a worker killed without stopping (Sanic's
+    manager tells the others nothing) would otherwise keep its sockets counted as open."""
+    from prometheus_client import multiprocess
+
+    pids = {int(m.group(1)) for path in glob.glob(str(directory / "gauge_live*.db")) if (m := _LIVE_FILE.search(path))}
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, another user's: not ours, but not dead either
+
+
+def prepare_directory(configured: Path | None) -> Path:
+    """In the main process, before the workers start: METRICS_DIR emptied of earlier runs' files (their counters
+    would be added to this run's), or a new temporary folder; exported for the workers' prometheus_client."""
+    if configured is None:
+        directory = Path(tempfile.mkdtemp(prefix="chat_api-metrics-"))
+    else:
+        directory = configured
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return directory

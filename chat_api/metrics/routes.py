@@ -1,0 +1,91 @@
+"""`GET /metrics`: every worker's figures in Prometheus's text format, for a scraper holding METRICS_TOKEN.
+
+Without METRICS_TOKEN the route answers as an unknown one (404) and nothing of this package runs on any request:
+`setup_metrics` adds its middleware, listeners and store command listener only when the token is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from time import perf_counter
+
+from sanic import Blueprint, Request
+from sanic.exceptions import NotFound
+from sanic.response import BaseHTTPResponse, HTTPResponse, raw
+from sanic_ext.extensions.openapi import openapi
+
+from chat_api.config import Settings
+from chat_api.http.errors import Unauthorized
+from chat_api.http.types import ChatApp
+from chat_api.metrics.registry import CONTENT_TYPE, Metrics, StoreCommands, enable
+
+bp = Blueprint("metrics")
+# How often each worker records its own CPU time and memory (the worker that serves a scrape records its own then
+# too): a timer, not every request, and fresh enough for a scrape every 15 s or more.
+SAMPLE_INTERVAL = 10.0
+BEARER = "Bearer "
+
+
+@bp.get("/metrics")
+@openapi.exclude()  # the operator's scraper's, not the API's clients': docs/operations.md, "Metrics", describes it
+async def metrics(request: Request) -> HTTPResponse:
+    """The figures of every worker of this instance; 401 without the metrics token, 404 when metrics are off."""
+    token = request.app.ctx.settings.metrics_token
+    if token is None:
+        # Exactly what an unknown path answers: an instance without metrics does not say it could have them.
+        raise NotFound(f"Requested URL {request.path} not found")
+    if not authorized(request.headers.get("Authorization"), token):
+        raise Unauthorized()
+    recorder: Metrics = request.app.ctx.metrics
+    return raw(recorder.expose(), content_type=CONTENT_TYPE)
+
+
+def authorized(header: str | None, token: str) -> bool:
+    """`Bearer <token>`, compared in constant time: how long a refusal takes tells nothing of the token."""
+    given = header[len(BEARER) :] if header is not None and header.startswith(BEARER) else ""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+async def count_response(request: Request, response: BaseHTTPResponse) -> None:
+    """Every answer, errors included: its route's template (never the path: ids), method and status, and its time
+    since Sanic read the request's first byte (`perft0`, which Sanic keeps for its access log)."""
+    started = getattr(request.stream, "perft0", None)
+    request.app.ctx.metrics.request(
+        request.uri_template, request.method, response.status, None if started is None else perf_counter() - started
+    )
+
+
+def setup_metrics(app: ChatApp, settings: Settings) -> None:
+    """Register before the store's listeners (its client takes the command listener). Nothing when metrics are off."""
+    app.ctx.command_listeners = []
+    if settings.metrics_token is None:
+        return
+    app.before_server_start(start_metrics)
+    app.after_server_stop(stop_metrics)
+    app.register_middleware(count_response, "response")
+
+
+async def start_metrics(app: ChatApp) -> None:
+    settings: Settings = app.ctx.settings
+    recorder = enable(settings.metrics_dir)
+    app.ctx.metrics = recorder
+    app.ctx.command_listeners.append(StoreCommands(recorder))
+    recorder.sample_process()
+    app.ctx.metrics_sampler = asyncio.create_task(_sample(recorder), name="metrics-sampler")
+
+
+async def stop_metrics(app: ChatApp) -> None:
+    sampler: asyncio.Task[None] | None = getattr(app.ctx, "metrics_sampler", None)
+    if sampler is not None:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+    app.ctx.metrics.stopped()
+
+
+async def _sample(recorder: Metrics) -> None:
+    while True:
+        await asyncio.sleep(SAMPLE_INTERVAL)
+        recorder.sample_process()
