@@ -206,7 +206,7 @@ def per_worker_requests(folder: Path) -> dict[str, float]:
     for path in folder.glob("counter_*.db"):
         samples = [
             sample
-            for family in MultiProcessCollector.merge([str(path)])
+            for family in MultiProcessCollector.merge([str(path)])  # type: ignore[no-untyped-call]
             for sample in family.samples
             if sample.name == "chat_api_requests_total" and sample.labels.get("route") == USER_ROUTE
         ]
