@@ -76,10 +76,9 @@ def create_app(settings: Settings | None = None) -> ChatApp:
         app.blueprint(routes.bp)
     register_error_handler(app)
     setup_rate_limits(app, settings)
-    register_middleware(app)
-    setup_graceful_shutdown(app, settings.shutdown_timeout)
     # Before the store's listeners: with metrics on, the store's client is built with their command listener.
-    metrics_routes.setup_metrics(app, settings)
+    register_middleware(app, metrics_routes.setup_metrics(app, settings))
+    setup_graceful_shutdown(app, settings.shutdown_timeout)
     # The store's listeners before the real-time hub's: the hub reads the event log as it starts.
     setup_store(app)
     realtime_routes.setup_realtime(app)

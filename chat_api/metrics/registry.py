@@ -115,19 +115,21 @@ class Metrics:
             multiprocess_mode="liveall",
             registry=on,
         )
-        self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._requests: dict[tuple[str | None, str, int], tuple[Counter, Histogram]] = {}
         self._commands: dict[str, tuple[Counter, Histogram]] = {}
         self._published: dict[str, Counter] = {}
         self._delivered: dict[str, Counter] = {}
 
     def request(self, route: str | None, method: str, status: int, seconds: float | None) -> None:
-        key = (route or UNMATCHED, method, status)
+        """`route`: the route's path as Sanic keeps it (`api/users/<user_id:str>`), None when no route matched."""
+        key = (route, method, status)
         children = self._requests.get(key)
         if children is None:
+            template = UNMATCHED if route is None else f"/{route}"
             shown = method if method in METHODS else OTHER
             children = self._requests[key] = (
-                self.requests.labels(key[0], shown, str(status)),
-                self.request_seconds.labels(key[0], shown),
+                self.requests.labels(template, shown, str(status)),
+                self.request_seconds.labels(template, shown),
             )
         children[0].inc()
         if seconds is not None:

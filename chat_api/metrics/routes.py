@@ -18,6 +18,7 @@ from sanic_ext.extensions.openapi import openapi
 
 from chat_api.config import Settings
 from chat_api.http.errors import Unauthorized
+from chat_api.http.middleware import ResponseHook
 from chat_api.http.types import ChatApp
 from chat_api.metrics.registry import CONTENT_TYPE, Metrics, StoreCommands, enable
 
@@ -48,23 +49,29 @@ def authorized(header: str | None, token: str) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
-async def count_response(request: Request, response: BaseHTTPResponse) -> None:
+def count_response(request: Request, response: BaseHTTPResponse) -> None:
     """Every answer, errors included: its route's template (never the path: ids), method and status, and its time
-    since Sanic read the request's first byte (`perft0`, which Sanic keeps for its access log)."""
+    since Sanic read the request's first byte (`perft0`, which Sanic keeps for its access log). Called by the app's
+    one response middleware (chat_api.http.middleware), last."""
+    route = request.route
     started = getattr(request.stream, "perft0", None)
     request.app.ctx.metrics.request(
-        request.uri_template, request.method, response.status, None if started is None else perf_counter() - started
+        None if route is None else route.path,
+        request.method,
+        response.status,
+        None if started is None else perf_counter() - started,
     )
 
 
-def setup_metrics(app: ChatApp, settings: Settings) -> None:
-    """Register before the store's listeners (its client takes the command listener). Nothing when metrics are off."""
+def setup_metrics(app: ChatApp, settings: Settings) -> ResponseHook | None:
+    """Register before the store's listeners (its client takes the command listener); returns the response
+    middleware's hook. Nothing at all when metrics are off."""
     app.ctx.command_listeners = []
     if settings.metrics_token is None:
-        return
+        return None
     app.before_server_start(start_metrics)
     app.after_server_stop(stop_metrics)
-    app.register_middleware(count_response, "response")
+    return count_response
 
 
 async def start_metrics(app: ChatApp) -> None:
