@@ -16,6 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from chat_api.config import Quota
+from chat_api.metrics.registry import FLUSH_INTERVAL
 from chat_api.realtime.hub import Hub
 from tests.conftest import OtherApp
 from tests.factories import create_user, make_friends
@@ -216,7 +217,8 @@ def per_worker_requests(folder: Path) -> dict[str, float]:
 
 def test_one_scrape_counts_the_requests_of_every_worker(tmp_path: Path) -> None:
     """N requests, each on a connection of its own, until both workers have served some (the kernel spreads the
-    connections as it likes): one scrape, served by either worker, counts all N."""
+    connections as it likes, and each worker's file shows its share): one scrape, served by either worker, counts
+    all N."""
     folder = tmp_path / "metrics"
     with running_server(tmp_path, WEB_CONCURRENCY="2", METRICS_TOKEN=TOKEN, METRICS_DIR=str(folder)) as (_, port):
         base = f"http://127.0.0.1:{port}"
@@ -231,6 +233,8 @@ def test_one_scrape_counts_the_requests_of_every_worker(tmp_path: Path) -> None:
                 break
         spread = per_worker_requests(folder)
         assert len([n for n in spread.values() if n > 0]) == 2, spread
+        # Each worker writes its figures to the shared files every FLUSH_INTERVAL: within it, one scrape has all.
+        time.sleep(FLUSH_INTERVAL + 0.5)
         answer = httpx.get(f"{base}/metrics", headers=BEARER, timeout=10)
     assert answer.status_code == 200
     samples = parse(answer.text)

@@ -14,13 +14,15 @@ folder: the same objects then live on a registry of their own.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 import tempfile
 import time
+from bisect import bisect_left
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pymongo import monitoring
 
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# How often each worker writes what it counted to the shared files (and records its CPU time and memory): a scrape
+# shows the other workers' figures at most this late (the serving worker's are written as it answers).
+FLUSH_INTERVAL = 1.0
 # 0.0.4, the classic text format, which every Prometheus reads (prometheus_client's CONTENT_TYPE_LATEST says 1.0.0
 # since 0.23); the names here are all plain, so the body is the same either way.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,9 +47,54 @@ _LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+class Count:
+    """A counter's increments since the last flush, as a plain number: the hot paths add to it (no lock, no file,
+    no label lookup), `flush` hands the sum to prometheus_client."""
+
+    __slots__ = ("count", "counter")
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+        self.count = 0
+
+    def flush(self) -> None:
+        if self.count:
+            self.counter.inc(self.count)
+            self.count = 0
+
+
+class Observations:
+    """A histogram's observations since the last flush, as a sum and a count per bucket."""
+
+    __slots__ = ("bounds", "buckets", "histogram", "total")
+
+    def __init__(self, histogram: Histogram, bounds: tuple[float, ...]):
+        self.histogram = histogram
+        self.bounds = (*bounds, math.inf)  # prometheus_client adds +Inf to the buckets given: the same list
+        self.buckets = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        self.buckets[bisect_left(self.bounds, seconds)] += 1  # the first bucket whose bound is >= seconds: `le`
+
+    def flush(self) -> None:
+        if not any(self.buckets):
+            return
+        # prometheus_client has no call that adds many observations at once: its histogram keeps one value for the
+        # sum and one per bucket, which `observe` adds to (tests/test_metrics.py reads them back from a scrape).
+        self.histogram._sum.inc(self.total)
+        for value, count in zip(self.histogram._buckets, self.buckets, strict=True):
+            if count:
+                value.inc(count)
+        self.buckets = [0] * len(self.bounds)
+        self.total = 0.0
+
+
 class Metrics:
-    """Every metric of the process, with each label set's child kept: `.labels()` hashes and locks, a dict does
-    neither, and a request's figures are then one counter increment and one histogram observation."""
+    """Every metric of the process. The hot paths (a request, a store command, an event) add to plain numbers kept
+    per label set (`Count`, `Observations`): prometheus_client's own increments take a lock and, in multiprocess
+    mode, write to a file each time, which `make bench` found to be most of what metrics cost a request."""
 
     def __init__(self, directory: Path | None):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -59,109 +109,110 @@ class Metrics:
         # unused (a metric must be registered somewhere: not on prometheus_client's global one, which other apps
         # of the same process, the tests', would share).
         self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
-        on = self.registry
-        self.requests: Counter = Counter(
-            "chat_api_requests", "HTTP requests answered, by route template", ["route", "method", "status"], registry=on
+
+        def counter(name: str, text: str, *labels: str) -> Counter:
+            return Counter(name, text, labels, registry=self.registry)
+
+        def histogram(name: str, text: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(name, text, labels, buckets=buckets, registry=self.registry)
+
+        def gauge(name: str, text: str, mode: Literal["livesum", "liveall"]) -> Gauge:
+            return Gauge(name, text, multiprocess_mode=mode, registry=self.registry)
+
+        self.requests = counter(
+            "chat_api_requests", "HTTP requests answered, by route template", "route", "method", "status"
         )
-        self.request_seconds: Histogram = Histogram(
+        self.request_seconds = histogram(
             "chat_api_request_duration_seconds",
             "From the request's first byte to its response's start, by route template",
-            ["route", "method"],
-            buckets=REQUEST_BUCKETS,
-            registry=on,
+            REQUEST_BUCKETS,
+            "route",
+            "method",
         )
-        self.store_commands: Counter = Counter(
-            "chat_api_store_commands", "Store commands sent (succeeded or failed), by name", ["command"], registry=on
+        self.store_commands = counter("chat_api_store_commands", "Store commands sent, by name", "command")
+        self.store_failures = counter("chat_api_store_command_failures", "Store commands that failed", "command")
+        self.store_seconds = histogram(
+            "chat_api_store_command_duration_seconds", "Store commands' round trips, by name", STORE_BUCKETS, "command"
         )
-        self.store_failures: Counter = Counter(
-            "chat_api_store_command_failures", "Store commands that failed, by name", ["command"], registry=on
+        self.websockets = gauge("chat_api_websockets_open", "Open, authenticated WebSockets", "livesum")
+        self.published = counter("chat_api_events_published", "Events published here, by type", "type")
+        self.delivered = counter("chat_api_events_delivered", "Event frames written to sockets, by type", "type")
+        self.lag = histogram(
+            "chat_api_event_delivery_lag_seconds", "From an event's creation to its frames' writing", LAG_BUCKETS
         )
-        self.store_seconds: Histogram = Histogram(
-            "chat_api_store_command_duration_seconds",
-            "Store commands' round trips, by name",
-            ["command"],
-            buckets=STORE_BUCKETS,
-            registry=on,
-        )
-        self.websockets: Gauge = Gauge(
-            "chat_api_websockets_open", "Open, authenticated WebSockets", multiprocess_mode="livesum", registry=on
-        )
-        self.published: Counter = Counter(
-            "chat_api_events_published", "Events published by this instance's requests, by type", ["type"], registry=on
-        )
-        self.delivered: Counter = Counter(
-            "chat_api_events_delivered", "Event frames written to sockets, by type", ["type"], registry=on
-        )
-        self.lag: Histogram = Histogram(
-            "chat_api_event_delivery_lag_seconds",
-            "From an event's creation to its frames' writing to this process's sockets",
-            buckets=LAG_BUCKETS,
-            registry=on,
-        )
-        self.refusals: Counter = Counter(
-            "chat_api_rate_limit_refusals", "Requests refused with 429, by budget", ["policy"], registry=on
-        )
+        self.refusals = counter("chat_api_rate_limit_refusals", "Requests refused with 429, by budget", "policy")
         # Per process: summing CPU seconds or memory across workers would hide the one that runs hot. "liveall"
         # adds the `pid` label, and forgets a process once it is marked dead.
-        self.cpu: Gauge = Gauge(
-            "chat_api_process_cpu_seconds",
-            "CPU time (user and system) used by the process",
-            multiprocess_mode="liveall",
-            registry=on,
-        )
-        self.memory: Gauge = Gauge(
-            "chat_api_process_resident_memory_bytes",
-            "Resident memory of the process",
-            multiprocess_mode="liveall",
-            registry=on,
-        )
-        self._requests: dict[tuple[str | None, str, int], tuple[Counter, Histogram]] = {}
-        self._commands: dict[str, tuple[Counter, Histogram]] = {}
-        self._published: dict[str, Counter] = {}
-        self._delivered: dict[str, Counter] = {}
+        self.cpu = gauge("chat_api_process_cpu_seconds", "CPU time (user and system) used by the process", "liveall")
+        self.memory = gauge("chat_api_process_resident_memory_bytes", "Resident memory of the process", "liveall")
+        self._requests: dict[tuple[str | None, str, int], tuple[Count, Observations]] = {}
+        self._commands: dict[str, tuple[Count, Observations]] = {}
+        self._published: dict[str, Count] = {}
+        self._delivered: dict[str, Count] = {}
+        self._lag = Observations(self.lag, LAG_BUCKETS)
+        self._tallies: list[Count | Observations] = [self._lag]
 
     def request(self, route: str | None, method: str, status: int, seconds: float | None) -> None:
         """`route`: the route's path as Sanic keeps it (`api/users/<user_id:str>`), None when no route matched."""
         key = (route, method, status)
-        children = self._requests.get(key)
-        if children is None:
+        tallies = self._requests.get(key)
+        if tallies is None:
             template = UNMATCHED if route is None else f"/{route}"
             shown = method if method in METHODS else OTHER
-            children = self._requests[key] = (
+            tallies = self._requests[key] = self._pair(
                 self.requests.labels(template, shown, str(status)),
                 self.request_seconds.labels(template, shown),
+                REQUEST_BUCKETS,
             )
-        children[0].inc()
+        tallies[0].count += 1
         if seconds is not None:
-            children[1].observe(seconds)
+            tallies[1].observe(seconds)
 
     def command(self, name: str, seconds: float, failed: bool) -> None:
-        children = self._commands.get(name)
-        if children is None:
-            children = self._commands[name] = (self.store_commands.labels(name), self.store_seconds.labels(name))
-        children[0].inc()
-        children[1].observe(seconds)
+        tallies = self._commands.get(name)
+        if tallies is None:
+            tallies = self._commands[name] = self._pair(
+                self.store_commands.labels(name), self.store_seconds.labels(name), STORE_BUCKETS
+            )
+        tallies[0].count += 1
+        tallies[1].observe(seconds)
         if failed:
             self.store_failures.labels(name).inc()
 
     def event_published(self, kind: str) -> None:
-        child = self._published.get(kind)
-        if child is None:
-            child = self._published[kind] = self.published.labels(kind)
-        child.inc()
+        tally = self._published.get(kind)
+        if tally is None:
+            tally = self._published[kind] = self._count(self.published.labels(kind))
+        tally.count += 1
 
     def event_delivered(self, kind: str, frames: int, created: datetime | str | None) -> None:
         """`frames` frames of one event written to this process's sockets; its lag observed once (a group's
         thousand frames go out in one pass: a thousand equal observations would only cost)."""
-        child = self._delivered.get(kind)
-        if child is None:
-            child = self._delivered[kind] = self.delivered.labels(kind)
-        child.inc(frames)
+        tally = self._delivered.get(kind)
+        if tally is None:
+            tally = self._delivered[kind] = self._count(self.delivered.labels(kind))
+        tally.count += frames
         if created is not None:
             # A datetime from this process or the store, ISO 8601 text through Redis.
             when = datetime.fromisoformat(created) if isinstance(created, str) else created
             # Another instance's clock may run ahead of this one's: never a negative lag.
-            self.lag.observe(max(0.0, time.time() - when.timestamp()))
+            self._lag.observe(max(0.0, time.time() - when.timestamp()))
+
+    def _count(self, counter: Counter) -> Count:
+        count = Count(counter)
+        self._tallies.append(count)
+        return count
+
+    def _pair(self, counter: Counter, histogram: Histogram, bounds: tuple[float, ...]) -> tuple[Count, Observations]:
+        observations = Observations(histogram, bounds)
+        self._tallies.append(observations)
+        return self._count(counter), observations
+
+    def flush(self) -> None:
+        """Write what was counted since the last flush to prometheus_client's values (the shared files, in
+        multiprocess mode): every FLUSH_INTERVAL in each worker, before a scrape, and as the worker stops."""
+        for tally in self._tallies:
+            tally.flush()
 
     def refused(self, policy: str) -> None:
         self.refusals.labels(policy).inc()
@@ -176,6 +227,7 @@ class Metrics:
         from prometheus_client import CollectorRegistry, generate_latest
         from prometheus_client.multiprocess import MultiProcessCollector
 
+        self.flush()
         self.sample_process()
         if self.directory is None:
             return generate_latest(self.registry)
@@ -186,6 +238,7 @@ class Metrics:
 
     def stopped(self) -> None:
         """This worker stops: its live gauges (open sockets, CPU, memory) leave the sums; its counters stay."""
+        self.flush()
         if self.directory is not None:
             from prometheus_client import multiprocess
 

@@ -20,12 +20,9 @@ from chat_api.config import Settings
 from chat_api.http.errors import Unauthorized
 from chat_api.http.middleware import ResponseHook
 from chat_api.http.types import ChatApp
-from chat_api.metrics.registry import CONTENT_TYPE, Metrics, StoreCommands, enable
+from chat_api.metrics.registry import CONTENT_TYPE, FLUSH_INTERVAL, Metrics, StoreCommands, enable
 
 bp = Blueprint("metrics")
-# How often each worker records its own CPU time and memory (the worker that serves a scrape records its own then
-# too): a timer, not every request, and fresh enough for a scrape every 15 s or more.
-SAMPLE_INTERVAL = 10.0
 BEARER = "Bearer "
 
 
@@ -93,6 +90,9 @@ async def stop_metrics(app: ChatApp) -> None:
 
 
 async def _sample(recorder: Metrics) -> None:
+    """What the worker counted, and its CPU time and memory, to the shared files every FLUSH_INTERVAL: a timer,
+    not every request."""
     while True:
-        await asyncio.sleep(SAMPLE_INTERVAL)
+        await asyncio.sleep(FLUSH_INTERVAL)
+        recorder.flush()
         recorder.sample_process()
