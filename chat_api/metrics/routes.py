@@ -86,7 +86,9 @@ async def stop_metrics(app: ChatApp) -> None:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
-    app.ctx.metrics.stopped()
+    recorder: Metrics | None = getattr(app.ctx, "metrics", None)  # None: the worker stopped before it started
+    if recorder is not None:
+        recorder.stopped()
 
 
 async def _sample(recorder: Metrics) -> None:
