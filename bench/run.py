@@ -49,6 +49,7 @@ IDLE_SOCKETS = 50  # scenario 9: sockets open on the idle process
 IDLE_SETTLE = 10.0  # scenario 9: seconds between the last socket's opening and the window
 CONCURRENT_PAIRS = 16  # scenario 10: concurrent senders, each to its own friend
 SENDER_WORKERS = 2  # scenario 10: the app's worker processes (publishers in separate processes contend too)
+SCRAPES = 20  # scenario 14: scrapes of /metrics timed after the runs, for the note
 
 
 @dataclass(frozen=True)
@@ -658,6 +659,66 @@ def message_search(bench: Bench, root: Path, secret: str) -> None:
     )
 
 
+def metrics_cost(bench: Bench, root: Path, secret: str, rng: random.Random) -> None:
+    """Scenario 14: scenario 1's read on one worker without METRICS_TOKEN and on one with it, alternated: what the
+    metrics cost each answer in the app's CPU (a counter, a histogram, the store command's figures)."""
+    log("scenario 14: metrics cost, app CPU per answer of GET /api/users/<id> without and with METRICS_TOKEN")
+    token = secrets.token_urlsafe(32)
+    with ExitStack() as stack:
+        site = stack.enter_context(Site.open(root, secret, BCRYPT_ROUNDS))
+        site.seed(BASE_USERS)
+        off = stack.enter_context(site.serve("metrics-off", "chat_api", "/healthz"))
+        on = stack.enter_context(site.serve("metrics-on", "chat_api", "/healthz", METRICS_TOKEN=token))
+        users = sample_users(site, off, rng)
+        loads = get_user_load(off, users), get_user_load(on, users)
+        bench.warm(*loads)
+        # Twice the rounds of half the length: a difference of a few percent needs the machine's drift (other work
+        # on it) cancelled in pairs, each round's two runs back to back, the order flipped every round.
+        off_runs: list[Run] = []
+        on_runs: list[Run] = []
+        for repeat in range(2 * bench.plan.repeats):
+            pair = [(off_runs, loads[0]), (on_runs, loads[1])]
+            for runs, load in reversed(pair) if repeat % 2 else pair:
+                runs.append(bench.measure(load, bench.plan.seconds / 2))
+        scrape_ms, scraped = [], b""
+        for _ in range(SCRAPES):
+            started = time.perf_counter()
+            answer = httpx.get(f"{on}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            scrape_ms.append((time.perf_counter() - started) * 1000)
+            answer.raise_for_status()
+            scraped = answer.content
+    off_cpu, on_cpu = median([r.server_cpu_ms for r in off_runs]), median([r.server_cpu_ms for r in on_runs])
+    off_rps, on_rps = median([r.per_second for r in off_runs]), median([r.per_second for r in on_runs])
+    # The median of the rounds' own ratios, held against the target: each compares two runs a moment apart.
+    ratios = [on.server_cpu_ms / off.server_cpu_ms for on, off in zip(on_runs, off_runs, strict=True)]
+    rounds = ", ".join(f"{r:.3f}" for r in ratios)
+    log(
+        f"  without {off_rps:.0f} req/s, CPU {off_cpu:.3f} ms/answer; with {on_rps:.0f} req/s, CPU {on_cpu:.3f} "
+        f"ms/answer; per round, with ÷ without: {rounds}; a scrape: {len(scraped):,} bytes, p50 "
+        f"{median(scrape_ms):.1f} ms"
+    )
+    bench.report.entries.append(
+        Entry(
+            "14. metrics cost",
+            "app CPU per answer of GET /api/users/<id> with METRICS_TOKEN set ÷ unset (one worker each): the median "
+            f"of {len(ratios)} rounds' ratios",
+            median(ratios),
+            1,
+            "<= 1.05",
+        )
+    )
+    bench.report.pairs += [
+        Pair("14. metrics cost", "cpu", "server CPU ms/answer", "metrics on", on_cpu, "off", off_cpu),
+        Pair("14. metrics cost", "throughput", "req/s", "metrics on", on_rps, "off", off_rps),
+    ]
+    bench.report.notes.append(
+        f"Scenario 14: GET /api/users/<id> on one worker with METRICS_TOKEN set, {on_cpu:.3f} ms of app CPU per "
+        f"answer ({on_rps:.0f} req/s), against one without it, {off_cpu:.3f} ms ({off_rps:.0f} req/s); the rounds' "
+        f"ratios {rounds}. A scrape of "
+        f"/metrics after the runs: {len(scraped):,} bytes, p50 {median(scrape_ms):.1f} ms over {SCRAPES}."
+    )
+
+
 @contextmanager
 def deployment(root: Path, users: int, secret: str, with_limit: bool) -> Iterator[tuple[Site, str, str | None]]:
     with ExitStack() as stack:
@@ -719,6 +780,8 @@ def run(plan: Plan, workdir: Path, only: set[int]) -> Report:
         two_instances(bench, workdir / "two-instances", secret)
     if 13 in only:
         message_search(bench, workdir / "search", secret)
+    if 14 in only:
+        metrics_cost(bench, workdir / "metrics", secret, rng)
     if bench.answered:  # scenario 9 alone sends no request
         bench.report.entries.append(
             Entry(
@@ -740,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated scenario numbers, to work on some; the results go to partial.*")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    only = {int(n) for n in args.only.split(",")} if args.only else set(range(1, 14))
+    only = {int(n) for n in args.only.split(",")} if args.only else set(range(1, 15))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="chat-api-bench-") as tmp:
         report = run(plan, Path(tmp), only)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 from functools import partial
 
@@ -12,6 +13,7 @@ from sanic.worker.loader import AppLoader
 
 from chat_api.app import create_app
 from chat_api.config import settings_or_exit
+from chat_api.metrics.registry import prepare_directory
 from chat_api.shutdown import shield_sanic_manager
 
 
@@ -29,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port or settings.port,
         web_concurrency=args.workers or settings.web_concurrency,
     )
+    temporary = None
+    if settings.metrics_token is not None:
+        # Before any worker starts (and imports prometheus_client): every worker writes its figures there, and
+        # the scrape adds them up (chat_api.metrics). Without METRICS_DIR, a folder of this run's own.
+        directory = prepare_directory(settings.metrics_dir)
+        temporary = directory if settings.metrics_dir is None else None
+        settings = dataclasses.replace(settings, metrics_dir=directory)
     # Each worker process builds its own app from the same settings through the factory.
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
@@ -41,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         motd=False,
     )
     shield_sanic_manager()
-    Sanic.serve(primary=app, app_loader=loader)
+    try:
+        Sanic.serve(primary=app, app_loader=loader)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
     return 0
 
 

@@ -26,6 +26,7 @@ from chat_api.http.ratelimit import setup_rate_limits
 from chat_api.http.types import ChatApp
 from chat_api.logs import configure_logging
 from chat_api.messages import routes as messages_routes
+from chat_api.metrics import routes as metrics_routes
 from chat_api.realtime import routes as realtime_routes
 from chat_api.search import routes as search_routes
 from chat_api.shutdown import setup_graceful_shutdown
@@ -50,6 +51,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     files_routes,
     export_routes,
     realtime_routes,
+    metrics_routes,
 )
 
 
@@ -74,7 +76,8 @@ def create_app(settings: Settings | None = None) -> ChatApp:
         app.blueprint(routes.bp)
     register_error_handler(app)
     setup_rate_limits(app, settings)
-    register_middleware(app)
+    # Before the store's listeners: with metrics on, the store's client is built with their command listener.
+    register_middleware(app, metrics_routes.setup_metrics(app, settings))
     setup_graceful_shutdown(app, settings.shutdown_timeout)
     # The store's listeners before the real-time hub's: the hub reads the event log as it starts.
     setup_store(app)

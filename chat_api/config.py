@@ -29,6 +29,8 @@ DEFAULT_EDIT_WINDOW = 24 * 3600  # seconds a sender may edit a text message
 # event never reached it (docs/reliability.md, "Token revocation"). 0 reads it for every request.
 DEFAULT_TOKEN_CACHE_SECONDS = 5.0
 MIN_SECRET_BYTES = 32  # PyJWT warns below this for HS256, and so do we
+# A scraper's bearer token: long enough that guessing it over HTTP is hopeless (`secrets.token_urlsafe(32)` gives 43).
+MIN_METRICS_TOKEN = 16
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -100,6 +102,10 @@ class Settings:
     recall_window: int = DEFAULT_RECALL_WINDOW
     edit_window: int = DEFAULT_EDIT_WINDOW
     token_cache_seconds: float = DEFAULT_TOKEN_CACHE_SECONDS
+    # `GET /metrics` (docs/operations.md, "Metrics"): off while None; the folder the worker processes share their
+    # figures through (None: a fresh temporary one per start, made by `python -m chat_api`).
+    metrics_token: str | None = None
+    metrics_dir: Path | None = None
 
     @property
     def is_production(self) -> bool:
@@ -180,6 +186,8 @@ class Settings:
             token_cache_seconds=_seconds(
                 "TOKEN_CACHE_SECONDS", get("TOKEN_CACHE_SECONDS"), DEFAULT_TOKEN_CACHE_SECONDS, low=0, high=60
             ),
+            metrics_token=_metrics_token(get("METRICS_TOKEN")),
+            metrics_dir=_optional_path(get("METRICS_DIR")),
         )
         return settings
 
@@ -311,6 +319,19 @@ def _origins(raw: str | None) -> tuple[str, ...]:
     if raw is None:
         return ()
     return tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+
+
+def _optional_path(raw: str | None) -> Path | None:
+    return None if raw is None else Path(raw)
+
+
+def _metrics_token(raw: str | None) -> str | None:
+    if raw is not None and len(raw) < MIN_METRICS_TOKEN:
+        raise ConfigError(
+            f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN} characters (or unset, which turns /metrics off); "
+            'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    return raw
 
 
 def _jwt_secret(raw: str | None, env: str, data_dir: Path) -> str:

@@ -279,3 +279,21 @@ def test_a_refused_redis_url_never_shows_its_password(tmp_path: Path) -> None:
 )
 def test_a_redis_url_is_described_without_credentials(url: str, shown: str) -> None:
     assert describe_redis_url(url) == shown
+
+
+def test_metrics_are_off_without_a_token(tmp_path: Path) -> None:
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path)}, env_file=None)
+    assert (settings.metrics_token, settings.metrics_dir) == (None, None)
+
+
+def test_metrics_settings_are_parsed(tmp_path: Path) -> None:
+    token = "t" * 16
+    settings = Settings.from_env(
+        {"DATA_DIR": str(tmp_path), "METRICS_TOKEN": token, "METRICS_DIR": str(tmp_path / "m")}, env_file=None
+    )
+    assert (settings.metrics_token, settings.metrics_dir) == (token, tmp_path / "m")
+
+
+def test_a_metrics_token_under_16_characters_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="METRICS_TOKEN must be at least 16 characters"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "METRICS_TOKEN": "t" * 15}, env_file=None)

@@ -39,12 +39,15 @@ from chat_api.events.models import (
     new_event_doc,
     partition_of,
 )
+from chat_api.metrics import registry as metrics
 
 log = logging.getLogger("chat_api.events")
 
 Events = AsyncCollection[dict[str, Any]]
 REDACTED: dict[str, Any] = {"to": [], "group": None, "data": {}}
 DELIVERY_PROJECTION = {"p": 1, "seq": 1, "type": 1, "to": 1, "group": 1, "data": 1, "transient": 1}
+# What the hub reads of an event: its creation too, the start of its delivery lag (chat_api.metrics).
+FEED_PROJECTION = {**DELIVERY_PROJECTION, "created_at": 1}
 # A store error while numbering or inserting is retried this many times, after a jittered pause, within
 # the request's own store timeout: an election or a dropped connection, not a store that is down.
 PUBLISH_ATTEMPTS = 4
@@ -149,6 +152,8 @@ async def _number_and_store(
         for (p, to), seq in zip(parts.items(), numbers, strict=True)
     ]
     await _insert(docs)
+    if (recorder := metrics.active) is not None:
+        recorder.event_published(type_)  # one event, however many partitions store it
     if config.fanout is not None:
         await config.fanout(docs)
     return docs
@@ -203,6 +208,8 @@ async def signal(type_: EventType, data: dict[str, Any], *, to: Sequence[str] = 
     doc = new_event_doc(
         SIGNALS_PARTITION, 0, type_, data, to=to, group=group, transient=True, now=utc_now(), event_id=ObjectId()
     )
+    if (recorder := metrics.active) is not None:
+        recorder.event_published(type_)
     if config.signal_sink is not None:
         await config.signal_sink([doc])
         return
@@ -234,7 +241,7 @@ async def read_partition(partition: int, after: int, upto: int | None, limit: in
     bounds: dict[str, int] = {"$gt": after}
     if upto is not None:
         bounds["$lte"] = upto
-    cursor = reads(_events()).find({"p": {"$eq": partition}, "seq": bounds}, DELIVERY_PROJECTION).sort("seq", ASCENDING)
+    cursor = reads(_events()).find({"p": {"$eq": partition}, "seq": bounds}, FEED_PROJECTION).sort("seq", ASCENDING)
     return await cursor.limit(limit).batch_size(limit).to_list()
 
 

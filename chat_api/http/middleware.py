@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import os
 import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from sanic import Request
@@ -17,6 +18,8 @@ from chat_api.http.ratelimit import add_rate_limit_headers
 from chat_api.http.types import ChatApp
 from chat_api.logs import REQUEST_ID
 
+# Called by the response middleware after its own work (the metrics' count, when on: chat_api.metrics.routes).
+ResponseHook = Callable[[Request, BaseHTTPResponse], None]
 REQUEST_ID_HEADER = "X-Request-ID"
 # What a proxy or client may hand us: Heroku's router sends 20-200 characters of base64 and "-".
 # Anything else (too long, spaces, quotes, line breaks) could forge log lines: a new id replaces it.
@@ -110,6 +113,16 @@ def _hashes(inline: re.Pattern[bytes], page: bytes) -> str:
     )
 
 
-def register_middleware(app: ChatApp) -> None:
+def register_middleware(app: ChatApp, hook: ResponseHook | None = None) -> None:
+    """`hook`, if any, runs inside the one response middleware: a middleware of its own would cost every request
+    one more dispatch, and with no hook the response middleware is exactly `finish_response`."""
     app.on_request(begin_request, priority=1000)
-    app.register_middleware(finish_response, "response")
+    if hook is None:
+        app.register_middleware(finish_response, "response")
+        return
+
+    async def finish_and_hook(request: Request, response: BaseHTTPResponse) -> None:
+        await finish_response(request, response)
+        hook(request, response)
+
+    app.register_middleware(finish_and_hook, "response")

@@ -16,6 +16,7 @@ from sanic.response import BaseHTTPResponse
 from chat_api.config import RateLimits, Settings
 from chat_api.http.errors import TooManyRequests
 from chat_api.http.types import ChatApp
+from chat_api.metrics import registry as metrics
 from chat_api.ratelimit.service import Limiter, Policy, Usage
 
 log = logging.getLogger("chat_api.ratelimit")
@@ -93,6 +94,8 @@ class Gate:
             self._private.add(usage.key)
         if usage.refused:
             log.info("rate limit %s used up (%s units in %s)", policy.name, usage.used - 1, policy.quota)
+            if (recorder := metrics.active) is not None:
+                recorder.refused(policy.name)
             raise TooManyRequests(usage.retry_after_ms())
 
     async def failed(self, cost: int) -> None:

@@ -31,6 +31,7 @@ from chat_api.events.models import SIGNALS_PARTITION, partition_of
 from chat_api.events.service import encode, frame, prune, signal_frame, viewer_key
 from chat_api.groups import repository as groups
 from chat_api.groups.service import sweep_deleted_groups
+from chat_api.metrics import registry as metrics
 from chat_api.realtime import presence
 from chat_api.realtime.broker import Broker
 from chat_api.realtime.wakeup import Wakeups
@@ -568,6 +569,7 @@ class Hub:
         seq = doc["seq"]
         # Encoded once per distinct rendering (events.service.viewer_key), only when someone here receives it.
         encoded: dict[tuple[Any, ...], bytes] = {}
+        frames = 0
         for user_id in receivers:
             connections = self.sockets.get(user_id)
             if not connections:
@@ -578,6 +580,9 @@ class Hub:
                 shown = encoded[key] = text_frame(encode(frame(doc, user_id)))
             for connection in list(connections):
                 connection.deliver(seq, shown)
+            frames += len(connections)
+        if frames and (recorder := metrics.active) is not None:
+            recorder.event_delivered(doc["type"], frames, doc.get("created_at"))
 
     def _signal(self, doc: dict[str, Any]) -> None:
         group_id = doc.get("group")
@@ -587,11 +592,15 @@ class Hub:
         else:
             receivers = [u for u in doc["to"] if u in self.sockets]
         encoded: bytes | None = None
+        frames = 0
         for user_id in receivers:
             for connection in list(self.sockets.get(user_id, ())):
                 if encoded is None:
                     encoded = text_frame(encode(signal_frame(doc)))
                 connection.signal(encoded)
+                frames += 1
+        if frames and (recorder := metrics.active) is not None:
+            recorder.event_delivered(doc["type"], frames, doc.get("created_at"))
 
     # Upkeep
 

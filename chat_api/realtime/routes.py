@@ -27,6 +27,7 @@ from chat_api.groups import repository as groups
 from chat_api.http.auth import TokenRefused, current_user_id, user_for_token
 from chat_api.http.endpoint import endpoint
 from chat_api.http.types import ChatApp
+from chat_api.metrics import registry as metrics
 from chat_api.realtime import presence, stream
 from chat_api.realtime.hub import UNAUTHORIZED, Connection, Hub
 from chat_api.users.repository import CurrentUser, user_exists
@@ -129,6 +130,9 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
     # Registered before the log is read: whatever the loop dispatches from now on is buffered,
     # and what it dispatched before is in the store, so the backlog plus the buffer miss nothing.
     first_here = hub.register(connection)
+    recorder = metrics.active  # the same one at the close: a gauge raised is lowered
+    if recorder is not None:
+        recorder.websockets.inc()
     try:
         if first_here:
             # After registering: a membership event dispatched from now on finds the user tracked.
@@ -138,6 +142,8 @@ async def websocket(request: Request, ws: WebsocketImplProtocol) -> None:
         await _serve(connection)
     finally:
         hub.unregister(connection)
+        if recorder is not None:
+            recorder.websockets.dec()
         try:
             await presence.release(connection.record_id, user_id, settings.presence_grace)
         except Exception:  # the store is down: the record expires by itself

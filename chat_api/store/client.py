@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.monitoring import CommandListener
 
 from chat_api.config import Settings
 from chat_api.store.documents import DOCUMENT_MODELS
@@ -44,7 +45,10 @@ def describe_uri(uri: str) -> str:
 
 
 def client_options(
-    timeout: float | None, write_concern: Mapping[str, Any] | None = None, pool_size: int | None = None
+    timeout: float | None,
+    write_concern: Mapping[str, Any] | None = None,
+    pool_size: int | None = None,
+    listeners: Sequence[CommandListener] = (),
 ) -> dict[str, Any]:
     """PyMongo options; `timeout` (seconds) bounds each operation as a whole.
 
@@ -55,6 +59,9 @@ def client_options(
     options = {**CLIENT_OPTIONS, **(write_concern or {})}
     if pool_size is not None:
         options["maxPoolSize"] = pool_size
+    if listeners:
+        # Beside any CLIENT_OPTIONS has (the tests' and the benchmark's counters).
+        options["event_listeners"] = [*options.get("event_listeners", ()), *listeners]
     if timeout is None:
         return {**options, **UNTIMED_OPTIONS}
     timeout_ms = round(timeout * 1000)
@@ -68,8 +75,9 @@ def new_client(
     timeout: float | None = None,
     write_concern: Mapping[str, Any] | None = None,
     pool_size: int | None = None,
+    listeners: Sequence[CommandListener] = (),
 ) -> AsyncMongoClient[dict[str, Any]]:
-    return AsyncMongoClient(uri, **client_options(timeout, write_concern, pool_size))
+    return AsyncMongoClient(uri, **client_options(timeout, write_concern, pool_size, listeners))
 
 
 async def open_database(
@@ -79,9 +87,10 @@ async def open_database(
     operation_timeout: float | None = None,
     write_concern: Mapping[str, Any] | None = None,
     pool_size: int | None = None,
+    listeners: Sequence[CommandListener] = (),
 ) -> AsyncDatabase[dict[str, Any]]:
     """Connect and bind the Beanie documents; indexes are managed by chat_api.store.indexes."""
-    client = new_client(uri, operation_timeout, write_concern, pool_size)
+    client = new_client(uri, operation_timeout, write_concern, pool_size, listeners)
     database = client[db_name]
     await init_beanie(database=database, document_models=DOCUMENT_MODELS, skip_indexes=True)
     return database

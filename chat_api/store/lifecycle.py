@@ -78,6 +78,8 @@ async def connect_store(app: ChatApp) -> None:
             operation_timeout=settings.store_timeout,
             write_concern=write_concern,
             pool_size=settings.store_pool_size,
+            # Other packages' command listeners (the metrics', when on: chat_api.metrics.routes).
+            listeners=getattr(app.ctx, "command_listeners", ()),
         )
         # Idempotent, and the unique indexes are what make registration race-free, so a
         # database that has never seen `scripts.indexes create` still gets them.
